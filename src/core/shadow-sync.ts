@@ -1,0 +1,740 @@
+/**
+ * Keeps the device in step with its cloud twin (AWS IoT Device Shadow or Azure IoT Hub device twin) through
+ * one state machine behind the CloudProtocol interface (cloud-protocol.ts).
+ *
+ * Two layers, as STYLE.md #2 asks:
+ * - `step(state, input, ctx)` is pure: given the sync state and one input (connected, disconnected, a
+ *   classified message, a report request, a timeout, a failed send) it returns the next state and the
+ *   actions to take as data (subscribe, publish, start/cancel a timer, persist, settle a report, hand a
+ *   desired change or a direct method to the application, raise an error, log).
+ * - `ShadowSync` is the thin driver: it feeds port events into `step` and carries out the actions through
+ *   the ports (MqttTransport, KeyValueStore, Clock, Log). It holds the promises of `report()` and the timer
+ *   handles, nothing else.
+ *
+ * Behaviour (spec: shadow-twin-protocol.md):
+ * - On every `connected`: subscribe, then get. The get response is the baseline: its version becomes the
+ *   last seen version, and the device acts on the delta between desired and its reported state (computed
+ *   here with config-diff.ts for both clouds, since Azure has no delta topic).
+ * - Notifications (AWS update/delta, Azure desired PATCH) whose version is not newer than the last seen are
+ *   ignored (SYNC_VERSION_STALE, logged). Notifications before the get response are ignored too: the
+ *   response covers them. A notification whose resulting delta equals the last one handed out is not
+ *   handed out again (AWS republishes the delta after every accepted update, the device's own included).
+ * - `report(patch)` merges the patch into the device's reported state and persists it at once (KV "rep"),
+ *   then sends it with a clientToken/$rid from a counter, one report at a time; it resolves on accepted and
+ *   rejects with SYNC_VERSION_CONFLICT (409; the sync then re-gets), SYNC_REJECTED, SYNC_TIMEOUT or
+ *   SYNC_NOT_CONNECTED (the patch stays persisted and is sent after the next get).
+ * - After each get response the device re-sends every reported leaf the cloud lacks or holds differently,
+ *   so a rebooted device reports truthfully. Keys deleted locally while offline are not re-deleted.
+ * - AWS reports carry the last seen shadow `version` (conditionalReports, default on): a report based on a
+ *   stale view fails with 409 instead of overwriting, and the re-get brings the newer desired state.
+ * - A desired firmware version that is not strict SemVer is never handed on as `firmwareVersion`: it is
+ *   dropped from the delta, reported as `reported.lastError = {code: "SYNC_FIRMWARE_VERSION_INVALID", …}`
+ *   and raised through onError.
+ * - Azure direct method `firmwareUpdate` `{"version":"x.y.z"}` is handed on like a desired firmware
+ *   version and answered 200 (or 400 with the error); other methods go to onMethod (404 without one).
+ *
+ * Not here: OTA decisions (the application acts on onDesired), MQTT sessions, timers (the Clock port).
+ */
+import { applyPatch, changedPaths, computeDelta, getPath, isDeltaEmpty, setPath } from "./config-diff";
+import { cloudProtocol, type CloudKind, type CloudEvent, type CloudProtocol, type OutgoingMessage } from "./cloud-protocol";
+import { ShadowOtaError } from "./errors";
+import { isJsonObject, jsonClone, jsonEqual, parseJsonBounded, type Json, type JsonObject } from "./json";
+import { FIRMWARE_METHOD_NAME, parseFirmwareUpdatePayload } from "./azure-twin";
+import { parseSemver, SEMVER_CODES } from "./semver";
+import { SYNC_CODES } from "./sync-errors";
+import { utf8Encode } from "./utf8";
+import type { Clock } from "../ports/clock";
+import type { KeyValueStore } from "../ports/kv-store";
+import type { Log, LogLevel } from "../ports/log";
+import type { MqttTransport } from "../ports/mqtt-transport";
+
+// ---------------------------------------------------------------------------------------------------------
+// Configuration, handlers, state
+
+export interface ShadowSyncConfig {
+  cloud: CloudKind;
+  /** AWS thing name (also used in logs for Azure, where the device id is the MQTT client id). */
+  thingName: string;
+  /** AWS named shadow; absent for the classic shadow. */
+  shadowName?: string;
+  /** Where desired holds the firmware version: ["config","firmware_version"] (AWS seed), ["updateVersion"] (Azure seed). */
+  firmwareVersionPath: string[];
+  /** Time allowed for a get or report response. Default 10,000 ms. */
+  requestTimeoutMs?: number;
+  /** Largest received payload. Default: 32 KB (AWS), 66 KB (Azure). */
+  maxPayloadBytes?: number;
+  /** Deepest received document. Default: 10 (AWS), 13 (Azure). */
+  maxDepth?: number;
+  /** AWS: send the last seen shadow version with reports (409 → re-get). Default true. */
+  conditionalReports?: boolean;
+  /** Azure direct method that starts an update. Default "firmwareUpdate". */
+  firmwareMethod?: string;
+}
+
+/** What onDesired receives. */
+export interface DesiredChange {
+  /** The whole desired state as far as the device knows it. */
+  desired: JsonObject;
+  /** Desired leaves that the device's reported state lacks or holds differently (an invalid firmware version removed). */
+  delta: JsonObject;
+  /** The leaf paths of `delta`, sorted. */
+  changed: string[][];
+  /** The desired firmware version when `delta` holds a strict SemVer one at firmwareVersionPath. */
+  firmwareVersion?: string;
+  /** The version of the document or notification this came from. */
+  version: number;
+}
+
+export interface MethodResult {
+  status: number;
+  payload?: Json;
+}
+
+export interface ShadowSyncHandlers {
+  onDesired(change: DesiredChange): void;
+  onError?(err: ShadowOtaError): void;
+  /** Azure direct methods other than the firmware method. Without it they are answered 404. */
+  onMethod?(request: { name: string; payload: Json }): MethodResult | Promise<MethodResult>;
+}
+
+export interface ShadowSyncPorts {
+  mqtt: MqttTransport;
+  kv: KeyValueStore;
+  clock: Clock;
+  log: Log;
+}
+
+/** The persisted keys (NVS keys are at most 15 characters). */
+export const SYNC_KV_KEYS = {
+  /** The device's reported state, JSON. */
+  REPORTED: "rep",
+  /** The last seen desired-side version, decimal. */
+  VERSION: "ver",
+} as const;
+
+/** Largest value the KV store holds (NVS string limit, see src/ports/kv-store.ts). */
+export const KV_VALUE_MAX_BYTES = 4000;
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+
+/** Timer token for the delayed re-get after a refused get. */
+export const RETRY_GET_TOKEN = "retry-get";
+
+export interface QueuedReport {
+  token: string;
+  patch: JsonObject;
+}
+
+/** The whole sync state; plain data, replaced (never mutated) by `step`. */
+export interface SyncState {
+  readonly connected: boolean;
+  /** A get response arrived since the last connect (reports wait for it). */
+  readonly synced: boolean;
+  readonly desired: JsonObject;
+  /** The device's truth (persisted as "rep"). */
+  readonly reported: JsonObject;
+  /** What the cloud holds as reported, as far as the device knows. */
+  readonly cloudReported: JsonObject;
+  /** Last seen desired-side version: AWS shadow version of a document or delta, Azure desired $version. */
+  readonly version: number;
+  /** AWS: last seen shadow version of any message (sent with conditional reports). */
+  readonly shadowVersion: number;
+  readonly nextId: number;
+  readonly pendingGet: string | undefined;
+  readonly inFlight: QueuedReport | undefined;
+  readonly queue: readonly QueuedReport[];
+  /** The last delta handed to onDesired (not handed out twice in a row from notifications). */
+  readonly lastDelta: JsonObject | undefined;
+}
+
+export function initialSyncState(reported: JsonObject = {}, version = 0): SyncState {
+  return {
+    connected: false, synced: false, desired: {}, reported, cloudReported: {}, version, shadowVersion: 0,
+    nextId: 1, pendingGet: undefined, inFlight: undefined, queue: [], lastDelta: undefined,
+  };
+}
+
+/** The next request token (`prefix` + counter) and the state that has used it. */
+export function allocateToken(state: SyncState, prefix: "g" | "r"): [string, SyncState] {
+  return [`${prefix}${state.nextId}`, { ...state, nextId: state.nextId + 1 }];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Inputs and actions
+
+export type SyncInput =
+  | { type: "connected" }
+  | { type: "disconnected" }
+  | { type: "message"; event: CloudEvent }
+  /** A report request; `token` from allocateToken. */
+  | { type: "report"; token: string; patch: JsonObject }
+  /** A timer started by a start-timer action fired. */
+  | { type: "timeout"; token: string }
+  /** The transport refused to publish the request carrying `token`. */
+  | { type: "send-failed"; token: string; error: ShadowOtaError };
+
+export type SyncAction =
+  | { type: "subscribe"; topics: string[] }
+  | { type: "publish"; message: OutgoingMessage; token?: string }
+  | { type: "start-timer"; token: string; ms: number }
+  | { type: "cancel-timer"; token: string }
+  | { type: "persist"; key: string; value: string }
+  /** Resolve (no error) or reject the report whose token is `token` (no-op for internal reports). */
+  | { type: "settle"; token: string; error?: ShadowOtaError }
+  | { type: "desired"; change: DesiredChange }
+  /** A direct method for the application; reply with protocol.methodReply(rid, …). */
+  | { type: "method"; name: string; rid: string; payload: Json }
+  | { type: "error"; error: ShadowOtaError }
+  | { type: "log"; level: LogLevel; event: string; fields?: Record<string, unknown> };
+
+export interface StepContext {
+  protocol: CloudProtocol;
+  firmwareVersionPath: readonly string[];
+  requestTimeoutMs: number;
+  conditionalReports: boolean;
+  firmwareMethod: string;
+  /** computeDelta depth limit: 8 (AWS), 10 (Azure). */
+  maxStateDepth: number;
+}
+
+/** A ShadowOtaError as is; anything else is a programming error and is rethrown. */
+function asSyncError(e: unknown): ShadowOtaError {
+  if (e instanceof ShadowOtaError) return e;
+  throw e;
+}
+
+/** A mutable working copy used inside `step` only. */
+type Draft = { -readonly [K in keyof SyncState]: SyncState[K] } & { queue: QueuedReport[] };
+
+/**
+ * The state machine: the next state and the actions for one input. Pure: no ports, no clock, no
+ * randomness; the same state and input always give the same result.
+ */
+export function step(state: SyncState, input: SyncInput, ctx: StepContext): { state: SyncState; actions: SyncAction[] } {
+  const s: Draft = { ...state, queue: state.queue.slice() };
+  const acts: SyncAction[] = [];
+  const log = (level: LogLevel, event: string, fields?: Record<string, unknown>): void => {
+    acts.push(fields === undefined ? { type: "log", level, event } : { type: "log", level, event, fields });
+  };
+  const token = (prefix: "g" | "r"): string => `${prefix}${s.nextId++}`;
+
+  const persistVersion = (): void => {
+    acts.push({ type: "persist", key: SYNC_KV_KEYS.VERSION, value: String(s.version) });
+  };
+  const persistReported = (): void => {
+    const value = JSON.stringify(s.reported);
+    if (utf8Encode(value).length > KV_VALUE_MAX_BYTES) {
+      acts.push({ type: "error", error: new ShadowOtaError(SYNC_CODES.SYNC_PAYLOAD_TOO_LARGE,
+        `reported state of ${value.length} characters does not fit the key-value store`, { detail: { max: KV_VALUE_MAX_BYTES } }) });
+      return;
+    }
+    acts.push({ type: "persist", key: SYNC_KV_KEYS.REPORTED, value });
+  };
+
+  const sendGet = (): void => {
+    const t = token("g");
+    s.pendingGet = t;
+    acts.push({ type: "publish", message: ctx.protocol.getRequest(t), token: t });
+    acts.push({ type: "start-timer", token: t, ms: ctx.requestTimeoutMs });
+  };
+
+  const buildReport = (r: QueuedReport): OutgoingMessage =>
+    ctx.protocol.reportRequest(r.patch, r.token, ctx.conditionalReports && s.shadowVersion > 0 ? s.shadowVersion : undefined);
+
+  /** Sends the next queued report when connected, synced and none is in flight. */
+  const pump = (): void => {
+    while (s.connected && s.synced && s.inFlight === undefined && s.queue.length > 0) {
+      const r = s.queue.shift()!;
+      let message: OutgoingMessage;
+      try {
+        message = buildReport(r);
+      } catch (e) {
+        acts.push({ type: "settle", token: r.token, error: asSyncError(e) });
+        continue;
+      }
+      s.inFlight = r;
+      acts.push({ type: "publish", message, token: r.token });
+      acts.push({ type: "start-timer", token: r.token, ms: ctx.requestTimeoutMs });
+    }
+  };
+
+  /** Records an error in the reported state (once per distinct error) and queues its report. */
+  const reportError = (err: ShadowOtaError): void => {
+    acts.push({ type: "error", error: err });
+    const lastError: JsonObject = { code: err.code, message: err.message };
+    if (jsonEqual(s.reported.lastError ?? null, lastError)) return;
+    s.reported = applyPatch(s.reported, { lastError });
+    persistReported();
+    s.queue.push({ token: token("r"), patch: { lastError } });
+  };
+
+  /** Checks a desired firmware version; the version text or undefined (and the error reported). */
+  const checkFirmware = (value: Json): string | undefined => {
+    try {
+      return parseSemver(value).raw;
+    } catch (e) {
+      const err = asSyncError(e);
+      if (err.code !== SEMVER_CODES.VERSION_INVALID) throw err;
+      const shown = typeof value === "string" ? JSON.stringify(value.slice(0, 40)) : typeof value;
+      reportError(new ShadowOtaError(SYNC_CODES.SYNC_FIRMWARE_VERSION_INVALID,
+        `desired firmware version ${shown} is not strict SemVer: ${err.message}`,
+        { cause: err, detail: { reason: String(err.detail?.reason ?? "invalid") } }));
+      return undefined;
+    }
+  };
+
+  /** Computes the delta against the device's truth and hands it to the application when there is one. */
+  const actOnDesired = (fromNotification: boolean): void => {
+    let delta: JsonObject;
+    try {
+      delta = computeDelta(s.desired, applyPatch(s.cloudReported, s.reported), { maxDepth: ctx.maxStateDepth });
+    } catch (e) {
+      acts.push({ type: "error", error: asSyncError(e) });
+      return;
+    }
+    let firmwareVersion: string | undefined;
+    const fw = getPath(delta, ctx.firmwareVersionPath);
+    if (fw !== undefined) {
+      firmwareVersion = checkFirmware(fw);
+      if (firmwareVersion === undefined) delta = applyPatch(delta, setPath({}, ctx.firmwareVersionPath, null));
+    }
+    if (isDeltaEmpty(delta)) { log("debug", "sync.desired.nothing-to-do", { version: s.version }); return; }
+    if (fromNotification && s.lastDelta !== undefined && jsonEqual(s.lastDelta, delta)) {
+      log("debug", "sync.desired.unchanged", { version: s.version });
+      return;
+    }
+    s.lastDelta = delta;
+    const change: DesiredChange = { desired: jsonClone(s.desired), delta, changed: changedPaths(delta), version: s.version };
+    if (firmwareVersion !== undefined) change.firmwareVersion = firmwareVersion;
+    acts.push({ type: "desired", change });
+  };
+
+  /** A get response: the new baseline. `shadowVersion` 0 means "send reports without a version". */
+  const onDocument = (desired: JsonObject, reported: JsonObject, version: number, shadowVersion: number): void => {
+    s.synced = true;
+    s.desired = desired;
+    s.cloudReported = reported;
+    s.version = version;
+    s.shadowVersion = shadowVersion;
+    s.lastDelta = undefined;
+    persistVersion();
+    // Re-send what the cloud lacks or holds differently (the device's truth survives reboots in "rep").
+    try {
+      const resync = computeDelta(s.reported, s.cloudReported, { maxDepth: ctx.maxStateDepth });
+      if (!isDeltaEmpty(resync)) {
+        s.queue.unshift({ token: token("r"), patch: resync });
+        log("info", "sync.resync", { paths: changedPaths(resync).length });
+      }
+    } catch (e) {
+      acts.push({ type: "error", error: asSyncError(e) });
+    }
+    actOnDesired(false);
+    pump();
+  };
+
+  const failGet = (err: ShadowOtaError, retryNow: boolean): void => {
+    acts.push({ type: "cancel-timer", token: s.pendingGet! });
+    s.pendingGet = undefined;
+    acts.push({ type: "error", error: err });
+    if (retryNow) sendGet();
+    else acts.push({ type: "start-timer", token: RETRY_GET_TOKEN, ms: ctx.requestTimeoutMs });
+  };
+
+  const finishReport = (err?: ShadowOtaError): void => {
+    const r = s.inFlight!;
+    s.inFlight = undefined;
+    acts.push({ type: "cancel-timer", token: r.token });
+    if (err === undefined) {
+      s.cloudReported = applyPatch(s.cloudReported, r.patch);
+      acts.push({ type: "settle", token: r.token });
+    } else {
+      acts.push({ type: "settle", token: r.token, error: err });
+    }
+  };
+
+  switch (input.type) {
+    case "connected": {
+      s.connected = true;
+      s.synced = false;
+      acts.push({ type: "subscribe", topics: ctx.protocol.subscriptions() });
+      sendGet();
+      break;
+    }
+    case "disconnected": {
+      s.connected = false;
+      s.synced = false;
+      if (s.pendingGet !== undefined) acts.push({ type: "cancel-timer", token: s.pendingGet });
+      acts.push({ type: "cancel-timer", token: RETRY_GET_TOKEN });
+      s.pendingGet = undefined;
+      const dropped = s.inFlight === undefined ? s.queue : [s.inFlight, ...s.queue];
+      if (s.inFlight !== undefined) acts.push({ type: "cancel-timer", token: s.inFlight.token });
+      s.inFlight = undefined;
+      s.queue = [];
+      for (const r of dropped) {
+        acts.push({ type: "settle", token: r.token, error: new ShadowOtaError(SYNC_CODES.SYNC_NOT_CONNECTED,
+          "disconnected before the report was accepted; it stays persisted and is sent after the next connect") });
+      }
+      break;
+    }
+    case "report": {
+      try {
+        buildReport({ token: input.token, patch: input.patch }); // refuse what the cloud would refuse, before merging
+      } catch (e) {
+        acts.push({ type: "settle", token: input.token, error: asSyncError(e) });
+        break;
+      }
+      s.reported = applyPatch(s.reported, input.patch);
+      persistReported();
+      if (!s.connected) {
+        acts.push({ type: "settle", token: input.token, error: new ShadowOtaError(SYNC_CODES.SYNC_NOT_CONNECTED,
+          "not connected; the report is persisted and sent after the next connect") });
+        break;
+      }
+      s.queue.push({ token: input.token, patch: input.patch });
+      pump();
+      break;
+    }
+    case "timeout": {
+      if (input.token === RETRY_GET_TOKEN) {
+        if (s.connected && s.pendingGet === undefined) sendGet();
+      } else if (input.token === s.pendingGet) {
+        failGet(new ShadowOtaError(SYNC_CODES.SYNC_TIMEOUT, `no answer to get ${input.token} within ${ctx.requestTimeoutMs} ms`), true);
+      } else if (input.token === s.inFlight?.token) {
+        finishReport(new ShadowOtaError(SYNC_CODES.SYNC_TIMEOUT, `no answer to report ${input.token} within ${ctx.requestTimeoutMs} ms`));
+        pump();
+      }
+      break;
+    }
+    case "send-failed": {
+      if (input.token === s.pendingGet) failGet(input.error, false);
+      else if (input.token === s.inFlight?.token) { finishReport(input.error); pump(); }
+      break;
+    }
+    case "message": {
+      const ev = input.event;
+      switch (ev.kind) {
+        case "document": {
+          if (ev.token === undefined || ev.token !== s.pendingGet) { log("debug", "sync.document.unrequested", { token: ev.token }); break; }
+          acts.push({ type: "cancel-timer", token: ev.token });
+          s.pendingGet = undefined;
+          onDocument(ev.desired, ev.reported, ev.version, ev.version);
+          break;
+        }
+        case "desired-delta": {
+          if (!s.synced) { log("debug", "sync.desired.before-get", { version: ev.version }); break; }
+          if (ev.version <= s.version) {
+            log("info", SYNC_CODES.SYNC_VERSION_STALE, { version: ev.version, lastSeen: s.version });
+            break;
+          }
+          s.version = ev.version;
+          if (ev.version > s.shadowVersion) s.shadowVersion = ev.version;
+          persistVersion();
+          if (ev.patch !== undefined) s.desired = applyPatch(s.desired, ev.patch);
+          if (ev.delta !== undefined) s.desired = applyPatch(s.desired, ev.delta);
+          actOnDesired(true);
+          pump(); // a lastError report may be queued
+          break;
+        }
+        case "report-accepted": {
+          if (ctx.protocol.cloud === "aws" && ev.version !== undefined && ev.version > s.shadowVersion) s.shadowVersion = ev.version;
+          if (ev.token !== undefined && ev.token === s.inFlight?.token) { finishReport(); pump(); }
+          else log("debug", "sync.accepted.unrequested", { token: ev.token });
+          break;
+        }
+        case "rejected": {
+          if (ev.token !== undefined && ev.token === s.pendingGet) {
+            if (ev.status === 404 && ctx.protocol.cloud === "aws") {
+              // No shadow yet (spec vector 1): an empty document; the resync report creates it.
+              acts.push({ type: "cancel-timer", token: ev.token });
+              s.pendingGet = undefined;
+              // The version seen so far stays (AWS does not reset versions on delete); reports go without one.
+              onDocument({}, {}, s.version, 0);
+            } else {
+              failGet(new ShadowOtaError(ev.code, `get refused: ${ev.status} ${ev.message}`,
+                { detail: { status: ev.status, serviceMessage: ev.message.slice(0, 200) } }), false);
+            }
+          } else if (ev.token !== undefined && ev.token === s.inFlight?.token) {
+            const conflict = ev.code === SYNC_CODES.SYNC_VERSION_CONFLICT;
+            finishReport(new ShadowOtaError(ev.code, `report refused: ${ev.status} ${ev.message}`,
+              { detail: { status: ev.status, serviceMessage: ev.message.slice(0, 200) } }));
+            if (conflict && s.connected) {
+              s.synced = false; // reports wait for the fresh document
+              if (s.pendingGet === undefined) sendGet();
+            } else {
+              pump();
+            }
+          } else {
+            log("debug", "sync.rejected.unrequested", { token: ev.token, status: ev.status });
+          }
+          break;
+        }
+        case "method": {
+          if (ev.name !== ctx.firmwareMethod) { acts.push({ type: "method", name: ev.name, rid: ev.rid, payload: ev.payload }); break; }
+          let version: string | undefined;
+          let err: ShadowOtaError | undefined;
+          try {
+            const requested = parseFirmwareUpdatePayload(ev.payload).version;
+            version = checkFirmware(requested);
+            if (version === undefined) err = new ShadowOtaError(SYNC_CODES.SYNC_FIRMWARE_VERSION_INVALID, "version is not strict SemVer");
+          } catch (e) {
+            err = asSyncError(e);
+            acts.push({ type: "error", error: err });
+          }
+          const reply = version === undefined
+            ? ctx.protocol.methodReply(ev.rid, 400, { code: err!.code, message: err!.message })
+            : ctx.protocol.methodReply(ev.rid, 200, { accepted: true, version });
+          if (reply !== undefined) acts.push({ type: "publish", message: reply });
+          if (version !== undefined) {
+            const delta = setPath({}, ctx.firmwareVersionPath, version);
+            s.lastDelta = undefined;
+            acts.push({ type: "desired", change: { desired: jsonClone(s.desired), delta, changed: changedPaths(delta), firmwareVersion: version, version: s.version } });
+          }
+          pump();
+          break;
+        }
+        case "invalid":
+          acts.push({ type: "error", error: ev.error });
+          break;
+        case "ignored":
+          log("debug", "sync.ignored", { reason: ev.reason });
+          break;
+      }
+      break;
+    }
+  }
+  return { state: s, actions: acts };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The driver
+
+/** The persisted state, read leniently: anything unreadable counts as absent (and is reported). */
+export function loadPersisted(kv: KeyValueStore): { reported: JsonObject; version: number; error?: ShadowOtaError } {
+  let reported: JsonObject = {};
+  let version = 0;
+  let error: ShadowOtaError | undefined;
+  const rep = kv.get(SYNC_KV_KEYS.REPORTED);
+  if (rep !== undefined) {
+    try {
+      const v = parseJsonBounded(rep, { maxLength: KV_VALUE_MAX_BYTES, maxDepth: 16 });
+      if (isJsonObject(v)) reported = v;
+      else error = new ShadowOtaError(SYNC_CODES.SYNC_DOCUMENT_INVALID, "persisted reported state is not an object");
+    } catch (e) {
+      error = asSyncError(e);
+    }
+  }
+  const ver = kv.get(SYNC_KV_KEYS.VERSION);
+  if (ver !== undefined) {
+    const n = /^[0-9]{1,15}$/.test(ver) ? Number(ver) : NaN;
+    if (Number.isSafeInteger(n)) version = n;
+    else error = new ShadowOtaError(SYNC_CODES.SYNC_DOCUMENT_INVALID, "persisted version is not a number");
+  }
+  return error === undefined ? { reported, version } : { reported, version, error };
+}
+
+export class ShadowSync {
+  readonly #ports: ShadowSyncPorts;
+  readonly #handlers: ShadowSyncHandlers;
+  readonly #ctx: StepContext;
+  #state: SyncState;
+  #bootError: ShadowOtaError | undefined;
+  /** report() promises by token; internal reports have none. */
+  readonly #waiters = new Map<string, { resolve: () => void; reject: (e: ShadowOtaError) => void }>();
+  readonly #timers = new Map<string, unknown>();
+  /** Publishes and subscribes run one after another, in the order step asked for them. */
+  #io: Promise<void> = Promise.resolve();
+  #inputs: SyncInput[] = [];
+  #dispatching = false;
+  #closed = false;
+
+  /** Throws SYNC_NAME_INVALID for a bad thing or shadow name (before touching any port). */
+  constructor(ports: ShadowSyncPorts, config: ShadowSyncConfig, handlers: ShadowSyncHandlers) {
+    const options: { thingName: string; shadowName?: string; maxPayloadBytes?: number; maxDepth?: number } = { thingName: config.thingName };
+    if (config.shadowName !== undefined) options.shadowName = config.shadowName;
+    if (config.maxPayloadBytes !== undefined) options.maxPayloadBytes = config.maxPayloadBytes;
+    if (config.maxDepth !== undefined) options.maxDepth = config.maxDepth;
+    this.#ctx = {
+      protocol: cloudProtocol(config.cloud, options),
+      firmwareVersionPath: config.firmwareVersionPath.slice(),
+      requestTimeoutMs: config.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+      conditionalReports: config.conditionalReports ?? true,
+      firmwareMethod: config.firmwareMethod ?? FIRMWARE_METHOD_NAME,
+      maxStateDepth: config.cloud === "aws" ? 8 : 10,
+    };
+    this.#ports = ports;
+    this.#handlers = handlers;
+    const persisted = loadPersisted(ports.kv);
+    this.#state = initialSyncState(persisted.reported, persisted.version);
+    this.#bootError = persisted.error;
+  }
+
+  /** Installs the transport handlers and starts the session; `connected` then drives the sync. */
+  start(): void {
+    const mqtt = this.#ports.mqtt;
+    mqtt.setHandlers({
+      connected: () => this.#dispatch({ type: "connected" }),
+      disconnected: (reason) => {
+        this.#ports.log.log("info", "sync.disconnected", { reason: reason.message });
+        this.#dispatch({ type: "disconnected" });
+      },
+      message: (topic, payload) => this.#dispatch({ type: "message", event: this.#ctx.protocol.classify(topic, payload) }),
+    });
+    if (this.#bootError !== undefined) {
+      const e = this.#bootError;
+      this.#bootError = undefined;
+      this.#raise(e);
+    }
+    mqtt.start();
+  }
+
+  /**
+   * Merges `patch` into the reported state (persisted at once) and sends it. Resolves when the cloud
+   * accepted it; rejects with a ShadowOtaError: the builder's codes (nothing merged), SYNC_VERSION_CONFLICT,
+   * SYNC_REJECTED, SYNC_TIMEOUT, SYNC_NOT_CONNECTED (merged and persisted; sent after the next connect).
+   */
+  report(patch: JsonObject): Promise<void> {
+    const [token, next] = allocateToken(this.#state, "r");
+    this.#state = next;
+    return new Promise<void>((resolve, reject) => {
+      this.#waiters.set(token, { resolve, reject });
+      this.#dispatch({ type: "report", token, patch: jsonClone(patch) });
+    });
+  }
+
+  getState(): { desired: JsonObject; reported: JsonObject; version: number; connected: boolean } {
+    const s = this.#state;
+    return { desired: jsonClone(s.desired), reported: jsonClone(s.reported), version: s.version, connected: s.connected };
+  }
+
+  /** Stops the timers and closes the transport; pending reports reject with SYNC_NOT_CONNECTED. Safe twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#dispatch({ type: "disconnected" });
+    this.#closed = true;
+    for (const h of this.#timers.values()) this.#ports.clock.cancel(h);
+    this.#timers.clear();
+    await this.#ports.mqtt.close();
+  }
+
+  #dispatch(input: SyncInput): void {
+    if (this.#closed) return;
+    this.#inputs.push(input);
+    if (this.#dispatching) return; // a handler called back into us: run after the current step
+    this.#dispatching = true;
+    try {
+      while (this.#inputs.length > 0) {
+        const { state, actions } = step(this.#state, this.#inputs.shift()!, this.#ctx);
+        this.#state = state;
+        for (const a of actions) this.#execute(a);
+      }
+    } finally {
+      this.#dispatching = false;
+    }
+  }
+
+  #execute(a: SyncAction): void {
+    const { mqtt, kv, clock, log } = this.#ports;
+    switch (a.type) {
+      case "subscribe":
+        this.#io = this.#io.then(() => mqtt.subscribe(a.topics)).then(
+          () => log.log("debug", "sync.subscribed", { topics: a.topics.length }),
+          (e: unknown) => this.#raise(this.#transportError(e, "subscribe failed")));
+        break;
+      case "publish":
+        this.#io = this.#io.then(() => mqtt.publish(a.message.topic, a.message.payload, 1)).then(
+          () => undefined,
+          (e: unknown) => {
+            const err = this.#transportError(e, "publish failed");
+            if (a.token !== undefined) this.#dispatch({ type: "send-failed", token: a.token, error: err });
+            else this.#raise(err);
+          });
+        break;
+      case "start-timer": {
+        const old = this.#timers.get(a.token);
+        if (old !== undefined) clock.cancel(old);
+        this.#timers.set(a.token, clock.setTimer(a.ms, () => {
+          this.#timers.delete(a.token);
+          this.#dispatch({ type: "timeout", token: a.token });
+        }));
+        break;
+      }
+      case "cancel-timer": {
+        const h = this.#timers.get(a.token);
+        if (h !== undefined) { clock.cancel(h); this.#timers.delete(a.token); }
+        break;
+      }
+      case "persist":
+        try {
+          kv.set(a.key, a.value);
+        } catch (e) {
+          log.log("error", "sync.persist-failed", { key: a.key, message: e instanceof Error ? e.message : String(e) });
+          if (e instanceof ShadowOtaError) this.#raise(e);
+        }
+        break;
+      case "settle": {
+        const w = this.#waiters.get(a.token);
+        this.#waiters.delete(a.token);
+        if (w === undefined) {
+          if (a.error !== undefined) this.#raise(a.error); // an internal report (resync, lastError) failed
+        } else if (a.error === undefined) w.resolve();
+        else w.reject(a.error);
+        break;
+      }
+      case "desired":
+        log.log("info", "sync.desired", { version: a.change.version, changed: a.change.changed.length, firmwareVersion: a.change.firmwareVersion ?? null });
+        this.#callHandler("onDesired", () => this.#handlers.onDesired(a.change));
+        break;
+      case "method":
+        this.#runMethod(a.name, a.rid, a.payload);
+        break;
+      case "error":
+        this.#raise(a.error);
+        break;
+      case "log":
+        log.log(a.level, a.event, a.fields);
+        break;
+    }
+  }
+
+  #runMethod(name: string, rid: string, payload: Json): void {
+    const reply = (status: number, body: Json): void => {
+      const msg = this.#ctx.protocol.methodReply(rid, status, body);
+      if (msg !== undefined) this.#execute({ type: "publish", message: msg });
+    };
+    const handler = this.#handlers.onMethod;
+    if (handler === undefined) { reply(404, { message: `method ${name} is not implemented` }); return; }
+    let result: MethodResult | Promise<MethodResult>;
+    try {
+      result = handler({ name, payload });
+    } catch (e) {
+      this.#ports.log.log("error", "sync.method-threw", { name, message: e instanceof Error ? e.message : String(e) });
+      reply(500, { message: `method ${name} failed` });
+      return;
+    }
+    Promise.resolve(result).then(
+      (r) => reply(r.status, r.payload ?? null),
+      (e: unknown) => {
+        this.#ports.log.log("error", "sync.method-threw", { name, message: e instanceof Error ? e.message : String(e) });
+        reply(500, { message: `method ${name} failed` });
+      });
+  }
+
+  #transportError(e: unknown, what: string): ShadowOtaError {
+    return e instanceof ShadowOtaError ? e : new ShadowOtaError(SYNC_CODES.SYNC_TRANSPORT, what, { cause: e });
+  }
+
+  #raise(err: ShadowOtaError): void {
+    this.#ports.log.log("warn", err.code, { message: err.message });
+    const onError = this.#handlers.onError;
+    if (onError !== undefined) this.#callHandler("onError", () => onError(err));
+  }
+
+  /** Application handlers must not break the sync: a throw is logged and the sync goes on. */
+  #callHandler(name: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.#ports.log.log("error", "sync.handler-threw", { handler: name, message: e instanceof Error ? e.message : String(e) });
+    }
+  }
+}

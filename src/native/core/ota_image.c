@@ -1,0 +1,281 @@
+/*
+ * ota_image.c — streaming validator of ESP32 app images (esp_image_header_t, segments, esp_app_desc_t,
+ * XOR checksum, appended SHA-256). Pure: no flash access except ota_image_verify_partition, which reads
+ * through the hal. Not here: secure-boot signatures, flash encryption, segment load-address checks.
+ *
+ * Image grammar (shared/spec/esp32-ota-formats.md, "App image"):
+ *   image    = header(24) segment{segment_count} padding checksum(1) [sha256(32) if hash_appended]
+ *   segment  = load_addr(u32) data_len(u32) data(data_len)      ; data_len % 4 == 0
+ *   padding  = zero bytes so that the checksum byte ends a 16-byte block
+ *   checksum = 0xEF XOR every segment data byte
+ *   sha256   = SHA-256 of every byte from the header through the checksum
+ *   the first segment's data starts with the 256-byte app descriptor (magic 0xABCD5432)
+ * The parser is a byte-position state machine, so any split of the stream gives the same result.
+ */
+#include <string.h>
+
+#include "ota_core.h"
+#include "ota_sha256_compat.h"
+
+static uint32_t le32(const uint8_t *b)
+{
+    return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+}
+
+static void copy_field(char *dst, const uint8_t *src, size_t n)
+{
+    size_t i = 0;
+    while (i < n && src[i] != 0) {
+        dst[i] = (char)src[i];
+        i++;
+    }
+    dst[i] = '\0';
+}
+
+void ota_app_desc_decode(const uint8_t raw[OTA_APP_DESC_LEN], ota_app_desc_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->magic_word = le32(raw + 0);
+    out->secure_version = le32(raw + 4);
+    copy_field(out->version, raw + 16, 32);
+    copy_field(out->project_name, raw + 48, 32);
+    copy_field(out->time, raw + 80, 16);
+    copy_field(out->date, raw + 96, 16);
+    copy_field(out->idf_ver, raw + 112, 32);
+    memcpy(out->app_elf_sha256, raw + 144, 32);
+}
+
+static esp_err_t fail(ota_image_parser_t *p, esp_err_t err)
+{
+    p->phase = OTA_IMAGE_PHASE_FAILED;
+    p->error = err;
+    return err;
+}
+
+static void enter(ota_image_parser_t *p, ota_image_phase_t phase, uint32_t len)
+{
+    p->phase = phase;
+    p->phase_have = 0;
+    p->phase_len = len;
+}
+
+void ota_image_init(ota_image_parser_t *p, const ota_image_config_t *cfg)
+{
+    memset(p, 0, sizeof(*p));
+    p->cfg = *cfg;
+    p->error = ESP_OK;
+    p->checksum = OTA_IMAGE_CHECKSUM_SEED;
+    enter(p, OTA_IMAGE_PHASE_HEADER, OTA_IMAGE_HEADER_LEN);
+    mbedtls_sha256_init(&p->sha);
+    /* Cannot fail for SHA-256 in software (mbedTLS only fails for hardware accelerators); a failure would
+     * surface as OTA_ERR_IMAGE_HASH at the end because the digest could not match. */
+    (void)OTA_SHA256_STARTS(&p->sha);
+}
+
+void ota_image_free(ota_image_parser_t *p)
+{
+    mbedtls_sha256_free(&p->sha);
+}
+
+/* The segment after the current one, or the padding + checksum when it was the last. */
+static void next_segment(ota_image_parser_t *p)
+{
+    p->segment++;
+    if (p->segment < p->segments) {
+        enter(p, OTA_IMAGE_PHASE_SEGMENT_HEADER, OTA_IMAGE_SEGMENT_HEADER_LEN);
+    } else {
+        uint32_t pad = 15u - (p->offset % 16u);
+        enter(p, OTA_IMAGE_PHASE_PADDING, pad + 1u);
+    }
+}
+
+static esp_err_t header_done(ota_image_parser_t *p)
+{
+    const uint8_t *h = p->header;
+    p->segments = h[1];
+    if (p->segments == 0 || p->segments > OTA_IMAGE_MAX_SEGMENTS) return fail(p, OTA_ERR_IMAGE_SEGMENT_COUNT);
+    uint16_t chip = (uint16_t)(h[12] | (h[13] << 8));
+    if (chip != p->cfg.chip_id) return fail(p, OTA_ERR_IMAGE_CHIP);
+    p->hash_appended = h[23] != 0;
+    if (p->cfg.require_hash && !p->hash_appended) return fail(p, OTA_ERR_IMAGE_HASH_MISSING);
+    p->segment = 0;
+    enter(p, OTA_IMAGE_PHASE_SEGMENT_HEADER, OTA_IMAGE_SEGMENT_HEADER_LEN);
+    return ESP_OK;
+}
+
+static esp_err_t check_end(ota_image_parser_t *p, uint64_t end)
+{
+    if (p->cfg.max_size != 0 && end > p->cfg.max_size) return fail(p, OTA_ERR_IMAGE_TOO_LARGE);
+    if (p->cfg.image_size != 0 && end > p->cfg.image_size) return fail(p, OTA_ERR_IMAGE_PAST_END);
+    return ESP_OK;
+}
+
+static esp_err_t segment_header_done(ota_image_parser_t *p)
+{
+    uint32_t data_len = le32(p->small + 4);
+    if (data_len % 4u != 0) return fail(p, OTA_ERR_IMAGE_SEGMENT_UNALIGNED);
+    if (p->segment == 0 && data_len < OTA_APP_DESC_LEN) return fail(p, OTA_ERR_IMAGE_DESC_MAGIC);
+    uint64_t seg_end = (uint64_t)p->offset + data_len;
+    esp_err_t err = check_end(p, seg_end);
+    if (err != ESP_OK) return err;
+    if (p->segment + 1u == p->segments) {
+        uint64_t image_len = seg_end + (15u - (uint32_t)(seg_end % 16u)) + 1u;
+        if (p->hash_appended) image_len += OTA_IMAGE_HASH_LEN;
+        err = check_end(p, image_len);
+        if (err != ESP_OK) return err;
+        p->image_len = (uint32_t)image_len;
+    }
+    if (data_len == 0) {
+        next_segment(p);
+    } else {
+        enter(p, OTA_IMAGE_PHASE_SEGMENT_DATA, data_len);
+    }
+    return ESP_OK;
+}
+
+static esp_err_t desc_done(ota_image_parser_t *p)
+{
+    ota_app_desc_decode(p->desc_raw, &p->desc);
+    if (p->desc.magic_word != OTA_APP_DESC_MAGIC) return fail(p, OTA_ERR_IMAGE_DESC_MAGIC);
+    if (p->desc.secure_version < p->cfg.min_secure_version) return fail(p, ESP_ERR_OTA_SMALL_SEC_VER);
+    p->desc_ready = true;
+    return ESP_OK;
+}
+
+esp_err_t ota_image_feed(ota_image_parser_t *p, const uint8_t *data, size_t len)
+{
+    if (len > 0 && data == NULL) return ESP_ERR_INVALID_ARG;
+    if (p->phase == OTA_IMAGE_PHASE_FAILED) return p->error;
+    size_t i = 0;
+    while (i < len) {
+        if (p->phase == OTA_IMAGE_PHASE_DONE) return fail(p, OTA_ERR_IMAGE_TRAILING_DATA);
+        /* Structure checks keep every byte within the limits; these two catch the bytes of headers. */
+        if (p->cfg.max_size != 0 && p->offset >= p->cfg.max_size) return fail(p, OTA_ERR_IMAGE_TOO_LARGE);
+        if (p->cfg.image_size != 0 && p->offset >= p->cfg.image_size) return fail(p, OTA_ERR_IMAGE_PAST_END);
+        size_t n = p->phase_len - p->phase_have;
+        if (n > len - i) n = len - i;
+        if (p->cfg.max_size != 0 && n > p->cfg.max_size - p->offset) n = p->cfg.max_size - p->offset;
+        if (p->cfg.image_size != 0 && n > p->cfg.image_size - p->offset) n = p->cfg.image_size - p->offset;
+        const uint8_t *d = data + i;
+        esp_err_t err = ESP_OK;
+        switch (p->phase) {
+        case OTA_IMAGE_PHASE_HEADER:
+            if (p->phase_have == 0 && d[0] != OTA_IMAGE_MAGIC) return fail(p, OTA_ERR_IMAGE_MAGIC);
+            memcpy(p->header + p->phase_have, d, n);
+            break;
+        case OTA_IMAGE_PHASE_SEGMENT_HEADER:
+            memcpy(p->small + p->phase_have, d, n);
+            break;
+        case OTA_IMAGE_PHASE_SEGMENT_DATA: {
+            uint8_t x = p->checksum;
+            for (size_t k = 0; k < n; k++) x ^= d[k];
+            p->checksum = x;
+            if (p->segment == 0 && p->phase_have < OTA_APP_DESC_LEN) {
+                size_t m = OTA_APP_DESC_LEN - p->phase_have;
+                if (m > n) m = n;
+                memcpy(p->desc_raw + p->phase_have, d, m);
+            }
+            break;
+        }
+        case OTA_IMAGE_PHASE_PADDING:
+            break;
+        case OTA_IMAGE_PHASE_HASH:
+            memcpy(p->small + p->phase_have, d, n);
+            break;
+        default:
+            return fail(p, ESP_ERR_INVALID_STATE); /* unreachable: DONE/FAILED handled above */
+        }
+        if (p->phase != OTA_IMAGE_PHASE_HASH) (void)OTA_SHA256_UPDATE(&p->sha, d, n);
+        uint32_t before = p->phase_have;
+        p->phase_have += (uint32_t)n;
+        p->offset += (uint32_t)n;
+        i += n;
+
+        switch (p->phase) {
+        case OTA_IMAGE_PHASE_HEADER:
+            if (p->phase_have == p->phase_len) err = header_done(p);
+            break;
+        case OTA_IMAGE_PHASE_SEGMENT_HEADER:
+            if (p->phase_have == p->phase_len) err = segment_header_done(p);
+            break;
+        case OTA_IMAGE_PHASE_SEGMENT_DATA:
+            if (p->segment == 0 && before < OTA_APP_DESC_LEN && p->phase_have >= OTA_APP_DESC_LEN) {
+                err = desc_done(p);
+                if (err != ESP_OK) return err;
+            }
+            if (p->phase_have == p->phase_len) next_segment(p);
+            break;
+        case OTA_IMAGE_PHASE_PADDING:
+            if (p->phase_have == p->phase_len) {
+                if (d[n - 1] != p->checksum) return fail(p, OTA_ERR_IMAGE_CHECKSUM);
+                if (p->hash_appended) {
+                    enter(p, OTA_IMAGE_PHASE_HASH, OTA_IMAGE_HASH_LEN);
+                } else {
+                    enter(p, OTA_IMAGE_PHASE_DONE, 0);
+                }
+            }
+            break;
+        case OTA_IMAGE_PHASE_HASH:
+            if (p->phase_have == p->phase_len) {
+                uint8_t digest[32];
+                if (OTA_SHA256_FINISH(&p->sha, digest) != 0) return fail(p, OTA_ERR_IMAGE_HASH);
+                if (memcmp(digest, p->small, 32) != 0) return fail(p, OTA_ERR_IMAGE_HASH);
+                enter(p, OTA_IMAGE_PHASE_DONE, 0);
+            }
+            break;
+        default:
+            break;
+        }
+        if (err != ESP_OK) return err;
+    }
+    return ESP_OK;
+}
+
+esp_err_t ota_image_finish(ota_image_parser_t *p)
+{
+    if (p->phase == OTA_IMAGE_PHASE_FAILED) return p->error;
+    if (p->phase == OTA_IMAGE_PHASE_DONE) return ESP_OK;
+    if (p->offset == 0) return fail(p, OTA_ERR_IMAGE_EMPTY);
+    return fail(p, OTA_ERR_IMAGE_TRUNCATED);
+}
+
+const ota_app_desc_t *ota_image_descriptor(const ota_image_parser_t *p)
+{
+    return p->desc_ready ? &p->desc : NULL;
+}
+
+uint32_t ota_image_wanted(const ota_image_parser_t *p)
+{
+    if (p->phase == OTA_IMAGE_PHASE_DONE || p->phase == OTA_IMAGE_PHASE_FAILED) return 0;
+    return p->phase_len - p->phase_have;
+}
+
+esp_err_t ota_image_verify_partition(const ota_hal_t *hal, const ota_partition_t *part,
+                                     const ota_image_config_t *cfg, uint32_t *image_len, ota_app_desc_t *desc)
+{
+    ota_image_config_t c = *cfg;
+    if (c.max_size == 0 || c.max_size > part->size) c.max_size = part->size;
+    c.image_size = 0;
+    ota_image_parser_t p;
+    ota_image_init(&p, &c);
+    uint8_t buf[512];
+    esp_err_t err = ESP_OK;
+    for (;;) {
+        uint32_t want = ota_image_wanted(&p);
+        if (want == 0) break;
+        if (want > sizeof(buf)) want = sizeof(buf);
+        if (p.offset >= part->size) break; /* finish reports TRUNCATED */
+        if (want > part->size - p.offset) want = part->size - p.offset;
+        err = hal->read(hal->ctx, part, p.offset, buf, want);
+        if (err != ESP_OK) break;
+        err = ota_image_feed(&p, buf, want);
+        if (err != ESP_OK) break;
+    }
+    if (err == ESP_OK) err = ota_image_finish(&p);
+    if (err == ESP_OK) {
+        if (image_len) *image_len = p.offset;
+        if (desc) *desc = p.desc;
+    }
+    ota_image_free(&p);
+    return err;
+}

@@ -1,0 +1,293 @@
+/*
+ * ota_otadata.c — otadata (two esp_ota_select_entry_t copies, one per 4 KiB sector) in ESP-IDF's exact
+ * format, and a simulated second-stage bootloader with ESP-IDF's selection and rollback rules
+ * (CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE). Used by the host layer; on the ESP32 ESP-IDF's own
+ * esp_ota_ops.c and bootloader do the same. Not here: anti-rollback eFuses, the test partition, the
+ * factory-reset GPIO. See ota_core.h for every function's contract.
+ */
+#include <string.h>
+
+#include "ota_core.h"
+
+uint32_t ota_otadata_crc(uint32_t seq)
+{
+    /* crc32_le(0xFFFFFFFF, le_bytes(seq), 4) of the ESP32 ROM == binascii.crc32(bytes, 0xFFFFFFFF):
+     * reflected CRC-32, polynomial 0xEDB88320, register starting at ~0xFFFFFFFF = 0, final inversion. */
+    uint32_t c = 0;
+    for (int i = 0; i < 4; i++) {
+        c ^= (seq >> (8 * i)) & 0xFFu;
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return ~c;
+}
+
+static void put_le32(uint8_t *b, uint32_t v)
+{
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+    b[2] = (uint8_t)(v >> 16);
+    b[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get_le32(const uint8_t *b)
+{
+    return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+}
+
+void ota_select_entry_encode(const ota_select_entry_t *e, uint8_t out[OTA_SELECT_ENTRY_LEN])
+{
+    put_le32(out + 0, e->ota_seq);
+    memcpy(out + 4, e->seq_label, 20);
+    put_le32(out + 24, e->ota_state);
+    put_le32(out + 28, e->crc);
+}
+
+void ota_select_entry_decode(const uint8_t in[OTA_SELECT_ENTRY_LEN], ota_select_entry_t *e)
+{
+    e->ota_seq = get_le32(in + 0);
+    memcpy(e->seq_label, in + 4, 20);
+    e->ota_state = get_le32(in + 24);
+    e->crc = get_le32(in + 28);
+}
+
+bool ota_select_entry_crc_ok(const ota_select_entry_t *e)
+{
+    /* seq 0 is never written by esp_ota_ops (seqs start at 1); refusing it avoids (0 - 1) % count. */
+    return e->ota_seq != 0xFFFFFFFFu && e->ota_seq != 0 && e->crc == ota_otadata_crc(e->ota_seq);
+}
+
+bool ota_select_entry_bootable(const ota_select_entry_t *e)
+{
+    return ota_select_entry_crc_ok(e) && e->ota_state != OTA_STATE_INVALID && e->ota_state != OTA_STATE_ABORTED;
+}
+
+int ota_otadata_select(const ota_select_entry_t e[2])
+{
+    bool b0 = ota_select_entry_bootable(&e[0]);
+    bool b1 = ota_select_entry_bootable(&e[1]);
+    if (b0 && b1) return e[1].ota_seq > e[0].ota_seq ? 1 : 0;
+    if (b0) return 0;
+    if (b1) return 1;
+    return -1;
+}
+
+void ota_layout_load(const ota_hal_t *hal, ota_layout_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->has_otadata = hal->find_partition(hal->ctx, OTA_PART_TYPE_DATA, OTA_PART_SUBTYPE_DATA_OTA, &out->otadata) == ESP_OK;
+    out->has_factory = hal->find_partition(hal->ctx, OTA_PART_TYPE_APP, OTA_PART_SUBTYPE_FACTORY, &out->factory) == ESP_OK;
+    /* ESP-IDF counts ota_0, ota_1, ... up to the first missing subtype. */
+    for (uint32_t i = 0; i < 16; i++) {
+        if (hal->find_partition(hal->ctx, OTA_PART_TYPE_APP, (uint8_t)(OTA_PART_SUBTYPE_OTA_MIN + i), &out->slots[i]) != ESP_OK) break;
+        out->slot_count = i + 1;
+    }
+}
+
+int ota_layout_slot_index(const ota_layout_t *l, const ota_partition_t *part)
+{
+    for (uint32_t i = 0; i < l->slot_count; i++) {
+        if (l->slots[i].address == part->address) return (int)i;
+    }
+    return -1;
+}
+
+static esp_err_t check_otadata(const ota_layout_t *l)
+{
+    if (!l->has_otadata) return ESP_ERR_NOT_FOUND;
+    if (l->otadata.size < 2 * OTA_SECTOR_SIZE) return ESP_ERR_INVALID_SIZE;
+    return ESP_OK;
+}
+
+esp_err_t ota_otadata_read(const ota_hal_t *hal, const ota_layout_t *l, ota_select_entry_t out[2])
+{
+    esp_err_t err = check_otadata(l);
+    if (err != ESP_OK) return err;
+    uint8_t raw[OTA_SELECT_ENTRY_LEN];
+    for (int i = 0; i < 2; i++) {
+        err = hal->read(hal->ctx, &l->otadata, (uint32_t)i * OTA_OTADATA_SECOND_OFFSET, raw, sizeof(raw));
+        if (err != ESP_OK) return err;
+        ota_select_entry_decode(raw, &out[i]);
+    }
+    return ESP_OK;
+}
+
+esp_err_t ota_otadata_write_entry(const ota_hal_t *hal, const ota_layout_t *l, int index, const ota_select_entry_t *e)
+{
+    esp_err_t err = check_otadata(l);
+    if (err != ESP_OK) return err;
+    if (index != 0 && index != 1) return ESP_ERR_INVALID_ARG;
+    uint32_t off = (uint32_t)index * OTA_OTADATA_SECOND_OFFSET;
+    uint8_t raw[OTA_SELECT_ENTRY_LEN];
+    ota_select_entry_encode(e, raw);
+    err = hal->erase_sector(hal->ctx, &l->otadata, off);
+    if (err != ESP_OK) return err;
+    return hal->write(hal->ctx, &l->otadata, off, raw, sizeof(raw));
+}
+
+static void make_entry(ota_select_entry_t *e, uint32_t seq, uint32_t state)
+{
+    memset(e->seq_label, 0xFF, sizeof(e->seq_label));
+    e->ota_seq = seq;
+    e->ota_state = state;
+    e->crc = ota_otadata_crc(seq);
+}
+
+esp_err_t ota_otadata_set_boot(const ota_hal_t *hal, const ota_layout_t *l, uint32_t slot)
+{
+    if (slot >= l->slot_count) return ESP_ERR_INVALID_ARG;
+    ota_select_entry_t e[2];
+    esp_err_t err = ota_otadata_read(hal, l, e);
+    if (err != ESP_OK) return err;
+    uint32_t count = l->slot_count;
+    uint32_t base = (slot + 1) % count; /* esp_rewrite_ota_data's arithmetic */
+    int active = ota_otadata_select(e);
+    uint32_t seq = slot + 1;
+    int next = 0;
+    if (active != -1) {
+        uint32_t i = 0;
+        while (e[active].ota_seq > base + i * count) i++;
+        seq = base + i * count;
+        next = active ^ 1;
+    }
+    ota_select_entry_t n;
+    make_entry(&n, seq, OTA_STATE_NEW);
+    return ota_otadata_write_entry(hal, l, next, &n);
+}
+
+esp_err_t ota_otadata_get_state(const ota_hal_t *hal, const ota_layout_t *l, uint32_t slot, uint32_t *state)
+{
+    if (slot >= l->slot_count || state == NULL) return ESP_ERR_INVALID_ARG;
+    ota_select_entry_t e[2];
+    esp_err_t err = ota_otadata_read(hal, l, e);
+    if (err != ESP_OK) return err;
+    int best = -1;
+    for (int i = 0; i < 2; i++) {
+        if (!ota_select_entry_crc_ok(&e[i]) || (e[i].ota_seq - 1) % l->slot_count != slot) continue;
+        if (best == -1 || e[i].ota_seq > e[best].ota_seq) best = i;
+    }
+    if (best == -1) return ESP_ERR_NOT_FOUND;
+    *state = e[best].ota_state;
+    return ESP_OK;
+}
+
+esp_err_t ota_otadata_set_running_state(const ota_hal_t *hal, const ota_layout_t *l, uint32_t running_slot,
+                                        uint32_t new_state)
+{
+    if (new_state != OTA_STATE_VALID && new_state != OTA_STATE_INVALID && new_state != OTA_STATE_ABORTED) {
+        return ESP_ERR_INVALID_ARG;
+    }
+    if (l->slot_count == 0) return ESP_ERR_NOT_FOUND;
+    ota_select_entry_t e[2];
+    esp_err_t err = ota_otadata_read(hal, l, e);
+    if (err != ESP_OK) return err;
+    int sel = ota_otadata_select(e);
+    if (sel == -1 || (e[sel].ota_seq - 1) % l->slot_count != running_slot) return ESP_ERR_NOT_FOUND;
+    if (new_state == OTA_STATE_VALID && e[sel].ota_state != OTA_STATE_PENDING_VERIFY) return ESP_OK;
+    ota_select_entry_t n;
+    make_entry(&n, e[sel].ota_seq, new_state);
+    memcpy(n.seq_label, e[sel].seq_label, sizeof(n.seq_label));
+    return ota_otadata_write_entry(hal, l, sel, &n);
+}
+
+esp_err_t ota_next_update_partition(const ota_hal_t *hal, const ota_partition_t *running, ota_partition_t *out)
+{
+    ota_layout_t l;
+    ota_layout_load(hal, &l);
+    if (l.slot_count == 0) return ESP_ERR_NOT_FOUND;
+    int idx = running ? ota_layout_slot_index(&l, running) : -1;
+    *out = l.slots[idx < 0 ? 0 : ((uint32_t)idx + 1) % l.slot_count];
+    return ESP_OK;
+}
+
+/* Image errors mean "this app does not verify"; anything else (flash, power) aborts the boot. */
+static bool is_image_error(esp_err_t err)
+{
+    return (err > OTA_ERR_IMAGE_BASE && err < OTA_ERR_SIM_BASE) || err == ESP_ERR_OTA_SMALL_SEC_VER;
+}
+
+static esp_err_t try_app(const ota_hal_t *hal, const ota_partition_t *part, uint16_t chip_id, ota_app_desc_t *desc,
+                         bool *ok)
+{
+    ota_image_config_t cfg = { .chip_id = chip_id, .max_size = 0, .image_size = 0, .require_hash = false,
+                               .min_secure_version = 0 };
+    esp_err_t err = ota_image_verify_partition(hal, part, &cfg, NULL, desc);
+    *ok = err == ESP_OK;
+    if (err == ESP_OK || is_image_error(err)) return ESP_OK;
+    return err;
+}
+
+esp_err_t ota_bootloader_run(const ota_hal_t *hal, uint16_t chip_id, ota_boot_result_t *out)
+{
+    ota_layout_t l;
+    ota_layout_load(hal, &l);
+    memset(out, 0, sizeof(*out));
+    out->slot = -1;
+    out->entry = -1;
+    out->state = OTA_STATE_UNDEFINED;
+    if (l.slot_count == 0 && !l.has_factory) return ESP_ERR_NOT_FOUND;
+    bool ok = false;
+    esp_err_t err;
+
+    if (l.has_otadata && l.slot_count > 0) {
+        /* Each pass either boots or retires one entry (ABORTED/INVALID), so two entries need <= 3 passes. */
+        for (int pass = 0; pass < 3; pass++) {
+            ota_select_entry_t e[2];
+            err = ota_otadata_read(hal, &l, e);
+            if (err == ESP_ERR_INVALID_SIZE) break;
+            if (err != ESP_OK) return err;
+            int sel = ota_otadata_select(e);
+            if (sel == -1) break;
+            uint32_t slot = (e[sel].ota_seq - 1) % l.slot_count;
+            ota_select_entry_t n = e[sel];
+            if (e[sel].ota_state == OTA_STATE_PENDING_VERIFY) {
+                /* The app never confirmed itself: roll back. */
+                n.ota_state = OTA_STATE_ABORTED;
+                err = ota_otadata_write_entry(hal, &l, sel, &n);
+                if (err != ESP_OK) return err;
+                out->rolled_back = true;
+                continue;
+            }
+            err = try_app(hal, &l.slots[slot], chip_id, &out->desc, &ok);
+            if (err != ESP_OK) return err;
+            if (!ok) {
+                n.ota_state = OTA_STATE_INVALID;
+                err = ota_otadata_write_entry(hal, &l, sel, &n);
+                if (err != ESP_OK) return err;
+                out->rolled_back = true;
+                continue;
+            }
+            if (e[sel].ota_state == OTA_STATE_NEW) {
+                n.ota_state = OTA_STATE_PENDING_VERIFY;
+                err = ota_otadata_write_entry(hal, &l, sel, &n);
+                if (err != ESP_OK) return err;
+            }
+            out->partition = l.slots[slot];
+            out->slot = (int)slot;
+            out->entry = sel;
+            out->state = n.ota_state;
+            return ESP_OK;
+        }
+    }
+    /* No bootable otadata entry: factory, then the OTA slots in order (bootloader_utility_load_boot_image). */
+    if (l.has_factory) {
+        err = try_app(hal, &l.factory, chip_id, &out->desc, &ok);
+        if (err != ESP_OK) return err;
+        if (ok) {
+            out->partition = l.factory;
+            return ESP_OK;
+        }
+    }
+    for (uint32_t i = 0; i < l.slot_count; i++) {
+        err = try_app(hal, &l.slots[i], chip_id, &out->desc, &ok);
+        if (err != ESP_OK) return err;
+        if (ok) {
+            out->partition = l.slots[i];
+            out->slot = (int)i;
+            uint32_t st;
+            if (ota_otadata_get_state(hal, &l, i, &st) == ESP_OK) out->state = st;
+            return ESP_OK;
+        }
+    }
+    memset(&out->desc, 0, sizeof(out->desc));
+    return OTA_ERR_SIM_NO_BOOTABLE_APP;
+}

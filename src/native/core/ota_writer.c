@@ -1,0 +1,218 @@
+/*
+ * ota_writer.c — the streaming OTA writer (esp_ota_begin/resume/write/end/abort/set_boot_partition) with
+ * the descriptor gate: nothing reaches flash until the first OTA_IMAGE_HEAD_LEN bytes validated and the
+ * caller accepted the descriptor. Erases sector by sector as data arrives. Mechanism only: which image
+ * to accept is the caller's decision. See ota_core.h for the contract of every function.
+ */
+#include <string.h>
+
+#include "ota_core.h"
+
+void ota_writer_init(ota_writer_t *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->state = OTA_WRITER_IDLE;
+}
+
+static bool has_parser(const ota_writer_t *w)
+{
+    return w->state != OTA_WRITER_IDLE;
+}
+
+void ota_writer_abort(ota_writer_t *w)
+{
+    if (has_parser(w)) ota_image_free(&w->parser);
+    const ota_hal_t *hal = w->hal;
+    ota_writer_init(w);
+    w->hal = hal;
+}
+
+static esp_err_t writer_fail(ota_writer_t *w, esp_err_t err)
+{
+    w->state = OTA_WRITER_FAILED;
+    w->error = err;
+    return err;
+}
+
+/* Shared by begin and resume: target selection and the rollback-state rule of esp_ota_begin. */
+static esp_err_t pick_target(const ota_hal_t *hal, const ota_image_config_t *cfg, ota_partition_t *target)
+{
+    ota_partition_t running;
+    esp_err_t err = hal->running_partition(hal->ctx, &running);
+    if (err != ESP_OK) return err;
+    err = ota_next_update_partition(hal, &running, target);
+    if (err != ESP_OK) return err;
+    if (target->address == running.address) return ESP_ERR_OTA_PARTITION_CONFLICT;
+    if (running.type == OTA_PART_TYPE_APP && running.subtype >= OTA_PART_SUBTYPE_OTA_MIN &&
+        running.subtype <= OTA_PART_SUBTYPE_OTA_MAX) {
+        uint32_t state = OTA_STATE_UNDEFINED;
+        err = hal->get_state(hal->ctx, &running, &state);
+        if (err == ESP_OK && state == OTA_STATE_PENDING_VERIFY) return ESP_ERR_OTA_ROLLBACK_INVALID_STATE;
+        if (err != ESP_OK && err != ESP_ERR_NOT_FOUND && err != ESP_ERR_NOT_SUPPORTED) return err;
+    }
+    if (cfg->image_size > target->size) return ESP_ERR_INVALID_SIZE;
+    return ESP_OK;
+}
+
+static void start_parser(ota_writer_t *w, const ota_image_config_t *cfg)
+{
+    ota_image_config_t c = *cfg;
+    c.max_size = w->target.size;
+    ota_image_init(&w->parser, &c);
+}
+
+esp_err_t ota_writer_begin(ota_writer_t *w, const ota_hal_t *hal, const ota_image_config_t *cfg)
+{
+    if (w == NULL || hal == NULL || cfg == NULL) return ESP_ERR_INVALID_ARG;
+    ota_writer_abort(w);
+    ota_partition_t target;
+    esp_err_t err = pick_target(hal, cfg, &target);
+    if (err != ESP_OK) return err;
+    w->hal = hal;
+    w->target = target;
+    start_parser(w, cfg);
+    w->state = OTA_WRITER_HEAD;
+    return ESP_OK;
+}
+
+esp_err_t ota_writer_resume(ota_writer_t *w, const ota_hal_t *hal, const ota_image_config_t *cfg,
+                            uint32_t offset, uint32_t *resume_at)
+{
+    if (w == NULL || hal == NULL || cfg == NULL || resume_at == NULL) return ESP_ERR_INVALID_ARG;
+    *resume_at = 0;
+    ota_writer_abort(w);
+    ota_partition_t target;
+    esp_err_t err = pick_target(hal, cfg, &target);
+    if (err != ESP_OK) return err;
+    if (offset > target.size) return ESP_ERR_INVALID_ARG;
+    w->hal = hal;
+    w->target = target;
+    start_parser(w, cfg);
+    w->state = OTA_WRITER_HEAD;
+    uint32_t at = offset - offset % OTA_SECTOR_SIZE;
+    if (at == 0) return ESP_OK; /* nothing worth keeping: a fresh begin, head gate included */
+
+    uint8_t buf[512];
+    uint32_t pos = 0;
+    while (pos < at) {
+        uint32_t n = at - pos;
+        if (n > sizeof(buf)) n = sizeof(buf);
+        err = hal->read(hal->ctx, &w->target, pos, buf, n);
+        if (err != ESP_OK) {
+            ota_writer_abort(w);
+            return err;
+        }
+        err = ota_image_feed(&w->parser, buf, n);
+        if (err != ESP_OK) {
+            ota_writer_abort(w);
+            return OTA_ERR_IMAGE_RESUME_MISMATCH;
+        }
+        pos += n;
+    }
+    /* A prefix of >= 4096 bytes that parsed holds a valid descriptor; it was accepted when first written. */
+    if (w->parser.phase == OTA_IMAGE_PHASE_DONE || ota_image_descriptor(&w->parser) == NULL) {
+        /* DONE: the whole image fitted below `at`; resuming would only add trailing data. Start over. */
+        ota_writer_abort(w);
+        return OTA_ERR_IMAGE_RESUME_MISMATCH;
+    }
+    w->written = at;
+    w->erased_end = at;
+    w->state = OTA_WRITER_WRITING;
+    *resume_at = at;
+    return ESP_OK;
+}
+
+/* Erases the sectors [erased_end, end) — each sector once, just before data goes into it. */
+static esp_err_t erase_up_to(ota_writer_t *w, uint32_t end)
+{
+    while (w->erased_end < end) {
+        esp_err_t err = w->hal->erase_sector(w->hal->ctx, &w->target, w->erased_end);
+        if (err != ESP_OK) return err;
+        w->erased_end += OTA_SECTOR_SIZE;
+    }
+    return ESP_OK;
+}
+
+static esp_err_t program(ota_writer_t *w, const uint8_t *data, size_t len)
+{
+    esp_err_t err = erase_up_to(w, w->written + (uint32_t)len);
+    if (err != ESP_OK) return err;
+    err = w->hal->write(w->hal->ctx, &w->target, w->written, data, len);
+    if (err != ESP_OK) return err;
+    w->written += (uint32_t)len;
+    return ESP_OK;
+}
+
+esp_err_t ota_writer_write(ota_writer_t *w, const uint8_t *data, size_t len, size_t *consumed)
+{
+    if (w == NULL || consumed == NULL || (data == NULL && len > 0)) return ESP_ERR_INVALID_ARG;
+    *consumed = 0;
+    if (w->state == OTA_WRITER_HEAD) {
+        size_t n = OTA_IMAGE_HEAD_LEN - w->head_len;
+        if (n > len) n = len;
+        esp_err_t err = ota_image_feed(&w->parser, data, n);
+        if (err != ESP_OK) return writer_fail(w, err);
+        memcpy(w->head + w->head_len, data, n);
+        w->head_len += (uint32_t)n;
+        *consumed = n;
+        if (w->head_len == OTA_IMAGE_HEAD_LEN) w->state = OTA_WRITER_HEAD_READY;
+        return ESP_OK;
+    }
+    if (w->state != OTA_WRITER_WRITING) return ESP_ERR_INVALID_STATE;
+    /* Validate first: a refused byte (trailing data, oversize, bad checksum) is never programmed. */
+    esp_err_t err = ota_image_feed(&w->parser, data, len);
+    if (err != ESP_OK) return writer_fail(w, err);
+    err = program(w, data, len);
+    if (err != ESP_OK) return writer_fail(w, err);
+    *consumed = len;
+    return ESP_OK;
+}
+
+const ota_app_desc_t *ota_writer_descriptor(const ota_writer_t *w)
+{
+    if (w->state == OTA_WRITER_IDLE || w->state == OTA_WRITER_HEAD) return NULL;
+    return ota_image_descriptor(&w->parser);
+}
+
+esp_err_t ota_writer_accept(ota_writer_t *w)
+{
+    if (w == NULL) return ESP_ERR_INVALID_ARG;
+    if (w->state != OTA_WRITER_HEAD_READY) return ESP_ERR_INVALID_STATE;
+    esp_err_t err = program(w, w->head, w->head_len);
+    if (err != ESP_OK) return writer_fail(w, err);
+    w->state = OTA_WRITER_WRITING;
+    return ESP_OK;
+}
+
+esp_err_t ota_writer_end(ota_writer_t *w)
+{
+    if (w == NULL) return ESP_ERR_INVALID_ARG;
+    if (w->state != OTA_WRITER_HEAD && w->state != OTA_WRITER_HEAD_READY && w->state != OTA_WRITER_WRITING) {
+        return ESP_ERR_INVALID_STATE;
+    }
+    esp_err_t err = ota_image_finish(&w->parser);
+    if (err != ESP_OK) return writer_fail(w, err);
+    if (w->state != OTA_WRITER_WRITING) return writer_fail(w, OTA_ERR_IMAGE_TRUNCATED); /* unreachable: a
+        complete image is longer than the head, so HEAD states cannot be DONE */
+    /* esp_ota_end re-verifies what is in flash: catches bits the flash did not take. */
+    uint32_t len = 0;
+    err = ota_image_verify_partition(w->hal, &w->target, &w->parser.cfg, &len, NULL);
+    if (err != ESP_OK) {
+        bool flash_error = err < OTA_ERR_IMAGE_BASE || err >= OTA_ERR_SIM_BASE;
+        /* Image errors on read-back mean the flash does not hold what was streamed. */
+        return writer_fail(w, flash_error && err != ESP_ERR_OTA_SMALL_SEC_VER ? err : ESP_ERR_OTA_VALIDATE_FAILED);
+    }
+    if (len != w->written) return writer_fail(w, ESP_ERR_OTA_VALIDATE_FAILED);
+    w->state = OTA_WRITER_ENDED;
+    return ESP_OK;
+}
+
+esp_err_t ota_writer_set_boot(ota_writer_t *w)
+{
+    if (w == NULL) return ESP_ERR_INVALID_ARG;
+    if (w->state != OTA_WRITER_ENDED) return ESP_ERR_INVALID_STATE;
+    esp_err_t err = w->hal->set_boot(w->hal->ctx, &w->target);
+    if (err != ESP_OK) return err;
+    ota_writer_abort(w);
+    return ESP_OK;
+}

@@ -1,0 +1,468 @@
+/*
+ * ota_host.c — file-backed flash, partition table, boot control and power-cut injection for the host.
+ * See ota_host.h for the model and every function's contract. Not here: any image or otadata logic of its
+ * own (that is the core's); this file only moves bytes and keeps the "running partition".
+ */
+#define _DEFAULT_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mbedtls/md5.h>
+#include <mbedtls/version.h>
+
+#include "ota_host.h"
+
+#if MBEDTLS_VERSION_MAJOR < 3
+#define OTA_MD5(in, len, out) mbedtls_md5_ret((in), (len), (out))
+#else
+#define OTA_MD5(in, len, out) mbedtls_md5((in), (len), (out))
+#endif
+
+#define MAX_PARTITIONS (OTA_PARTITION_TABLE_MAX_LEN / 32u)
+
+struct ota_host_flash {
+    int fd;
+    uint8_t *mem;
+    uint32_t size;
+    uint16_t chip_id;
+    ota_hal_t hal;
+    ota_partition_t parts[MAX_PARTITIONS];
+    size_t part_count;
+    bool booted;
+    ota_boot_result_t boot;
+    /* power-cut injection */
+    bool armed;
+    bool lost;
+    uint64_t budget;
+    uint32_t rng;
+    uint64_t ops;
+    bool cut_done;
+    ota_host_op_t cut;
+    /* operation trace (tests) */
+    bool tracing;
+    ota_host_op_t *trace;
+    size_t trace_len, trace_cap;
+};
+
+static void record(ota_host_flash_t *f, char kind, uint32_t address, size_t len)
+{
+    ota_host_op_t op = { .start = f->ops, .address = address, .len = (uint32_t)len, .kind = kind };
+    if (f->armed && !f->lost && f->budget <= len) {
+        f->cut = op;
+        f->cut_done = true;
+    }
+    if (!f->tracing) return;
+    if (f->trace_len == f->trace_cap) {
+        size_t cap = f->trace_cap ? f->trace_cap * 2 : 256;
+        ota_host_op_t *t = realloc(f->trace, cap * sizeof(*t));
+        if (t == NULL) {
+            f->tracing = false;
+            return;
+        }
+        f->trace = t;
+        f->trace_cap = cap;
+    }
+    f->trace[f->trace_len++] = op;
+}
+
+static uint32_t next_rand(ota_host_flash_t *f)
+{
+    /* xorshift32: reproducible from the seed, good enough to scatter bits */
+    uint32_t x = f->rng ? f->rng : 0x9E3779B9u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    f->rng = x;
+    return x;
+}
+
+static uint32_t le32(const uint8_t *b)
+{
+    return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+}
+
+/* esp_flash_partitions.h: 32-byte esp_partition_info_t entries, then the MD5 entry, then 0xFF. */
+static esp_err_t load_table(ota_host_flash_t *f)
+{
+    if (f->size < OTA_PARTITION_TABLE_OFFSET + OTA_PARTITION_TABLE_MAX_LEN) return OTA_ERR_SIM_PARTITION_TABLE;
+    const uint8_t *t = f->mem + OTA_PARTITION_TABLE_OFFSET;
+    size_t n = 0;
+    for (uint32_t off = 0; off + 32 <= OTA_PARTITION_TABLE_MAX_LEN; off += 32) {
+        const uint8_t *e = t + off;
+        if (e[0] == 0xAA && e[1] == 0x50) {
+            ota_partition_t *p = &f->parts[n++];
+            memset(p, 0, sizeof(*p));
+            p->type = e[2];
+            p->subtype = e[3];
+            p->address = le32(e + 4);
+            p->size = le32(e + 8);
+            memcpy(p->label, e + 12, 16);
+            p->label[16] = '\0';
+            p->handle = NULL;
+            if (p->address % OTA_SECTOR_SIZE != 0 || p->size == 0 || (uint64_t)p->address + p->size > f->size) {
+                return OTA_ERR_SIM_PARTITION_TABLE;
+            }
+            continue;
+        }
+        if (e[0] == 0xEB && e[1] == 0xEB) {
+            uint8_t md5[16];
+            if (OTA_MD5(t, off, md5) != 0 || memcmp(md5, e + 16, 16) != 0) return OTA_ERR_SIM_PARTITION_TABLE;
+            break;
+        }
+        if (e[0] == 0xFF && e[1] == 0xFF) break;
+        return OTA_ERR_SIM_PARTITION_TABLE;
+    }
+    if (n == 0) return OTA_ERR_SIM_PARTITION_TABLE;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = i + 1; j < n; j++) {
+            const ota_partition_t *a = &f->parts[i], *b = &f->parts[j];
+            if (a->address < b->address + b->size && b->address < a->address + a->size) return OTA_ERR_SIM_PARTITION_TABLE;
+        }
+    }
+    f->part_count = n;
+    return ESP_OK;
+}
+
+/* ---- flash operations ---------------------------------------------------------------------------- */
+
+static esp_err_t range_ok(ota_host_flash_t *f, const ota_partition_t *part, uint32_t offset, size_t len)
+{
+    if (part == NULL) return ESP_ERR_INVALID_ARG;
+    if ((uint64_t)offset + len > part->size) return ESP_ERR_INVALID_ARG;
+    if ((uint64_t)part->address + part->size > f->size) return ESP_ERR_INVALID_ARG;
+    return ESP_OK;
+}
+
+/* How many of `n` byte operations may happen before the cut; sets `lost` when the budget runs out. */
+static size_t spend(ota_host_flash_t *f, size_t n)
+{
+    f->ops += n;
+    if (!f->armed) return n;
+    if (f->budget > n) {
+        f->budget -= n;
+        return n;
+    }
+    size_t done = (size_t)f->budget;
+    f->budget = 0;
+    f->lost = true;
+    return done;
+}
+
+static esp_err_t h_read(void *ctx, const ota_partition_t *part, uint32_t offset, void *dst, size_t len)
+{
+    ota_host_flash_t *f = ctx;
+    if (f->lost) return OTA_ERR_SIM_POWER_LOST;
+    esp_err_t err = range_ok(f, part, offset, len);
+    if (err != ESP_OK) return err;
+    if (len > 0) memcpy(dst, f->mem + part->address + offset, len);
+    return ESP_OK;
+}
+
+static esp_err_t h_erase(void *ctx, const ota_partition_t *part, uint32_t offset)
+{
+    ota_host_flash_t *f = ctx;
+    if (f->lost) return OTA_ERR_SIM_POWER_LOST;
+    if (offset % OTA_SECTOR_SIZE != 0) return ESP_ERR_INVALID_ARG;
+    esp_err_t err = range_ok(f, part, offset, OTA_SECTOR_SIZE);
+    if (err != ESP_OK) return err;
+    uint8_t *s = f->mem + part->address + offset;
+    record(f, 'E', part->address + offset, OTA_SECTOR_SIZE);
+    size_t done = spend(f, OTA_SECTOR_SIZE);
+    if (done == OTA_SECTOR_SIZE && !f->lost) {
+        memset(s, 0xFF, OTA_SECTOR_SIZE);
+        return ESP_OK;
+    }
+    if (done == OTA_SECTOR_SIZE) {
+        memset(s, 0xFF, OTA_SECTOR_SIZE);
+        return OTA_ERR_SIM_POWER_LOST;
+    }
+    /* Interrupted erase: the further it got, the more bytes read 0xFF; the rest keep their old bits,
+     * some with extra bits already set. Never depends on address order. */
+    for (uint32_t i = 0; i < OTA_SECTOR_SIZE; i++) {
+        uint32_t r = next_rand(f);
+        if ((r % OTA_SECTOR_SIZE) < done) {
+            s[i] = 0xFF;
+        } else if (r & 0x10000u) {
+            s[i] = (uint8_t)(s[i] | (r >> 24));
+        }
+    }
+    return OTA_ERR_SIM_POWER_LOST;
+}
+
+static esp_err_t h_write(void *ctx, const ota_partition_t *part, uint32_t offset, const void *src, size_t len)
+{
+    ota_host_flash_t *f = ctx;
+    if (f->lost) return OTA_ERR_SIM_POWER_LOST;
+    esp_err_t err = range_ok(f, part, offset, len);
+    if (err != ESP_OK) return err;
+    if (len > 0 && src == NULL) return ESP_ERR_INVALID_ARG;
+    uint8_t *d = f->mem + part->address + offset;
+    const uint8_t *s = src;
+    record(f, 'P', part->address + offset, len);
+    size_t done = spend(f, len);
+    for (size_t i = 0; i < done; i++) d[i] &= s[i];
+    if (!f->lost) return ESP_OK;
+    if (done < len) {
+        /* the byte being programmed when the power failed got only some of its 0-bits */
+        d[done] &= (uint8_t)(s[done] | (uint8_t)next_rand(f));
+    }
+    return OTA_ERR_SIM_POWER_LOST;
+}
+
+static esp_err_t h_find(void *ctx, uint8_t type, uint8_t subtype, ota_partition_t *out)
+{
+    ota_host_flash_t *f = ctx;
+    for (size_t i = 0; i < f->part_count; i++) {
+        const ota_partition_t *p = &f->parts[i];
+        if (p->type == type && (subtype == OTA_PART_SUBTYPE_ANY || p->subtype == subtype)) {
+            if (out) *out = *p;
+            return ESP_OK;
+        }
+    }
+    return ESP_ERR_NOT_FOUND;
+}
+
+/* ---- boot control -------------------------------------------------------------------------------- */
+
+static esp_err_t h_running(void *ctx, ota_partition_t *out)
+{
+    ota_host_flash_t *f = ctx;
+    if (!f->booted) return ESP_ERR_NOT_FOUND;
+    *out = f->boot.partition;
+    return ESP_OK;
+}
+
+static esp_err_t h_get_state(void *ctx, const ota_partition_t *part, uint32_t *state)
+{
+    ota_host_flash_t *f = ctx;
+    if (f->lost) return OTA_ERR_SIM_POWER_LOST;
+    ota_layout_t l;
+    ota_layout_load(&f->hal, &l);
+    int slot = ota_layout_slot_index(&l, part);
+    if (slot < 0) return ESP_ERR_NOT_SUPPORTED;
+    return ota_otadata_get_state(&f->hal, &l, (uint32_t)slot, state);
+}
+
+static esp_err_t verify(ota_host_flash_t *f, const ota_partition_t *part)
+{
+    ota_image_config_t cfg = { .chip_id = f->chip_id, .max_size = 0, .image_size = 0, .require_hash = false,
+                               .min_secure_version = 0 };
+    return ota_image_verify_partition(&f->hal, part, &cfg, NULL, NULL);
+}
+
+static bool flash_error(esp_err_t err)
+{
+    return !((err > OTA_ERR_IMAGE_BASE && err < OTA_ERR_SIM_BASE) || err == ESP_ERR_OTA_SMALL_SEC_VER);
+}
+
+static esp_err_t h_set_boot(void *ctx, const ota_partition_t *part)
+{
+    ota_host_flash_t *f = ctx;
+    if (f->lost) return OTA_ERR_SIM_POWER_LOST;
+    if (part == NULL || part->type != OTA_PART_TYPE_APP) return ESP_ERR_INVALID_ARG;
+    ota_layout_t l;
+    ota_layout_load(&f->hal, &l);
+    esp_err_t err = verify(f, part);
+    if (err != ESP_OK) return flash_error(err) ? err : ESP_ERR_OTA_VALIDATE_FAILED;
+    if (l.has_factory && l.factory.address == part->address) {
+        if (!l.has_otadata) return ESP_ERR_NOT_FOUND;
+        for (uint32_t off = 0; off < l.otadata.size; off += OTA_SECTOR_SIZE) {
+            err = h_erase(f, &l.otadata, off);
+            if (err != ESP_OK) return err;
+        }
+        return ESP_OK;
+    }
+    int slot = ota_layout_slot_index(&l, part);
+    if (slot < 0) return ESP_ERR_INVALID_ARG;
+    return ota_otadata_set_boot(&f->hal, &l, (uint32_t)slot);
+}
+
+static esp_err_t h_mark_valid(void *ctx)
+{
+    ota_host_flash_t *f = ctx;
+    if (f->lost) return OTA_ERR_SIM_POWER_LOST;
+    if (!f->booted) return ESP_ERR_NOT_FOUND;
+    if (f->boot.slot < 0) return ESP_OK;
+    ota_layout_t l;
+    ota_layout_load(&f->hal, &l);
+    esp_err_t err = ota_otadata_set_running_state(&f->hal, &l, (uint32_t)f->boot.slot, OTA_STATE_VALID);
+    if (err == ESP_ERR_NOT_FOUND) return ESP_OK; /* booted by fallback: no entry, nothing pending */
+    if (err == ESP_OK && f->boot.state == OTA_STATE_PENDING_VERIFY) f->boot.state = OTA_STATE_VALID;
+    return err;
+}
+
+static esp_err_t h_mark_invalid_and_reboot(void *ctx)
+{
+    ota_host_flash_t *f = ctx;
+    if (f->lost) return OTA_ERR_SIM_POWER_LOST;
+    if (!f->booted || f->boot.slot < 0) return ESP_ERR_OTA_ROLLBACK_FAILED;
+    ota_layout_t l;
+    ota_layout_load(&f->hal, &l);
+    /* esp_ota_check_rollback_is_possible: some other app must verify. */
+    bool possible = false;
+    if (l.has_factory) {
+        esp_err_t err = verify(f, &l.factory);
+        if (err == ESP_OK) possible = true;
+        else if (flash_error(err)) return err;
+    }
+    for (uint32_t i = 0; !possible && i < l.slot_count; i++) {
+        if ((int)i == f->boot.slot) continue;
+        esp_err_t err = verify(f, &l.slots[i]);
+        if (err == ESP_OK) possible = true;
+        else if (flash_error(err)) return err;
+    }
+    if (!possible) return ESP_ERR_OTA_ROLLBACK_FAILED;
+    esp_err_t err = ota_otadata_set_running_state(&f->hal, &l, (uint32_t)f->boot.slot, OTA_STATE_INVALID);
+    if (err != ESP_OK && err != ESP_ERR_NOT_FOUND) return err;
+    ota_boot_result_t r;
+    return ota_host_boot(f, &r);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------------- */
+
+esp_err_t ota_host_open(const char *path, uint16_t chip_id, ota_host_flash_t **out, int *sys_errno)
+{
+    if (sys_errno) *sys_errno = 0;
+    if (path == NULL || out == NULL) return ESP_ERR_INVALID_ARG;
+    *out = NULL;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        if (sys_errno) *sys_errno = errno;
+        return OTA_ERR_SIM_IO;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        if (sys_errno) *sys_errno = errno;
+        close(fd);
+        return OTA_ERR_SIM_IO;
+    }
+    if (st.st_size <= 0 || st.st_size % OTA_SECTOR_SIZE != 0 || st.st_size > 0x10000000) { /* <= 256 MiB */
+        close(fd);
+        return ESP_ERR_INVALID_SIZE;
+    }
+    void *mem = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (mem == MAP_FAILED) {
+        if (sys_errno) *sys_errno = errno;
+        close(fd);
+        return OTA_ERR_SIM_IO;
+    }
+    ota_host_flash_t *f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        munmap(mem, (size_t)st.st_size);
+        close(fd);
+        return ESP_ERR_NO_MEM;
+    }
+    f->fd = fd;
+    f->mem = mem;
+    f->size = (uint32_t)st.st_size;
+    f->chip_id = chip_id;
+    f->hal = (ota_hal_t){
+        .ctx = f,
+        .find_partition = h_find,
+        .read = h_read,
+        .erase_sector = h_erase,
+        .write = h_write,
+        .running_partition = h_running,
+        .get_state = h_get_state,
+        .set_boot = h_set_boot,
+        .mark_valid = h_mark_valid,
+        .mark_invalid_and_reboot = h_mark_invalid_and_reboot,
+    };
+    esp_err_t err = load_table(f);
+    if (err != ESP_OK) {
+        ota_host_close(f);
+        return err;
+    }
+    *out = f;
+    return ESP_OK;
+}
+
+void ota_host_close(ota_host_flash_t *f)
+{
+    if (f == NULL) return;
+    munmap(f->mem, f->size);
+    close(f->fd);
+    free(f->trace);
+    free(f);
+}
+
+const ota_hal_t *ota_host_hal(ota_host_flash_t *f)
+{
+    return &f->hal;
+}
+
+esp_err_t ota_host_boot(ota_host_flash_t *f, ota_boot_result_t *out)
+{
+    f->booted = false;
+    esp_err_t err = ota_bootloader_run(&f->hal, f->chip_id, &f->boot);
+    if (err != ESP_OK) return err;
+    f->booted = true;
+    if (out) *out = f->boot;
+    return ESP_OK;
+}
+
+const ota_boot_result_t *ota_host_last_boot(const ota_host_flash_t *f)
+{
+    return f->booted ? &f->boot : NULL;
+}
+
+void ota_host_arm_power_cut(ota_host_flash_t *f, uint64_t budget, uint32_t seed)
+{
+    f->armed = true;
+    f->budget = budget;
+    f->rng = seed ? seed : 1;
+}
+
+void ota_host_disarm_power_cut(ota_host_flash_t *f)
+{
+    f->armed = false;
+}
+
+bool ota_host_power_lost(const ota_host_flash_t *f)
+{
+    return f->lost;
+}
+
+uint64_t ota_host_op_count(const ota_host_flash_t *f)
+{
+    return f->ops;
+}
+
+uint32_t ota_host_flash_size(const ota_host_flash_t *f)
+{
+    return f->size;
+}
+
+uint16_t ota_host_chip_id(const ota_host_flash_t *f)
+{
+    return f->chip_id;
+}
+
+size_t ota_host_partitions(const ota_host_flash_t *f, ota_partition_t *out, size_t max)
+{
+    for (size_t i = 0; i < f->part_count && i < max; i++) out[i] = f->parts[i];
+    return f->part_count;
+}
+
+void ota_host_trace(ota_host_flash_t *f, bool on)
+{
+    f->tracing = on;
+    if (on) f->trace_len = 0;
+}
+
+const ota_host_op_t *ota_host_trace_ops(const ota_host_flash_t *f, size_t *count)
+{
+    *count = f->trace_len;
+    return f->trace;
+}
+
+bool ota_host_cut_op(const ota_host_flash_t *f, ota_host_op_t *out)
+{
+    if (f->cut_done && out) *out = f->cut;
+    return f->cut_done;
+}

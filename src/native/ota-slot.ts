@@ -1,0 +1,311 @@
+/**
+ * The OtaSlot port over the N-API binding (src/native/napi/ota_napi.c) and the host flash: a file that
+ * behaves like the ESP32's SPI flash, with the partition table at 0x8000, otadata, a simulated
+ * bootloader and power-cut injection. Used by the Node simulator and the tests.
+ *
+ * Thin: each method is one native call; native failures become ShadowOtaError with OTA_CODES and the
+ * raw number in `platformCode` (see ota-errors.ts). The only state kept here is the rest of the chunk
+ * that completed the image head, held until accept() (the descriptor gate of the port, see
+ * src/ports/ota-slot.ts).
+ *
+ * Host-only extras (not in the port): boot() (run the simulated bootloader, i.e. power on / reboot),
+ * power-cut arming, slot states, the partition list, close().
+ * Not here: policy (which image to accept), HTTP, retries.
+ */
+import * as path from "node:path";
+
+import { ShadowOtaError } from "../core/errors";
+import {
+  AppDescriptor,
+  ESP_CHIP_ID,
+  OtaBeginOptions,
+  OtaImageState,
+  OtaPartitionInfo,
+  OtaSlot,
+  otaStateName,
+} from "../ports/ota-slot";
+import { OTA_CODES, otaErrorFromNative } from "./ota-errors";
+
+/** What the simulated bootloader did (ota_boot_result_t). */
+export interface BootResult {
+  readonly partition: OtaPartitionInfo;
+  /** OTA slot index (ota_N -> N), -1 for the factory app. */
+  readonly slot: number;
+  /** otadata state after boot; undefined when no entry applies (factory, fallback boot). */
+  readonly state: OtaImageState | undefined;
+  /** otadata sector (0/1) that chose the app, -1 if none. */
+  readonly entry: number;
+  /** A PENDING_VERIFY entry was ABORTED or the chosen image failed to verify. */
+  readonly rolledBack: boolean;
+  readonly descriptor: AppDescriptor;
+}
+
+/** One byte-level flash operation of the host flash (see ota_host_op_t). */
+export interface FlashOperation {
+  readonly kind: "erase" | "program";
+  /** Absolute flash address. */
+  readonly address: number;
+  readonly length: number;
+  /** opCount() when it began: arming a power cut with this budget cuts it before its first byte. */
+  readonly start: number;
+}
+
+/** The raw binding (typed here; implemented in ota_napi.c). */
+interface NativeBootResult {
+  partition: OtaPartitionInfo;
+  slot: number;
+  state: number | null;
+  entry: number;
+  rolledBack: boolean;
+  descriptor: AppDescriptor;
+}
+interface NativeOtaHost {
+  close(): void;
+  boot(): NativeBootResult;
+  lastBoot(): NativeBootResult | null;
+  running(): OtaPartitionInfo;
+  runningState(): number | null;
+  slotState(slot: number): number | null;
+  partitions(): OtaPartitionInfo[];
+  nextUpdatePartition(): OtaPartitionInfo;
+  begin(imageSize: number, requireHash: boolean, minSecureVersion: number): OtaPartitionInfo;
+  resume(offset: number, imageSize: number, requireHash: boolean, minSecureVersion: number): number;
+  write(chunk: Uint8Array): number;
+  accept(): void;
+  end(): number;
+  abort(): void;
+  setBoot(): void;
+  writerState(): { state: string; written: number; error: number };
+  candidateDescriptor(): AppDescriptor | null;
+  runningDescriptor(): AppDescriptor | null;
+  markValid(): void;
+  markInvalidAndReboot(): NativeBootResult | null;
+  armPowerCut(budget: number, seed: number): void;
+  disarmPowerCut(): void;
+  powerLost(): boolean;
+  opCount(): number;
+  trace(on?: boolean): FlashOperation[];
+  cutOperation(): FlashOperation | null;
+}
+interface NativeModule {
+  OtaHost: new (flashPath: string, chipId: number) => NativeOtaHost;
+}
+
+/** Where scripts/build-native.sh puts the module. */
+export const NATIVE_MODULE_PATH = path.join(__dirname, "build", "Release", "ota_slot.node");
+
+let loaded: NativeModule | undefined;
+
+/** Loads the native module once. Throws OTA_NATIVE_UNAVAILABLE (with the loader's error as cause). */
+export function loadNativeOtaModule(): NativeModule {
+  if (loaded !== undefined) return loaded;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    loaded = require(NATIVE_MODULE_PATH) as NativeModule;
+  } catch (cause) {
+    throw new ShadowOtaError(
+      OTA_CODES.OTA_NATIVE_UNAVAILABLE,
+      `cannot load ${NATIVE_MODULE_PATH}; run \`npm run build:native\``,
+      { cause },
+    );
+  }
+  return loaded;
+}
+
+function toBoot(b: NativeBootResult): BootResult {
+  return {
+    partition: b.partition,
+    slot: b.slot,
+    state: b.state === null ? undefined : otaStateName(b.state),
+    entry: b.entry,
+    rolledBack: b.rolledBack,
+    descriptor: b.descriptor,
+  };
+}
+
+export interface HostOtaSlotOptions {
+  /** The flash file (see src/tools/flash-file.ts); it must exist. */
+  flashPath: string;
+  /** The chip images must be built for (default ESP32). */
+  chipId?: number;
+}
+
+export class HostOtaSlot implements OtaSlot {
+  private readonly native: NativeOtaHost;
+  /** Rest of the chunk that completed the head; written by accept(). */
+  private pending: Uint8Array | undefined;
+  /** The head gate has been reported for the current session. */
+  private headReported = false;
+  private closed = false;
+
+  /** Opens the flash file (nothing boots: call boot()). Throws OTA_FLASH_FILE_ERROR (detail.errno),
+   *  OTA_PARTITION_TABLE_INVALID, OTA_INVALID_SIZE, OTA_NATIVE_UNAVAILABLE. */
+  constructor(options: HostOtaSlotOptions) {
+    const mod = loadNativeOtaModule();
+    this.native = this.call("open", () => new mod.OtaHost(options.flashPath, options.chipId ?? ESP_CHIP_ID.ESP32));
+  }
+
+  private call<T>(operation: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw otaErrorFromNative(e, operation);
+    }
+  }
+
+  private resetSession(): void {
+    this.pending = undefined;
+    this.headReported = false;
+  }
+
+  /** Power on / reboot: runs the simulated bootloader and returns what boots. Drops any OTA session.
+   *  Throws OTA_NO_BOOTABLE_APP (bricked), OTA_POWER_LOST, OTA_NOT_FOUND. */
+  boot(): BootResult {
+    this.resetSession();
+    return toBoot(this.call("boot", () => this.native.boot()));
+  }
+
+  /** The last boot, undefined before the first. */
+  lastBoot(): BootResult | undefined {
+    const b = this.call("lastBoot", () => this.native.lastBoot());
+    return b === null ? undefined : toBoot(b);
+  }
+
+  begin(options: OtaBeginOptions = {}): OtaPartitionInfo {
+    this.resetSession();
+    return this.call("begin", () =>
+      this.native.begin(options.imageSize ?? 0, options.requireHash ?? true, options.minSecureVersion ?? 0),
+    );
+  }
+
+  resume(offset: number, options: OtaBeginOptions = {}): number {
+    this.resetSession();
+    const at = this.call("resume", () =>
+      this.native.resume(offset, options.imageSize ?? 0, options.requireHash ?? true, options.minSecureVersion ?? 0),
+    );
+    if (at > 0) this.headReported = true; // the stored image was accepted when it was first written
+    return at;
+  }
+
+  write(chunk: Uint8Array): AppDescriptor | undefined {
+    if (this.pending !== undefined) {
+      throw new ShadowOtaError(OTA_CODES.OTA_INVALID_STATE, "write: accept() or abort() the candidate first", {
+        platformCode: 0x103,
+      });
+    }
+    const consumed = this.call("write", () => this.native.write(chunk));
+    if (this.headReported) return undefined;
+    const desc = this.native.candidateDescriptor();
+    if (desc === null) return undefined;
+    this.headReported = true;
+    if (consumed < chunk.length) this.pending = chunk.subarray(consumed);
+    return desc;
+  }
+
+  accept(): void {
+    this.call("accept", () => this.native.accept());
+    const rest = this.pending;
+    this.pending = undefined;
+    if (rest !== undefined) this.call("write", () => this.native.write(rest));
+  }
+
+  end(): void {
+    this.call("end", () => this.native.end());
+  }
+
+  abort(): void {
+    this.resetSession();
+    if (!this.closed) this.native.abort();
+  }
+
+  setBootPartition(): void {
+    this.call("setBoot", () => this.native.setBoot());
+  }
+
+  runningPartition(): OtaPartitionInfo {
+    return this.call("running", () => this.native.running());
+  }
+
+  runningState(): OtaImageState | undefined {
+    const s = this.call("runningState", () => this.native.runningState());
+    return s === null ? undefined : otaStateName(s);
+  }
+
+  markValid(): void {
+    this.call("markValid", () => this.native.markValid());
+  }
+
+  /** On the host the "reboot" happens inside: afterwards lastBoot() describes the previous app running. */
+  markInvalidAndReboot(): void {
+    this.resetSession();
+    this.call("markInvalidAndReboot", () => this.native.markInvalidAndReboot());
+  }
+
+  runningDescriptor(): AppDescriptor | undefined {
+    return this.call("runningDescriptor", () => this.native.runningDescriptor()) ?? undefined;
+  }
+
+  candidateDescriptor(): AppDescriptor | undefined {
+    return this.call("candidateDescriptor", () => this.native.candidateDescriptor()) ?? undefined;
+  }
+
+  // ---- host-only -------------------------------------------------------------------------------
+
+  /** otadata state of OTA slot `slot` (undefined: no entry). */
+  slotState(slot: number): OtaImageState | undefined {
+    const s = this.call("slotState", () => this.native.slotState(slot));
+    return s === null ? undefined : otaStateName(s);
+  }
+
+  partitions(): OtaPartitionInfo[] {
+    return this.call("partitions", () => this.native.partitions());
+  }
+
+  nextUpdatePartition(): OtaPartitionInfo {
+    return this.call("nextUpdatePartition", () => this.native.nextUpdatePartition());
+  }
+
+  /** The writer's state: "idle" | "head" | "headReady" | "writing" | "ended" | "failed", bytes in flash,
+   *  and the platform number that failed it (0 if none). */
+  writerState(): { state: string; written: number; error: number } {
+    return this.call("writerState", () => this.native.writerState());
+  }
+
+  /** After `budget` more byte-level flash operations the power fails (see src/native/host/ota_host.h).
+   *  Reopen the file (a new HostOtaSlot) and boot() to simulate the reboot. */
+  armPowerCut(budget: number, seed: number): void {
+    this.call("armPowerCut", () => this.native.armPowerCut(budget, seed));
+  }
+
+  disarmPowerCut(): void {
+    this.call("disarmPowerCut", () => this.native.disarmPowerCut());
+  }
+
+  powerLost(): boolean {
+    return this.call("powerLost", () => this.native.powerLost());
+  }
+
+  /** Byte-level erase/program operations since open (to place power cuts). */
+  opCount(): number {
+    return this.call("opCount", () => this.native.opCount());
+  }
+
+  /** Starts (true, clearing) or stops (false) recording flash operations; returns what was recorded
+   *  before this call. Without an argument: the record so far. */
+  trace(on?: boolean): FlashOperation[] {
+    return this.call("trace", () => this.native.trace(on));
+  }
+
+  /** The operation the power cut interrupted, undefined if none did. */
+  cutOperation(): FlashOperation | undefined {
+    return this.call("cutOperation", () => this.native.cutOperation()) ?? undefined;
+  }
+
+  /** Releases the flash file. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.resetSession();
+    this.native.close();
+  }
+}
