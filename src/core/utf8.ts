@@ -5,15 +5,13 @@
  */
 import { ShadowOtaError } from "./errors";
 
+/** UTF-8 bytes of `s`; a lone surrogate becomes U+FFFD. Walks the string with `for…of` (one code point at a
+ *  time): an index loop with charCodeAt(i) is quadratic on XS, whose strings are UTF-8 inside. */
 export function utf8Encode(s: string): Uint8Array {
   const out: number[] = [];
-  for (let i = 0; i < s.length; i++) {
-    let c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) { c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00); i++; }
-    }
-    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd; // lone surrogate
+  for (const ch of s) {
+    let c = ch.codePointAt(0)!;
+    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd; // lone surrogate (a pair arrives as one code point)
     if (c < 0x80) out.push(c);
     else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 63));
     else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
@@ -22,8 +20,16 @@ export function utf8Encode(s: string): Uint8Array {
   return Uint8Array.from(out);
 }
 
+/**
+ * Code units handed to one `String.fromCharCode.apply` call. Every argument takes a slot of the XS stack,
+ * which holds only a few hundred slots on a device (xsnap's 4096 already overflowed at 4096 arguments), so
+ * the batches stay small; they are joined once at the end because `out += piece` copies the whole string
+ * each time on XS.
+ */
+const DECODE_BATCH = 64;
+
 export function utf8Decode(bytes: Uint8Array): string {
-  let out = "";
+  const parts: string[] = [];
   const bad = (i: number): never => {
     throw new ShadowOtaError("SYNC_ENCODING_INVALID", `invalid UTF-8 at byte ${i}`);
   };
@@ -46,8 +52,9 @@ export function utf8Decode(bytes: Uint8Array): string {
     if ((n === 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n === 4 && (cp < 0x10000 || cp > 0x10ffff))) bad(i);
     if (cp >= 0x10000) { cp -= 0x10000; chunk.push(0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff)); }
     else chunk.push(cp);
-    if (chunk.length >= 4096) { out += String.fromCharCode.apply(null, chunk); chunk.length = 0; }
+    if (chunk.length >= DECODE_BATCH) { parts.push(String.fromCharCode.apply(null, chunk)); chunk.length = 0; }
     i += n;
   }
-  return out + String.fromCharCode.apply(null, chunk);
+  parts.push(String.fromCharCode.apply(null, chunk));
+  return parts.join("");
 }

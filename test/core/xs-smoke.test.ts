@@ -74,6 +74,28 @@ describe("utf8Decode", () => {
   });
 });
 
+/*
+ * Size tests: on XS, strings are UTF-8 inside and `charCodeAt(i)` is O(i), so a character loop written with
+ * an index is quadratic there (1 MB would take minutes). These inputs finish in well under a second when the
+ * code walks strings linearly, and trip scripts/test-xs.mjs's per-file time limit when it does not. They
+ * assert results, not times.
+ */
+describe("linear on large inputs", () => {
+  const big = "ü€😀x\"{[".repeat(1 << 15); // 229,376 code units, 425,984 bytes of UTF-8
+
+  it("encodes and decodes about 400 KB", () => {
+    const b = utf8Encode(big);
+    expect(b.length).toBe(13 * (1 << 15));
+    expect(utf8Decode(b)).toBe(big);
+  });
+
+  it("depth-scans a 1 MB JSON string value in one pass", () => {
+    const text = JSON.stringify({ s: "[{".repeat(1 << 19) });
+    const v = parseJsonBounded(text, { maxLength: 2 * 1024 * 1024, maxDepth: 2 });
+    expect(isJsonObject(v) && typeof v["s"] === "string" && v["s"].length).toBe(1 << 20);
+  });
+});
+
 describe("jsonEqual / jsonClone / jsonDepth", () => {
   it("ignores key order but not array order", () => {
     expect(jsonEqual({ a: 1, b: [1, 2] }, { b: [1, 2], a: 1 })).toBe(true);
