@@ -701,11 +701,11 @@ export class ShadowSync {
       const msg = this.#ctx.protocol.methodReply(rid, status, body);
       if (msg !== undefined) this.#execute({ type: "publish", message: msg });
     };
-    const handler = this.#handlers.onMethod;
-    if (handler === undefined) { reply(404, { message: `method ${name} is not implemented` }); return; }
+    const handlers = this.#handlers;
+    if (handlers.onMethod === undefined) { reply(404, { message: `method ${name} is not implemented` }); return; }
     let result: MethodResult | Promise<MethodResult>;
     try {
-      result = handler({ name, payload });
+      result = handlers.onMethod({ name, payload }); // called as a method: handlers may be a class instance
     } catch (e) {
       this.#ports.log.log("error", "sync.method-threw", { name, message: e instanceof Error ? e.message : String(e) });
       reply(500, { message: `method ${name} failed` });
@@ -725,8 +725,8 @@ export class ShadowSync {
 
   #raise(err: ShadowOtaError): void {
     this.#ports.log.log("warn", err.code, { message: err.message });
-    const onError = this.#handlers.onError;
-    if (onError !== undefined) this.#callHandler("onError", () => onError(err));
+    const handlers = this.#handlers;
+    if (handlers.onError !== undefined) this.#callHandler("onError", () => handlers.onError!(err)); // as a method
   }
 
   /** Application handlers must not break the sync: a throw is logged and the sync goes on. */

@@ -638,3 +638,30 @@ describe("step (pure)", () => {
     expect(state).toEqual(s);
   });
 });
+
+describe("handlers given as a class instance", () => {
+  it("calls onError and onMethod as methods, so `this` is the instance", async () => {
+    class App {
+      errors: string[] = [];
+      methods: string[] = [];
+      onDesired(): void {}
+      onError(e: ShadowOtaError): void { this.errors.push(e.code); }
+      onMethod(r: { name: string }): MethodResult { this.methods.push(r.name); return { status: 200 }; }
+    }
+    const app = new App();
+    const mqtt = new FakeMqtt();
+    const log = new MemoryLog();
+    const sync = new ShadowSync({ mqtt, kv: new MemoryKv(), clock: new ManualClock(), log },
+      { cloud: "azure", thingName: "esp32-01", firmwareVersionPath: ["updateVersion"] }, app);
+    sync.start();
+    mqtt.connect();
+    await settle();
+    mqtt.deliver("$iothub/twin/PATCH/properties/desired/?$version=2", "{broken");
+    mqtt.deliver("$iothub/methods/POST/reboot/?$rid=7", "{}");
+    await settle();
+    expect(app.errors).toEqual([SYNC_CODES.SYNC_JSON_INVALID]);
+    expect(app.methods).toEqual(["reboot"]);
+    expect(mqtt.last().topic).toBe("$iothub/methods/res/200/?$rid=7");
+    expect(log.has("sync.handler-threw")).toBe(false);
+  });
+});
