@@ -1,0 +1,220 @@
+/**
+ * The local cloud's embedded MQTT broker: aedes 1.x over mutual TLS on loopback, with the access rules of
+ * broker-policy.ts standing in for an AWS IoT policy and for IoT Hub's per-connection topic scoping.
+ *
+ * - TLS (node:tls): server certificate from LocalPki, `requestCert` + `rejectUnauthorized` against the
+ *   local CA, TLS 1.2 or newer; ALPN `x-amzn-mqtt-ca` (and `mqtt`) is accepted, as on AWS's port 443.
+ * - Identity = the client certificate's CN. A device must connect with client id = CN (refused with
+ *   CONNACK 5 "not authorized" otherwise, before it could take over anyone's session); a second connection
+ *   with the same id drops the first (aedes does that). Service identities may use any client id.
+ * - Publish: devices only to their own shadow request topics and the twin's request topics; a refused
+ *   publish closes the connection (AWS does the same for a policy violation on MQTT 3.1.1). QoS 2 closes it
+ *   too. RETAIN is cleared (AWS and Azure ignore it on these topics).
+ * - Subscribe: devices only under their own roots; a refused filter gets SUBACK 0x80.
+ * - Azure: a device's `$iothub/...` topics become `devices/{CN}/$iothub/...` on publish (authorizePublish)
+ *   and subscribe (authorizeSubscribe), and deliveries to the device lose the prefix again
+ *   (authorizeForward, on a copy: aedes hands the same packet to every subscriber). A device's UNSUBSCRIBE
+ *   of an `$iothub/...` filter is rewritten after aedes has answered it (aedes has no unsubscribe hook), so
+ *   a delivery may still slip through between the UNSUBACK and the rewrite.
+ *
+ * Loading: aedes 1.x is an ES module. Jest's module system cannot load it, so it is required through
+ * Node's own loader (require(esm), Node >= 20.19), fetched with process.getBuiltinModule because Jest also
+ * replaces `node:module`'s createRequire.
+ *
+ * Not here: shadow/twin behaviour (the services connect as ordinary clients with a service certificate),
+ * persistent sessions beyond aedes's in-memory defaults, AWS's quotas.
+ */
+import * as net from "node:net";
+import * as tls from "node:tls";
+
+import type { Aedes, AedesOptions, AedesPublishPacket, AuthenticateError, Client, PublishPacket, Subscription } from "aedes";
+
+import { ShadowOtaError } from "../core/errors";
+import type { Log } from "../ports/log";
+import { silentLog } from "../ports/log";
+import {
+  AWS_MQTT_ALPN, AZURE_TOPIC_ROOT, BROKER_CODES, azureToBroker, decidePublish, decideSubscribe, deliveredTopic,
+  identityOf, type Identity,
+} from "./broker-policy";
+import { CLOUD_SERVICE_IDENTITY, PKI_NAME_PATTERN, type LocalPki } from "./pki";
+
+export interface AedesBrokerOptions {
+  /** The CA and server certificate come from here. */
+  pki: LocalPki;
+  /** Loopback address to listen on (default "127.0.0.1"). */
+  host?: string;
+  /** Port (default 0: the system picks one; read it from `port`). Pass an old broker's port to restart it. */
+  port?: number;
+  /** CNs with the cloud services' rights (default ["shadow-ota-cloud"]). */
+  serviceIdentities?: readonly string[];
+  log?: Log;
+}
+
+type AedesModule = { Aedes: { createBroker(opts?: AedesOptions): Promise<Aedes> } };
+
+let aedesModule: AedesModule | undefined;
+
+/** Loads aedes through Node's own loader (see the header). Throws BROKER_START_FAILED when it cannot. */
+export function loadAedes(): AedesModule {
+  if (aedesModule !== undefined) return aedesModule;
+  try {
+    const getBuiltin = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
+    const nodeModule = (getBuiltin ? getBuiltin("node:module") : require("node:module")) as typeof import("node:module");
+    aedesModule = nodeModule.createRequire(__filename)("aedes") as AedesModule;
+    return aedesModule;
+  } catch (cause) {
+    throw new ShadowOtaError(BROKER_CODES.BROKER_START_FAILED, "cannot load aedes (needs Node >= 20.19 for require of an ES module)", { cause });
+  }
+}
+
+function authError(message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode: 5 }) as AuthenticateError; // 5 = not authorized
+}
+
+export class AedesBroker {
+  readonly host: string;
+  readonly port: number;
+  /** `mqtts://host:port` */
+  readonly url: string;
+  /** The aedes instance, for observers (`publish`, `clientReady` events). */
+  readonly aedes: Aedes;
+  readonly #server: tls.Server;
+  readonly #sockets: Set<net.Socket>;
+  readonly #identities: WeakMap<Client, Identity>;
+  #closing: Promise<void> | undefined;
+
+  private constructor(aedes: Aedes, server: tls.Server, sockets: Set<net.Socket>, identities: WeakMap<Client, Identity>, host: string, port: number) {
+    this.aedes = aedes;
+    this.#server = server;
+    this.#sockets = sockets;
+    this.#identities = identities;
+    this.host = host;
+    this.port = port;
+    this.url = `mqtts://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  }
+
+  /** Starts the broker and resolves once it listens. Throws BROKER_OPTION_INVALID, BROKER_START_FAILED. */
+  static async start(options: AedesBrokerOptions): Promise<AedesBroker> {
+    const host = options.host ?? "127.0.0.1";
+    const services = options.serviceIdentities ?? [CLOUD_SERVICE_IDENTITY];
+    for (const s of services) {
+      if (!PKI_NAME_PATTERN.test(s)) throw new ShadowOtaError(BROKER_CODES.BROKER_OPTION_INVALID, `service identity ${JSON.stringify(s)} is not a certificate name`);
+    }
+    const port = options.port ?? 0;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ShadowOtaError(BROKER_CODES.BROKER_OPTION_INVALID, `port ${port} is out of range`);
+    const log = options.log ?? silentLog;
+    const server = options.pki.server();
+
+    const identities = new WeakMap<Client, Identity>();
+    const who = (client: Client | null): Identity | undefined => (client ? identities.get(client) : undefined);
+
+    const aedes = await loadAedes().Aedes.createBroker({
+      drainTimeout: 10_000, // a frozen subscriber must not stall delivery to everyone (see aedes docs)
+      authenticate(client, _username, _password, done) {
+        const socket = client.conn as tls.TLSSocket;
+        const cn = socket.authorized ? (socket.getPeerCertificate().subject?.CN as string | undefined) : undefined;
+        const id = identityOf(typeof cn === "string" ? cn : undefined, services);
+        if (id === undefined) {
+          log.log("warn", "broker.connect-refused", { clientId: client.id, reason: "no usable certificate CN" });
+          return done(authError("no usable client certificate"), false);
+        }
+        if (id.kind === "device" && client.id !== id.name) {
+          log.log("warn", "broker.connect-refused", { clientId: client.id, cn: id.name, reason: "client id is not the certificate CN" });
+          return done(authError(`client id must be ${id.name}`), false);
+        }
+        identities.set(client, id);
+        done(null, true);
+      },
+      authorizePublish(client, packet, done) {
+        const id = who(client);
+        if (client === null) return done(null); // aedes replaying a will with no client: nothing to check
+        if (id === undefined) return done(new Error("unauthenticated"));
+        if (packet.qos === 2) {
+          log.log("warn", "broker.publish-refused", { clientId: client.id, topic: packet.topic, reason: "QoS 2" });
+          return done(new Error("QoS 2 is not supported"));
+        }
+        const d = decidePublish(id, packet.topic);
+        if (!d.allow) {
+          log.log("warn", "broker.publish-refused", { clientId: client.id, topic: packet.topic, reason: d.reason });
+          return done(new Error(d.reason));
+        }
+        // aedes publishes this very packet object after the hook, so rewriting it here takes effect.
+        (packet as PublishPacket).topic = d.topic;
+        (packet as PublishPacket).retain = false;
+        done(null);
+      },
+      authorizeSubscribe(client, sub, done) {
+        const id = who(client);
+        const d = id === undefined ? { allow: false as const, reason: "unauthenticated" } : decideSubscribe(id, sub.topic);
+        if (!d.allow) {
+          log.log("warn", "broker.subscribe-refused", { clientId: client.id, topic: sub.topic, reason: d.reason });
+          return done(null, null); // SUBACK 0x80 for this filter; the connection stays up
+        }
+        done(null, { ...sub, topic: d.topic } as Subscription);
+      },
+      authorizeForward(client, packet) {
+        const id = who(client);
+        if (id === undefined) return null;
+        const topic = deliveredTopic(id, packet.topic);
+        if (topic === undefined) return null;
+        return topic === packet.topic ? packet : ({ ...packet, topic } as AedesPublishPacket);
+      },
+    });
+
+    aedes.on("unsubscribe", (topics, client) => {
+      const id = who(client);
+      if (id?.kind !== "device") return;
+      const own = topics.filter((t) => t.startsWith(AZURE_TOPIC_ROOT)).map((t) => azureToBroker(id.name, t));
+      if (own.length > 0) {
+        client.unsubscribe({ unsubscriptions: own } as never, (err) => {
+          if (err) log.log("warn", "broker.unsubscribe-failed", { clientId: client.id, message: err.message });
+        });
+      }
+    });
+    aedes.on("clientError", (client, err) => log.log("info", "broker.client-error", { clientId: client.id, message: err.message }));
+    aedes.on("connectionError", (_client, err) => log.log("info", "broker.connection-error", { message: err.message }));
+
+    const tlsServer = tls.createServer({
+      key: server.keyPem, cert: server.certPem, ca: server.caPem,
+      requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2",
+      ALPNProtocols: [AWS_MQTT_ALPN, "mqtt"],
+    }, (socket) => { aedes.handle(socket); });
+    const sockets = new Set<net.Socket>();
+    tlsServer.on("connection", (raw: net.Socket) => {
+      sockets.add(raw);
+      raw.once("close", () => sockets.delete(raw));
+    });
+    tlsServer.on("tlsClientError", (err) => log.log("info", "broker.tls-refused", { message: err.message }));
+
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tlsServer.once("error", reject);
+        tlsServer.listen(port, host, () => { tlsServer.off("error", reject); resolve(); });
+      });
+    } catch (cause) {
+      await new Promise<void>((r) => aedes.close(() => r()));
+      throw new ShadowOtaError(BROKER_CODES.BROKER_START_FAILED, `aedes cannot listen on ${host}:${port}`, { cause });
+    }
+    tlsServer.on("error", (err) => log.log("error", "broker.server-error", { message: err.message }));
+    const address = tlsServer.address() as net.AddressInfo;
+    const self = new AedesBroker(aedes, tlsServer, sockets, identities, host, address.port);
+    log.log("info", "broker.listening", { url: self.url });
+    return self;
+  }
+
+  /** Open TCP connections (including ones still in the TLS handshake). */
+  get connectionCount(): number {
+    return this.#sockets.size;
+  }
+
+  /** Stops listening, ends every connection and resolves when all is closed. Safe to call twice. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      const serverClosed = new Promise<void>((r) => this.#server.close(() => r()));
+      await new Promise<void>((r) => this.aedes.close(() => r()));
+      for (const s of this.#sockets) s.destroy(); // handshakes in progress, clients aedes did not know yet
+      await serverClosed;
+    })();
+    return this.#closing;
+  }
+}
