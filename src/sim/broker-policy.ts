@@ -116,7 +116,8 @@ export function deliveredTopic(who: Identity, topic: string): string | undefined
 }
 
 /**
- * A mosquitto ACL file for one broker instance (the same rules as decidePublish/decideSubscribe).
+ * A mosquitto ACL file for one broker instance (the same rules as decidePublish/decideSubscribe, except
+ * that mosquitto grants every SUBSCRIBE and applies the read rules to each delivery instead).
  * - "aws": devices may write their shadows' request topics and read (subscribe to) anything under their
  *   shadow root (`%u` = the certificate CN, because the listener sets use_identity_as_username); each
  *   service identity gets `$aws/#` and `#` — a filter starting with `#` does not match `$` topics, in ACLs
