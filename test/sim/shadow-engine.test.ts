@@ -8,7 +8,6 @@
  * The same vectors go through a real broker in shadow-service.test.ts.
  */
 import fc from "fast-check";
-import vectors from "../vectors/shadow-service.json";
 import { shadowTopic, type ShadowOperation } from "../../src/core/aws-shadow";
 import { applyPatch, computeDelta, isDeltaEmpty } from "../../src/core/config-diff";
 import { ShadowOtaError } from "../../src/core/errors";
@@ -29,34 +28,7 @@ import {
   type ShadowOutcome,
   type ShadowRequest,
 } from "../../src/sim/shadow-engine";
-
-export interface VectorStep {
-  name: string;
-  op: ShadowOperation;
-  payload?: string;
-  payloadHex?: string;
-  shadowName?: string;
-  by?: "cloud";
-  t?: number;
-  expect: Array<{ topic: string; payload?: string }>;
-}
-export interface VectorScenario { name: string; thingName: string; steps: VectorStep[] }
-
-const T = vectors.T;
-const scenarios = vectors.scenarios as unknown as VectorScenario[];
-
-export function stepBytes(s: VectorStep): Uint8Array {
-  if (s.payloadHex !== undefined) return Uint8Array.from(Buffer.from(s.payloadHex, "hex"));
-  return utf8Encode(s.payload ?? "");
-}
-
-/** The expected messages as full topics, with `expect.any(String)` where the vector gives only the topic. */
-export function expectedMessages(thingName: string, s: VectorStep): Array<{ topic: string; payload: unknown }> {
-  return s.expect.map((e) => ({
-    topic: shadowTopic(thingName, s.shadowName, e.topic as Parameters<typeof shadowTopic>[2]),
-    payload: e.payload ?? expect.any(String),
-  }));
-}
+import { expectedMessages, scenarios, stepBytes, T } from "./shadow-vectors";
 
 function request(thingName: string, operation: ShadowOperation, payload: string | Uint8Array, now: number, shadowName?: string): ShadowRequest {
   const req: ShadowRequest = { thingName, operation, payload: typeof payload === "string" ? utf8Encode(payload) : payload, now };
