@@ -1,0 +1,279 @@
+/**
+ * MqttTransport (src/ports/mqtt-transport.ts) over mqtt.js v5: MQTT 3.1.1 over TLS with a client
+ * certificate, clean session, keepalive, and reconnect with capped exponential backoff and jitter.
+ *
+ * Like the Moddable adapter, it builds a new mqtt.js client for every attempt (mqtt.js's own reconnect is
+ * off: its period is fixed, and its resubscribe and offline queue would hide from the core what the
+ * contract says the core must redo). Per the contract:
+ * - `connected` fires once per CONNACK; `disconnected(reason)` fires once per ended attempt (a refused or
+ *   failed connect as well as a lost session) with a ShadowOtaError SYNC_TRANSPORT whose `cause` is what
+ *   mqtt.js or TLS reported. Nothing fires after `close()`.
+ * - `publish`/`subscribe` reject with SYNC_NOT_CONNECTED while no session is up and with SYNC_TRANSPORT
+ *   when mqtt.js fails them, the broker refuses a subscription (SUBACK 0x80), or the session ends before
+ *   the acknowledgement; they never throw synchronously.
+ * - Messages arrive as whole payloads in plain Uint8Array copies.
+ *
+ * Not here: queueing while offline, persistent sessions, MQTT 5, WebSocket transport.
+ */
+import mqtt from "mqtt";
+import type { IClientOptions, MqttClient } from "mqtt";
+
+import { ShadowOtaError } from "../core/errors";
+import type { Log } from "../ports/log";
+import { silentLog } from "../ports/log";
+import type { MqttTransport, MqttTransportEvents } from "../ports/mqtt-transport";
+
+export interface NodeMqttOptions {
+  host: string;
+  port: number;
+  clientId: string;
+  /** PEM of the CA the server certificate must chain to. */
+  ca: string | Uint8Array;
+  /** Client certificate and key (PEM) for mutual TLS; omit for username/password (Azure SAS). */
+  cert?: string | Uint8Array;
+  key?: string | Uint8Array;
+  username?: string;
+  password?: string;
+  /** TLS server name to verify and send as SNI (default: `host`; not sent for an IP address). */
+  servername?: string;
+  /** ALPN protocols to offer, e.g. ["x-amzn-mqtt-ca"] for AWS IoT on port 443. */
+  alpn?: string[];
+  /** Keepalive in seconds (default 60; AWS allows 30..1200, Azure up to 1177). */
+  keepaliveSec?: number;
+  /** How long one attempt may take from TCP connect to CONNACK (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Reconnect delays: attempt n waits a random time in [d/2, d], d = min(maxMs, initialMs * 2^n). */
+  backoff?: { initialMs: number; maxMs: number };
+  /** Random source for the jitter (default Math.random). */
+  random?: () => number;
+  log?: Log;
+}
+
+/** One mqtt.js client = one connection attempt and, if it gets a CONNACK, one session. */
+interface Attempt {
+  readonly client: MqttClient;
+  ready: boolean;
+  ended: boolean;
+  lastError: Error | undefined;
+  /** Rejecters of publishes/subscribes waiting for their acknowledgement. */
+  readonly pending: Set<(e: Error) => void>;
+}
+
+const DEFAULT_BACKOFF = { initialMs: 1_000, maxMs: 60_000 };
+
+export class NodeMqttTransport implements MqttTransport {
+  readonly #o: NodeMqttOptions;
+  readonly #log: Log;
+  #handlers: MqttTransportEvents | undefined;
+  #attempt: Attempt | undefined;
+  #failures = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #started = false;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: NodeMqttOptions) {
+    this.#o = options;
+    this.#log = options.log ?? silentLog;
+  }
+
+  setHandlers(handlers: MqttTransportEvents): void {
+    if (this.#handlers !== undefined) throw new TypeError("setHandlers called twice");
+    this.#handlers = handlers;
+  }
+
+  start(): void {
+    if (this.#handlers === undefined) throw new TypeError("setHandlers before start");
+    if (this.#started || this.#closed) return;
+    this.#started = true;
+    this.#connect();
+  }
+
+  /** True while a session is up (CONNACK received, not yet closed). */
+  get isConnected(): boolean {
+    return this.#attempt?.ready === true;
+  }
+
+  #connect(): void {
+    const o = this.#o;
+    const opts: IClientOptions = {
+      protocol: "mqtts",
+      host: o.host,
+      port: o.port,
+      clientId: o.clientId,
+      protocolVersion: 4,
+      clean: true,
+      keepalive: o.keepaliveSec ?? 60,
+      connectTimeout: o.connectTimeoutMs ?? 10_000,
+      reconnectPeriod: 0,
+      resubscribe: false,
+      queueQoSZero: false,
+      rejectUnauthorized: true,
+      ca: toPem(o.ca),
+    };
+    if (o.cert !== undefined) opts.cert = toPem(o.cert);
+    if (o.key !== undefined) opts.key = toPem(o.key);
+    if (o.username !== undefined) opts.username = o.username;
+    if (o.password !== undefined) opts.password = o.password;
+    if (o.servername !== undefined) opts.servername = o.servername;
+    if (o.alpn !== undefined) opts.ALPNProtocols = o.alpn;
+
+    let client: MqttClient;
+    try {
+      client = mqtt.connect(opts);
+    } catch (cause) {
+      // mqtt.js validates options synchronously; treat that like a failed attempt so backoff applies.
+      this.#emitDisconnected(new ShadowOtaError("SYNC_TRANSPORT", `connect failed: ${messageOf(cause)}`, { cause }));
+      this.#scheduleReconnect();
+      return;
+    }
+    const a: Attempt = { client, ready: false, ended: false, lastError: undefined, pending: new Set() };
+    this.#attempt = a;
+
+    client.on("connect", () => {
+      if (a.ended || this.#closed || this.#attempt !== a) return;
+      a.ready = true;
+      this.#failures = 0;
+      this.#log.log("info", "mqtt.connected", { host: o.host, port: o.port, clientId: o.clientId });
+      this.#call(() => this.#handlers!.connected());
+    });
+    client.on("message", (topic, payload) => {
+      if (a.ended || this.#closed || !a.ready) return;
+      const bytes = new Uint8Array(payload.byteLength);
+      bytes.set(payload);
+      this.#call(() => this.#handlers!.message(topic, bytes));
+    });
+    client.on("error", (err) => {
+      a.lastError = err;
+      this.#log.log("debug", "mqtt.error", { message: err.message });
+    });
+    client.on("close", () => this.#ended(a));
+  }
+
+  /** An attempt's connection is gone: fail what waits on it, tell the core, plan the next attempt. */
+  #ended(a: Attempt): void {
+    if (a.ended) return;
+    a.ended = true;
+    const wasReady = a.ready;
+    a.ready = false;
+    const what = wasReady ? "connection lost" : "connect failed";
+    const reason = new ShadowOtaError("SYNC_TRANSPORT", a.lastError ? `${what}: ${a.lastError.message}` : what,
+      a.lastError ? { cause: a.lastError } : {});
+    for (const reject of a.pending) reject(new ShadowOtaError("SYNC_TRANSPORT", `${what} before the acknowledgement`, { cause: reason }));
+    a.pending.clear();
+    a.client.end(true); // releases mqtt.js's stores and timers; the socket is already gone
+    if (this.#attempt === a) this.#attempt = undefined;
+    if (this.#closed) return;
+    this.#log.log("info", "mqtt.disconnected", { reason: reason.message });
+    this.#emitDisconnected(reason);
+    this.#scheduleReconnect();
+  }
+
+  #emitDisconnected(reason: Error): void {
+    this.#call(() => this.#handlers!.disconnected(reason));
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#closed) return;
+    const delay = reconnectDelay(this.#failures++, this.#o.backoff ?? DEFAULT_BACKOFF, this.#o.random ?? Math.random);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (!this.#closed) this.#connect();
+    }, delay);
+  }
+
+  /** Runs a handler; an exception in the core's handler is logged, not thrown into mqtt.js's emitter. */
+  #call(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.#log.log("error", "mqtt.handler-threw", { message: messageOf(e) });
+    }
+  }
+
+  #live(): Attempt | ShadowOtaError {
+    const a = this.#attempt;
+    if (this.#closed || a === undefined || !a.ready || a.ended) return new ShadowOtaError("SYNC_NOT_CONNECTED", "MQTT session is down");
+    return a;
+  }
+
+  subscribe(topics: readonly string[]): Promise<void> {
+    const a = this.#live();
+    if (a instanceof ShadowOtaError) return Promise.reject(a);
+    if (topics.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      a.pending.add(reject);
+      try {
+        const list = topics.slice();
+        a.client.subscribe(list, { qos: 1 }, (err, _grants, suback) => {
+          if (!a.pending.delete(reject)) return; // already failed by the session's end
+          if (err) {
+            // On a SUBACK failure the SUBACK's `granted` holds one return code per filter, in SUBSCRIBE order.
+            const codes = (suback as { granted?: unknown } | undefined)?.granted;
+            const refused = Array.isArray(codes) ? list.filter((_, i) => typeof codes[i] === "number" && (codes[i] & 0x80) !== 0) : [];
+            reject(new ShadowOtaError("SYNC_TRANSPORT", refused.length > 0 ? `subscription refused: ${refused.join(", ")}` : `subscribe failed: ${err.message}`,
+              refused.length > 0 ? { cause: err, detail: { refused: refused.join(" ") } } : { cause: err }));
+          } else resolve();
+        });
+      } catch (cause) {
+        a.pending.delete(reject);
+        reject(new ShadowOtaError("SYNC_TRANSPORT", `subscribe failed: ${messageOf(cause)}`, { cause }));
+      }
+    });
+  }
+
+  publish(topic: string, payload: string | Uint8Array, qos: 0 | 1 = 1): Promise<void> {
+    const a = this.#live();
+    if (a instanceof ShadowOtaError) return Promise.reject(a);
+    return new Promise<void>((resolve, reject) => {
+      a.pending.add(reject);
+      try {
+        const body = typeof payload === "string" ? Buffer.from(payload, "utf8") : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+        a.client.publish(topic, body, { qos, retain: false }, (err) => {
+          if (!a.pending.delete(reject)) return;
+          if (err) reject(new ShadowOtaError("SYNC_TRANSPORT", `publish failed: ${err.message}`, { cause: err }));
+          else resolve();
+        });
+      } catch (cause) {
+        a.pending.delete(reject);
+        reject(new ShadowOtaError("SYNC_TRANSPORT", `publish failed: ${messageOf(cause)}`, { cause }));
+      }
+    });
+  }
+
+  /** Closes for good: no reconnect and no events afterwards; pending requests reject SYNC_NOT_CONNECTED. */
+  close(): Promise<void> {
+    this.#closing ??= new Promise<void>((resolve) => {
+      this.#closed = true;
+      if (this.#timer !== undefined) { clearTimeout(this.#timer); this.#timer = undefined; }
+      const a = this.#attempt;
+      this.#attempt = undefined;
+      if (a === undefined) return resolve();
+      for (const reject of a.pending) reject(new ShadowOtaError("SYNC_NOT_CONNECTED", "transport closed"));
+      a.pending.clear();
+      // Forced when there is no session or mqtt.js still holds unacknowledged packets (it would wait for them).
+      const force = !a.ready || Object.keys(a.client.outgoing).length > 0;
+      a.ended = true;
+      a.ready = false;
+      // A graceful DISCONNECT when the session is up (no will is published); bounded in case the socket is
+      // stuck, after which the stream is destroyed.
+      const guard = setTimeout(() => { a.client.stream?.destroy(); resolve(); }, 2_000);
+      a.client.end(force, () => { clearTimeout(guard); resolve(); });
+    });
+    return this.#closing;
+  }
+}
+
+/** The wait before reconnect attempt `failures` (0-based): uniform in [d/2, d], d = min(maxMs, initialMs * 2^failures). */
+export function reconnectDelay(failures: number, backoff: { initialMs: number; maxMs: number }, random: () => number): number {
+  const d = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(Math.max(failures, 0), 30));
+  return d / 2 + Math.min(Math.max(random(), 0), 1) * (d / 2);
+}
+
+function toPem(v: string | Uint8Array): string | Buffer {
+  return typeof v === "string" ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
