@@ -1,0 +1,292 @@
+/**
+ * The local cloud's Azure IoT Hub twin and direct-method service: an MQTT client that serves device twin
+ * requests (GET, reported PATCH) through twin-engine.ts, stores twins (cloud-store.ts), and gives the
+ * cloud side's admin API: getTwin, updateDesired (→ desired PATCH notification) and invokeMethod (→ the
+ * device's reply, or 504 after the timeout, like IoT Hub's gateway timeout).
+ *
+ * Azure device topics carry no device id, so the service reaches devices two ways, both at once if needed:
+ * - shared broker (`start(client)`): the broker rewrites each device's `$iothub/…` topics to
+ *   `devices/{deviceId}/$iothub/…` both ways; the service subscribes TWIN_SHARED_SUBSCRIPTIONS and
+ *   publishes scoped topics (twin-engine.ts scopeDeviceTopic/splitDeviceTopic).
+ * - a dedicated broker per device (`attachDeviceLink(deviceId, client)`, for brokers that cannot rewrite,
+ *   such as mosquitto): raw `$iothub/…` topics on that client are that device's.
+ * A device with a link is reached through its link; any other device through the shared broker.
+ *
+ * Order of work per request: engine → write the store → publish; a failed store write is answered 500
+ * and the twin stays as it was. Pending direct methods live in memory only.
+ *
+ * What it is not: no connection management (the caller connects and ends every client), no
+ * authorization, no twin rules, no device registry (any valid device id has a twin).
+ */
+import type { MqttClient } from "mqtt";
+import { twinResponseTopic, type TwinDocument } from "../core/azure-twin";
+import type { OutgoingMessage } from "../core/cloud-protocol";
+import { ShadowOtaError } from "../core/errors";
+import { jsonClone, type Json, type JsonObject } from "../core/json";
+import type { Clock } from "../ports/clock";
+import { silentLog, type Log } from "../ports/log";
+import { CLOUD_CODES } from "./cloud-errors";
+import type { CloudStore } from "./cloud-store";
+import { bytesOf, publishAll, publishAndLog, subscribeChecked } from "./service-link";
+import { systemClock } from "./system-clock";
+import {
+  applyDesiredPatch,
+  emptyTwinState,
+  handleTwinRequest,
+  methodRequestMessage,
+  methodTimeoutResult,
+  readTwin,
+  scopeDeviceTopic,
+  splitDeviceTopic,
+  TWIN_LINK_SUBSCRIPTIONS,
+  TWIN_SHARED_SUBSCRIPTIONS,
+  validateDeviceId,
+  type TwinEngineState,
+  type TwinOutcome,
+} from "./twin-engine";
+
+export interface TwinServiceOptions {
+  /** Where twins persist; loaded at start. */
+  store: CloudStore;
+  /** Timers for direct-method timeouts. Default: the system clock. */
+  clock?: Clock;
+  log?: Log;
+  /** How long invokeMethod waits for the device's reply. Default 30 000 ms (IoT Hub's default). */
+  methodTimeoutMs?: number;
+  /** QoS of the service's publishes and subscriptions. Default 1. */
+  qos?: 0 | 1;
+}
+
+/** What invokeMethod resolves with: the device's status and JSON payload, 504 on timeout, 404 with no route. */
+export interface MethodResult {
+  status: number;
+  payload: Json;
+}
+
+interface Route {
+  client: MqttClient;
+  /** True on the shared broker: topics carry `devices/{id}/`. */
+  scoped: boolean;
+}
+
+interface PendingMethod {
+  method: string;
+  resolve(r: MethodResult): void;
+  reject(e: unknown): void;
+  timer: unknown;
+}
+
+type MessageListener = (topic: string, payload: Buffer) => void;
+
+export class TwinService {
+  readonly #store: CloudStore;
+  readonly #clock: Clock;
+  readonly #log: Log;
+  readonly #qos: 0 | 1;
+  readonly #methodTimeoutMs: number;
+  #state: TwinEngineState;
+  #closed = false;
+  #shared: { client: MqttClient; listener: MessageListener } | undefined;
+  readonly #links = new Map<string, { client: MqttClient; listener: MessageListener }>();
+  readonly #pending = new Map<string, PendingMethod>();
+  #nextRid = 1;
+
+  private constructor(options: TwinServiceOptions) {
+    this.#store = options.store;
+    this.#clock = options.clock ?? systemClock;
+    this.#log = options.log ?? silentLog;
+    this.#qos = options.qos ?? 1;
+    this.#methodTimeoutMs = options.methodTimeoutMs ?? 30_000;
+    this.#state = emptyTwinState(options.store.twins);
+  }
+
+  /**
+   * Starts the service; with `sharedClient` (already connected to a broker that scopes device topics as
+   * `devices/{id}/$iothub/…`) it subscribes TWIN_SHARED_SUBSCRIPTIONS there. Pass null to serve only
+   * dedicated links. Errors: CLOUD_SUBSCRIBE_REFUSED, mqtt.js's when the client is not connected.
+   */
+  static async start(sharedClient: MqttClient | null, options: TwinServiceOptions): Promise<TwinService> {
+    const service = new TwinService(options);
+    if (sharedClient !== null) {
+      const listener: MessageListener = (topic, payload) => {
+        const split = splitDeviceTopic(topic);
+        if (split !== undefined) service.#onDeviceMessage(split.deviceId, split.deviceTopic, payload, { client: sharedClient, scoped: true });
+      };
+      sharedClient.on("message", listener);
+      try {
+        await subscribeChecked(sharedClient, TWIN_SHARED_SUBSCRIPTIONS, service.#qos);
+      } catch (e) {
+        sharedClient.removeListener("message", listener);
+        throw e;
+      }
+      service.#shared = { client: sharedClient, listener };
+    }
+    return service;
+  }
+
+  /**
+   * Serves one device over raw `$iothub/…` topics on `client` (already connected to that device's own
+   * broker); replaces an earlier link of the same device. Errors: CLOUD_DEVICE_ID_INVALID,
+   * CLOUD_SUBSCRIBE_REFUSED, CLOUD_SERVICE_CLOSED.
+   */
+  async attachDeviceLink(deviceId: string, client: MqttClient): Promise<void> {
+    this.#checkOpen();
+    validateDeviceId(deviceId);
+    await this.detachDeviceLink(deviceId);
+    const route: Route = { client, scoped: false };
+    const listener: MessageListener = (topic, payload) => this.#onDeviceMessage(deviceId, topic, payload, route);
+    client.on("message", listener);
+    try {
+      await subscribeChecked(client, TWIN_LINK_SUBSCRIPTIONS, this.#qos);
+    } catch (e) {
+      client.removeListener("message", listener);
+      throw e;
+    }
+    this.#links.set(deviceId, { client, listener });
+  }
+
+  /** Stops serving a device's dedicated link (listener removed, unsubscribed when connected). */
+  async detachDeviceLink(deviceId: string): Promise<void> {
+    const link = this.#links.get(deviceId);
+    if (link === undefined) return;
+    this.#links.delete(deviceId);
+    link.client.removeListener("message", link.listener);
+    if (link.client.connected) await link.client.unsubscribeAsync(TWIN_LINK_SUBSCRIPTIONS.slice());
+  }
+
+  #route(deviceId: string): Route | undefined {
+    const link = this.#links.get(deviceId);
+    if (link !== undefined) return { client: link.client, scoped: false };
+    return this.#shared === undefined ? undefined : { client: this.#shared.client, scoped: true };
+  }
+
+  #outgoing(deviceId: string, route: Route, messages: readonly OutgoingMessage[]): OutgoingMessage[] {
+    return route.scoped ? messages.map((m) => ({ topic: scopeDeviceTopic(deviceId, m.topic), payload: m.payload })) : messages.slice();
+  }
+
+  #onDeviceMessage(deviceId: string, topic: string, payload: Buffer, route: Route): void {
+    if (this.#closed) return;
+    let out: TwinOutcome;
+    try {
+      out = handleTwinRequest(this.#state, deviceId, topic, bytesOf(payload));
+    } catch (e) {
+      // Only a bad device id throws, and both routes pass checked ids; log rather than crash the client.
+      this.#log.log("error", "twin.engine_threw", { error: e instanceof Error ? e.message : String(e) });
+      return;
+    }
+    if (out.changed) {
+      try {
+        this.#store.saveTwins(out.state.twins);
+      } catch (e) {
+        this.#log.log("error", "twin.store_failed", { deviceId, error: e instanceof Error ? e.message : String(e) });
+        const body = JSON.stringify({ message: "CLOUD_STORE_IO: the twin could not be stored" });
+        // Only a reported PATCH changes the twin, and the engine answers every PATCH with its rid.
+        out = { state: this.#state, changed: false, status: 500, messages: out.rid === undefined ? [] : [{ topic: twinResponseTopic(500, out.rid), payload: body }] };
+      }
+    }
+    this.#state = out.state;
+    if (out.ignored !== undefined) this.#log.log("info", "twin.ignored", { deviceId, reason: out.ignored });
+    if (out.status !== undefined && out.status >= 400) this.#log.log("info", "twin.rejected", { deviceId, topic: topic.slice(0, 128), status: out.status });
+    if (out.methodResponse !== undefined) this.#settleMethod(deviceId, out.methodResponse.rid, out.methodResponse.status, out.methodResponse.payload, out.methodResponse.error);
+    publishAndLog(route.client, this.#outgoing(deviceId, route, out.messages), this.#qos, this.#log);
+  }
+
+  #settleMethod(deviceId: string, rid: string, status: number, payload: Json, error: ShadowOtaError | undefined): void {
+    const key = `${deviceId}\u0000${rid}`;
+    const p = this.#pending.get(key);
+    if (p === undefined) {
+      this.#log.log("info", "twin.method_reply_unexpected", { deviceId, rid, status }); // late (after the timeout) or never asked
+      return;
+    }
+    this.#pending.delete(key);
+    this.#clock.cancel(p.timer);
+    if (error !== undefined) p.reject(error);
+    else p.resolve({ status, payload });
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ShadowOtaError(CLOUD_CODES.CLOUD_SERVICE_CLOSED, "the twin service is closed");
+  }
+
+  /** The twin (a copy): desired and reported without `$` keys, with their `$version`s. A never-written twin
+   *  is empty at version 1. Errors: CLOUD_DEVICE_ID_INVALID, CLOUD_SERVICE_CLOSED. */
+  async getTwin(deviceId: string): Promise<TwinDocument> {
+    this.#checkOpen();
+    validateDeviceId(deviceId);
+    return jsonClone(readTwin(this.#state, deviceId) as unknown as JsonObject) as unknown as TwinDocument;
+  }
+
+  /**
+   * Patches desired (`null` deletes): stores it, then publishes the desired notification
+   * (`…/properties/desired/?$version=N`, body = patch + `$version`) to the device's route, if it has one,
+   * and resolves with the new desired `$version` once the broker acknowledged it.
+   * Errors: CLOUD_REQUEST_REJECTED (400: keys, 4 KB strings, depth 10, 32 KB), CLOUD_DEVICE_ID_INVALID,
+   * CLOUD_STORE_IO (nothing changed), CLOUD_SERVICE_CLOSED.
+   */
+  async updateDesired(deviceId: string, patch: JsonObject): Promise<{ version: number }> {
+    this.#checkOpen();
+    const out = applyDesiredPatch(this.#state, deviceId, patch);
+    this.#store.saveTwins(out.state.twins);
+    this.#state = out.state;
+    const route = this.#route(deviceId);
+    if (route !== undefined) await publishAll(route.client, this.#outgoing(deviceId, route, out.messages), this.#qos);
+    return { version: out.version };
+  }
+
+  /**
+   * Invokes a direct method: publishes `$iothub/methods/POST/{name}/?$rid={rid}` with the JSON payload and
+   * resolves with the device's `{status, payload}` from `$iothub/methods/res/{status}/?$rid={rid}`;
+   * `{status: 504}` when no reply comes within `timeoutMs` (default the service's methodTimeoutMs);
+   * `{status: 404}` when the device has no route (no link and no shared broker).
+   * Errors (rejections): SYNC_NAME_INVALID (method name), CLOUD_DEVICE_ID_INVALID, the SYNC_* decode
+   * error when the device's reply is not JSON, CLOUD_SERVICE_CLOSED (also when closed while waiting).
+   */
+  async invokeMethod(deviceId: string, methodName: string, payload: Json = null, options: { timeoutMs?: number } = {}): Promise<MethodResult> {
+    this.#checkOpen();
+    validateDeviceId(deviceId);
+    const rid = (this.#nextRid++).toString(16);
+    const request = methodRequestMessage(methodName, rid, payload);
+    const route = this.#route(deviceId);
+    if (route === undefined) return { status: 404, payload: { message: `device ${deviceId} is not connected to the local cloud` } };
+    const timeoutMs = options.timeoutMs ?? this.#methodTimeoutMs;
+    const key = `${deviceId}\u0000${rid}`;
+    const result = new Promise<MethodResult>((resolve, reject) => {
+      const timer = this.#clock.setTimer(timeoutMs, () => {
+        if (this.#pending.delete(key)) resolve(methodTimeoutResult(timeoutMs));
+      });
+      this.#pending.set(key, { method: methodName, resolve, reject, timer });
+    });
+    try {
+      await publishAll(route.client, this.#outgoing(deviceId, route, [request]), this.#qos);
+    } catch (e) {
+      const p = this.#pending.get(key);
+      if (p !== undefined) {
+        this.#pending.delete(key);
+        this.#clock.cancel(p.timer);
+      }
+      throw e;
+    }
+    return result;
+  }
+
+  /**
+   * Stops serving: listeners removed, subscriptions dropped (on connected clients), waiting direct methods
+   * rejected with CLOUD_SERVICE_CLOSED. Does not end any client. Safe to call twice.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const [key, p] of this.#pending) {
+      this.#clock.cancel(p.timer);
+      p.reject(new ShadowOtaError(CLOUD_CODES.CLOUD_SERVICE_CLOSED, "the twin service closed while a direct method waited", { detail: { method: p.method, deviceId: key.split("\u0000")[0] ?? null } }));
+    }
+    this.#pending.clear();
+    for (const deviceId of [...this.#links.keys()]) await this.detachDeviceLink(deviceId);
+    if (this.#shared !== undefined) {
+      const { client, listener } = this.#shared;
+      this.#shared = undefined;
+      client.removeListener("message", listener);
+      if (client.connected) await client.unsubscribeAsync(TWIN_SHARED_SUBSCRIPTIONS.slice());
+    }
+  }
+}
