@@ -17,6 +17,7 @@ import { buildErrorDocument, shadowTopic } from "../core/aws-shadow";
 import type { OutgoingMessage } from "../core/cloud-protocol";
 import { ShadowOtaError } from "../core/errors";
 import type { JsonObject } from "../core/json";
+import { NodeClock } from "../node/node-clock";
 import type { Clock } from "../ports/clock";
 import { silentLog, type Log } from "../ports/log";
 import { CLOUD_CODES } from "./cloud-errors";
@@ -37,12 +38,11 @@ import {
   type ShadowOutcome,
   type ShadowRequest,
 } from "./shadow-engine";
-import { systemClock } from "./system-clock";
 
 export interface ShadowServiceOptions {
   /** Where shadows persist; loaded at start. */
   store: CloudStore;
-  /** Timestamps and the rate window come from `epochSeconds()`. Default: the system clock. */
+  /** Timestamps and the rate window come from `epochSeconds()`. Default: a NodeClock (src/node/node-clock.ts). */
   clock?: Clock;
   /** Limits: nesting depth, 8 KB, payload size, requests per second per shadow. */
   engine?: ShadowEngineOptions;
@@ -68,7 +68,7 @@ export class ShadowService {
   private constructor(client: MqttClient, options: ShadowServiceOptions) {
     this.#client = client;
     this.#store = options.store;
-    this.#clock = options.clock ?? systemClock;
+    this.#clock = options.clock ?? new NodeClock();
     this.#engine = options.engine ?? {};
     this.#log = options.log ?? silentLog;
     this.#qos = options.qos ?? 1;

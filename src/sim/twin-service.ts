@@ -23,12 +23,12 @@ import { twinResponseTopic, type TwinDocument } from "../core/azure-twin";
 import type { OutgoingMessage } from "../core/cloud-protocol";
 import { ShadowOtaError } from "../core/errors";
 import { jsonClone, type Json, type JsonObject } from "../core/json";
+import { NodeClock } from "../node/node-clock";
 import type { Clock } from "../ports/clock";
 import { silentLog, type Log } from "../ports/log";
 import { CLOUD_CODES } from "./cloud-errors";
 import type { CloudStore } from "./cloud-store";
 import { bytesOf, publishAll, publishAndLog, subscribeChecked } from "./service-link";
-import { systemClock } from "./system-clock";
 import {
   applyDesiredPatch,
   emptyTwinState,
@@ -48,7 +48,7 @@ import {
 export interface TwinServiceOptions {
   /** Where twins persist; loaded at start. */
   store: CloudStore;
-  /** Timers for direct-method timeouts. Default: the system clock. */
+  /** Timers for direct-method timeouts. Default: a NodeClock (src/node/node-clock.ts). */
   clock?: Clock;
   log?: Log;
   /** How long invokeMethod waits for the device's reply. Default 30 000 ms (IoT Hub's default). */
@@ -93,7 +93,7 @@ export class TwinService {
 
   private constructor(options: TwinServiceOptions) {
     this.#store = options.store;
-    this.#clock = options.clock ?? systemClock;
+    this.#clock = options.clock ?? new NodeClock();
     this.#log = options.log ?? silentLog;
     this.#qos = options.qos ?? 1;
     this.#methodTimeoutMs = options.methodTimeoutMs ?? 30_000;
