@@ -500,7 +500,9 @@ esp_err_t ota_otadata_write_entry(const ota_hal_t *hal, const ota_layout_t *l, i
  * `slot` and is >= the active entry's seq, and writes it with state NEW into the sector that does NOT
  * hold the bootloader's current choice (sector 0 when nothing is bootable), so a power cut leaves the old
  * choice intact. Errors: ESP_ERR_INVALID_ARG (slot >= slot_count), ESP_ERR_NOT_FOUND (no otadata),
- * ESP_ERR_INVALID_SIZE, flash errors.
+ * ESP_ERR_INVALID_SIZE, ESP_ERR_OTA_SELECT_INFO_INVALID (the active seq is so close to 2^32 that no valid
+ * seq maps to the slot; ESP-IDF would loop up to 2^31 times and may write the unused seq 0xFFFFFFFF),
+ * flash errors.
  */
 esp_err_t ota_otadata_set_boot(const ota_hal_t *hal, const ota_layout_t *l, uint32_t slot);
 

@@ -144,9 +144,15 @@ esp_err_t ota_otadata_set_boot(const ota_hal_t *hal, const ota_layout_t *l, uint
     uint32_t seq = slot + 1;
     int next = 0;
     if (active != -1) {
-        uint32_t i = 0;
-        while (e[active].ota_seq > base + i * count) i++;
-        seq = base + i * count;
+        /* esp_rewrite_ota_data's `while (seq > base + i * count) i++`, in closed form: the smallest
+         * base + i * count >= the active seq. ESP-IDF's loop runs up to 2^31 times for a seq near 2^32 (only
+         * reachable through damaged otadata whose CRC still matches) and can land on 0xFFFFFFFF, an unused
+         * entry: set boot would "succeed" and nothing would switch. Such otadata is refused instead. */
+        uint64_t cur = e[active].ota_seq;
+        uint64_t i = cur > base ? (cur - base + count - 1u) / count : 0u;
+        uint64_t s = base + i * count;
+        if (s >= 0xFFFFFFFFu) return ESP_ERR_OTA_SELECT_INFO_INVALID;
+        seq = (uint32_t)s;
         next = active ^ 1;
     }
     ota_select_entry_t n;
