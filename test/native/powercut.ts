@@ -3,9 +3,10 @@
  * Jest). For three starting points (factory → ota_0, ota_0 → ota_1 with otadata sector 1, ota_1 → ota_0
  * with otadata sector 0) it records every flash operation of a complete update — stream (erase +
  * program), end, set boot, the reboot's NEW → PENDING_VERIFY rewrite, and the confirm (mark valid) — and
- * then cuts the power once per run: at every operation boundary, inside every erase at sector
- * quarter points, at the first/middle/last byte of every program, and at seeded-random bytes. After each
- * cut the device "reboots" (reopen the file, run the simulated bootloader) and must:
+ * then cuts the power once per run: at every operation boundary (each erase starts at a sector boundary),
+ * inside every erase at sector quarter points, at the first/middle/last byte of every program and at every
+ * sector boundary a program crosses, and at seeded-random bytes. After each cut the device "reboots"
+ * (reopen the file, run the simulated bootloader) and must:
  *   - boot, and boot either the old or the new image, byte-identical to what was installed, from the
  *     slot it was installed in (never the factory fallback when the old image was an OTA one);
  *   - have consistent otadata: the booted OTA slot is the one the selected entry names, in state
@@ -21,7 +22,7 @@ import * as path from "node:path";
 import { ShadowOtaError } from "../../src/core/errors";
 import { OTA_CODES } from "../../src/native/ota-errors";
 import { FlashOperation, HostOtaSlot } from "../../src/native/ota-slot";
-import { buildImage, makeFlashFile, partition, tempDir } from "./fixtures";
+import { buildImage, makeFlashFile, partition, SECTOR, tempDir } from "./fixtures";
 
 const MIN_CUTS = 2000;
 const RANDOM_CUTS_PER_PHASE = 520;
@@ -131,7 +132,13 @@ function budgets(ops: FlashOperation[]): number[] {
     set.add(s); // boundary: before the operation's first byte
     set.add(s + 1);
     if (op.kind === "erase") for (const q of [1024, 2048, 3072, 4095]) set.add(s + q);
-    else for (const q of [Math.floor(op.length / 2), op.length - 1]) set.add(s + q);
+    else {
+      for (const q of [Math.floor(op.length / 2), op.length - 1]) set.add(s + q);
+      // a program that crosses sector boundaries: cut right at each boundary byte too
+      for (let a = Math.ceil((op.address + 1) / SECTOR) * SECTOR; a < op.address + op.length; a += SECTOR) {
+        set.add(s + (a - op.address));
+      }
+    }
   }
   for (let i = 0; i < RANDOM_CUTS_PER_PHASE; i++) set.add(random() % end);
   return [...set].filter((b) => b >= 0 && b < end).sort((a, b) => a - b);
