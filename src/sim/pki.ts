@@ -16,7 +16,8 @@
  *
  * Keys are RSA 2048 (AWS IoT's default device key and what Moddable's TLS handles). Node's crypto makes
  * the keys and signs; node-forge only lays out the X.509 structure, because forge signs RSA in pure
- * JavaScript (~30 ms per signature against ~1 ms natively) and cannot encode EC keys at all.
+ * JavaScript (18x slower than node:crypto in bench/pki.bench.ts) and cannot encode EC keys at all. A
+ * certificate then costs about what its RSA key generation costs (~0.1 s; same benchmark).
  *
  * Not here: revocation, CSRs, encrypted keys, a device's own key generation.
  */
