@@ -1,0 +1,193 @@
+/**
+ * The local cloud's admin API over HTTP on loopback, shaped like the clouds' own service APIs so that a
+ * script written against it reads like one written against AWS or Azure:
+ *
+ *   GET    /things/{thing}/shadow[?name=N]      the shadow document (AWS IoT data plane GetThingShadow)
+ *   POST   /things/{thing}/shadow[?name=N]      body {"state":{"desired":{…}}, "version"?} (UpdateThingShadow;
+ *                                               only `desired` is accepted: reported belongs to the device)
+ *   DELETE /things/{thing}/shadow[?name=N]      (DeleteThingShadow)
+ *   GET    /twins/{id}                          {"deviceId","properties":{"desired":{…,$version},"reported":{…}}}
+ *   PATCH  /twins/{id}                          body {"properties":{"desired":{…}}} (IoT Hub's twin update)
+ *   POST   /twins/{id}/methods                  body {"methodName","payload","responseTimeoutInSeconds"?}
+ *                                               → {"status","payload"} (IoT Hub's invoke device method)
+ *   GET    /devices                             {"devices":{id: "aws"|"azure"}}
+ *   POST   /devices                             body {"id","cloud"}: issue a certificate (and an Azure broker)
+ *
+ * Every request needs `Authorization: Bearer {token}`; the token is random per start and written, with the
+ * URL, to {dataDir}/cloud.json (0600). Errors come back as {"code","message"} with the status the service
+ * gave (a shadow rejection keeps its AWS status: 400, 404, 409, 413, 429 …), 401 without the token, 404
+ * for an unknown route, 413 for a body over 64 KB.
+ *
+ * Not here: TLS (loopback only; the device-facing broker is the TLS surface), any shadow rule.
+ */
+import * as crypto from "node:crypto";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { CloudKind } from "../core/cloud-protocol";
+import { ShadowOtaError } from "../core/errors";
+import { isJsonObject, type Json, type JsonObject } from "../core/json";
+import type { Log } from "../ports/log";
+import type { LocalCloud } from "./local-cloud";
+
+const MAX_BODY = 64 * 1024;
+
+class HttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+function statusOf(e: unknown): number {
+  if (e instanceof HttpError) return e.status;
+  if (e instanceof ShadowOtaError) {
+    const s = e.detail?.["status"];
+    if (typeof s === "number" && s >= 400 && s < 600) return s;
+    if (e.code === "CLOUD_DEVICE_ID_INVALID" || e.code.startsWith("SYNC_") || e.code.startsWith("PKI_NAME")) return 400;
+    if (e.code === "CLOUD_SERVICE_CLOSED") return 503;
+  }
+  return 500;
+}
+
+async function readJson(req: http.IncomingMessage): Promise<JsonObject> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new HttpError(413, "ADMIN_BODY_TOO_LARGE", `request body over ${MAX_BODY} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch {
+    throw new HttpError(400, "SYNC_JSON_INVALID", "request body is not JSON");
+  }
+  if (!isJsonObject(v as Json)) throw new HttpError(400, "SYNC_DOCUMENT_INVALID", "request body must be a JSON object");
+  return v as JsonObject;
+}
+
+export interface AdminHttpOptions {
+  cloud: LocalCloud;
+  host: string;
+  port: number;
+  log: Log;
+}
+
+export class AdminHttpServer {
+  readonly url: string;
+  readonly token: string;
+  readonly #server: http.Server;
+
+  private constructor(server: http.Server, url: string, token: string) {
+    this.#server = server;
+    this.url = url;
+    this.token = token;
+  }
+
+  static async start(o: AdminHttpOptions): Promise<AdminHttpServer> {
+    const token = crypto.randomBytes(24).toString("hex");
+    const expected = Buffer.from(`Bearer ${token}`);
+    const server = http.createServer((req, res) => {
+      const send = (status: number, body: Json): void => {
+        const text = JSON.stringify(body);
+        res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+        res.end(text);
+      };
+      const auth = Buffer.from(req.headers.authorization ?? "");
+      if (auth.length !== expected.length || !crypto.timingSafeEqual(auth, expected)) {
+        send(401, { code: "ADMIN_UNAUTHORIZED", message: "missing or wrong bearer token (see cloud.json)" });
+        return;
+      }
+      route(o.cloud, req).then(
+        (body) => send(200, body),
+        (e: unknown) => {
+          const status = statusOf(e);
+          const code = e instanceof HttpError || e instanceof ShadowOtaError ? e.code : "ADMIN_INTERNAL";
+          const message = e instanceof Error ? e.message : String(e);
+          if (status >= 500) o.log.log("error", "admin.failed", { method: req.method, url: req.url, code, message });
+          send(status, { code, message });
+        });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(o.port, o.host, () => { server.off("error", reject); resolve(); });
+    });
+    const a = server.address() as AddressInfo;
+    const host = a.family === "IPv6" ? `[${a.address}]` : a.address;
+    return new AdminHttpServer(server, `http://${host}:${a.port}`, token);
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+  }
+}
+
+async function route(cloud: LocalCloud, req: http.IncomingMessage): Promise<Json> {
+  const url = new URL(req.url ?? "/", "http://admin");
+  const parts = url.pathname.split("/").filter((p) => p.length > 0).map(decodeURIComponent);
+  const method = req.method ?? "GET";
+  const shadowName = url.searchParams.get("name") ?? undefined;
+
+  if (parts.length === 3 && parts[0] === "things" && parts[2] === "shadow") {
+    const thing = parts[1]!;
+    if (method === "GET") {
+      const doc = await cloud.shadows.getShadow(thing, shadowName);
+      if (doc === undefined) throw new HttpError(404, "CLOUD_REQUEST_REJECTED", `No shadow exists with name: '${shadowName ?? thing}'`);
+      return doc;
+    }
+    if (method === "POST") {
+      const body = await readJson(req);
+      const state = body["state"];
+      if (!isJsonObject(state) || Object.keys(state).some((k) => k !== "desired")) {
+        throw new HttpError(400, "SYNC_DOCUMENT_INVALID", 'body must be {"state":{"desired":{…}}}; reported belongs to the device');
+      }
+      const desired = state["desired"];
+      if (desired !== null && !isJsonObject(desired ?? null)) throw new HttpError(400, "SYNC_DOCUMENT_INVALID", "state.desired must be an object or null");
+      const options: { shadowName?: string; version?: number } = {};
+      if (shadowName !== undefined) options.shadowName = shadowName;
+      if (typeof body["version"] === "number") options.version = body["version"];
+      return cloud.shadows.updateDesired(thing, (desired ?? null) as JsonObject | null, options);
+    }
+    if (method === "DELETE") return cloud.shadows.deleteShadow(thing, shadowName);
+  }
+
+  if (parts[0] === "twins" && parts.length >= 2) {
+    const id = parts[1]!;
+    if (parts.length === 2 && method === "GET") {
+      const t = await cloud.twins.getTwin(id);
+      return { deviceId: id, properties: { desired: { ...t.desired, $version: t.desiredVersion }, reported: { ...t.reported, $version: t.reportedVersion } } };
+    }
+    if (parts.length === 2 && method === "PATCH") {
+      const body = await readJson(req);
+      const props = body["properties"];
+      const desired = isJsonObject(props ?? null) ? (props as JsonObject)["desired"] : undefined;
+      if (!isJsonObject(desired ?? null)) throw new HttpError(400, "SYNC_DOCUMENT_INVALID", 'body must be {"properties":{"desired":{…}}}');
+      return (await cloud.twins.updateDesired(id, desired as JsonObject)) as unknown as Json;
+    }
+    if (parts.length === 3 && parts[2] === "methods" && method === "POST") {
+      const body = await readJson(req);
+      const name = body["methodName"];
+      if (typeof name !== "string") throw new HttpError(400, "SYNC_DOCUMENT_INVALID", "methodName must be a string");
+      const timeout = body["responseTimeoutInSeconds"];
+      const options = typeof timeout === "number" && timeout > 0 && timeout <= 300 ? { timeoutMs: timeout * 1000 } : {};
+      const r = await cloud.twins.invokeMethod(id, name, body["payload"] ?? null, options);
+      return { status: r.status, payload: r.payload };
+    }
+  }
+
+  if (parts.length === 1 && parts[0] === "devices") {
+    if (method === "GET") return { devices: Object.fromEntries(cloud.devices) };
+    if (method === "POST") {
+      const body = await readJson(req);
+      const id = body["id"];
+      const kind = body["cloud"];
+      if (typeof id !== "string" || (kind !== "aws" && kind !== "azure")) throw new HttpError(400, "SYNC_DOCUMENT_INVALID", 'body must be {"id": string, "cloud": "aws"|"azure"}');
+      const c = await cloud.addDevice(id, kind as CloudKind);
+      return { id: c.id, cloud: c.cloud, host: c.host, port: c.port };
+    }
+  }
+  throw new HttpError(404, "ADMIN_NOT_FOUND", `no route ${method} ${url.pathname}`);
+}

@@ -1,0 +1,264 @@
+/**
+ * The local cloud in one object: the local CA (pki.ts), an MQTT broker over mutual TLS on loopback
+ * (embedded aedes by default, or Debian's mosquitto), the AWS shadow service and the Azure twin service as
+ * MQTT clients of that broker (shadow-service.ts, twin-service.ts), their store (cloud-store.ts), and the
+ * admin HTTP API (admin-http.ts). Used by the demo (`npm start`), the CLI (`npm run cloud -- start`) and
+ * the end-to-end tests.
+ *
+ *   const cloud = await LocalCloud.start({ devices: [{ id: "esp32-01", cloud: "aws" }] });
+ *   const creds = cloud.credentials("esp32-01");       // host, port, CA/cert/key PEM for the device
+ *   await cloud.shadows.updateDesired("esp32-01", { config: { interval: 30 } });
+ *   await cloud.close();
+ *
+ * Brokers:
+ * - "aedes": one broker for every device; Azure devices' `$iothub/...` topics are scoped per connection by
+ *   the broker's rewriting, and both services share one service connection.
+ * - "mosquitto": one instance for the AWS devices, and one more instance per Azure device (mosquitto
+ *   2.0.11 cannot scope `$iothub/...` per connection); the twin service opens a dedicated link to each.
+ *
+ * What it writes: `{dataDir}/cloud-store.json` (shadows and twins, kept across restarts),
+ * `{dataDir}/cloud.json` (where devices and the CLI find the broker, the certificates and the admin API;
+ * 0600 because it holds the admin token), and the certificates under `certsDir`. Restarting on the same
+ * directories keeps every shadow, twin, CA and device certificate, and (given `port`) the MQTT port.
+ *
+ * Not here: the rules of shadows and twins (the engines), device behaviour (src/core, src/sim/device.ts).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import mqtt, { type MqttClient } from "mqtt";
+import type { CloudKind } from "../core/cloud-protocol";
+import { ShadowOtaError } from "../core/errors";
+import type { Clock } from "../ports/clock";
+import { silentLog, type Log } from "../ports/log";
+import { AdminHttpServer } from "./admin-http";
+import { AedesBroker } from "./broker-aedes";
+import { AzureMosquittoInstances, MosquittoBroker } from "./broker-mosquitto";
+import { CloudStore } from "./cloud-store";
+import { CLOUD_INFO_FILE, type CloudConnectionInfo } from "./device";
+import { CLOUD_SERVICE_IDENTITY, LocalPki, type PkiOptions } from "./pki";
+import type { ShadowEngineOptions } from "./shadow-engine";
+import { ShadowService } from "./shadow-service";
+import { TwinService } from "./twin-service";
+
+export type BrokerKind = "aedes" | "mosquitto";
+
+export const DEFAULT_DATA_DIR = ".cloud-data";
+export const DEFAULT_CERTS_DIR = path.join("certs", "generated");
+
+export interface LocalCloudOptions {
+  /** Store and cloud.json (default .cloud-data). */
+  dataDir?: string;
+  /** The local CA and every certificate (default certs/generated). */
+  certsDir?: string;
+  broker?: BrokerKind;
+  /** Loopback address (default 127.0.0.1). */
+  host?: string;
+  /** MQTT port of the main broker (default 0: any free port). */
+  port?: number;
+  /** Devices to issue certificates for (and, on mosquitto, start Azure instances for) at start. */
+  devices?: ReadonlyArray<{ id: string; cloud: CloudKind }>;
+  /** Admin HTTP port (default 0: any free port); false: no admin API. */
+  adminPort?: number | false;
+  clock?: Clock;
+  log?: Log;
+  /** Shadow limits (depth, sizes, rate). */
+  shadowEngine?: ShadowEngineOptions;
+  /** How long a direct method waits for the device (default 30 s). */
+  methodTimeoutMs?: number;
+  pki?: PkiOptions;
+}
+
+export interface DeviceCredentials {
+  id: string;
+  cloud: CloudKind;
+  host: string;
+  port: number;
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** Connects a service client (mqtt.js over mutual TLS with the cloud's service certificate). */
+async function connectService(pki: LocalPki, host: string, port: number, clientId: string): Promise<MqttClient> {
+  const c = pki.client(CLOUD_SERVICE_IDENTITY);
+  return mqtt.connectAsync({
+    protocol: "mqtts", host, port, clientId, ca: c.caPem, cert: c.certPem, key: c.keyPem,
+    rejectUnauthorized: true, clean: true, reconnectPeriod: 500, connectTimeout: 10_000, protocolVersion: 4,
+  });
+}
+
+export class LocalCloud {
+  readonly host: string;
+  readonly dataDir: string;
+  readonly certsDir: string;
+  readonly brokerKind: BrokerKind;
+  readonly pki: LocalPki;
+  readonly store: CloudStore;
+  readonly shadows: ShadowService;
+  readonly twins: TwinService;
+  readonly #broker: AedesBroker | MosquittoBroker;
+  readonly #azure: AzureMosquittoInstances | undefined;
+  readonly #clients: MqttClient[];
+  readonly #devices = new Map<string, CloudKind>();
+  readonly #log: Log;
+  #admin: AdminHttpServer | undefined;
+  #closed = false;
+
+  private constructor(init: {
+    host: string; dataDir: string; certsDir: string; brokerKind: BrokerKind; pki: LocalPki; store: CloudStore;
+    shadows: ShadowService; twins: TwinService; broker: AedesBroker | MosquittoBroker;
+    azure: AzureMosquittoInstances | undefined; clients: MqttClient[]; log: Log;
+  }) {
+    this.host = init.host;
+    this.dataDir = init.dataDir;
+    this.certsDir = init.certsDir;
+    this.brokerKind = init.brokerKind;
+    this.pki = init.pki;
+    this.store = init.store;
+    this.shadows = init.shadows;
+    this.twins = init.twins;
+    this.#broker = init.broker;
+    this.#azure = init.azure;
+    this.#clients = init.clients;
+    this.#log = init.log;
+  }
+
+  static async start(options: LocalCloudOptions = {}): Promise<LocalCloud> {
+    const host = options.host ?? "127.0.0.1";
+    const dataDir = path.resolve(options.dataDir ?? DEFAULT_DATA_DIR);
+    const certsDir = path.resolve(options.certsDir ?? DEFAULT_CERTS_DIR);
+    const brokerKind = options.broker ?? "aedes";
+    const log = options.log ?? silentLog;
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const pki = LocalPki.open(certsDir, options.pki ?? {});
+    const store = CloudStore.open(dataDir);
+    const clients: MqttClient[] = [];
+    let broker: AedesBroker | MosquittoBroker | undefined;
+    let azure: AzureMosquittoInstances | undefined;
+    try {
+      const brokerOptions = { pki, host, log, ...(options.port === undefined ? {} : { port: options.port }) };
+      broker = brokerKind === "aedes"
+        ? await AedesBroker.start(brokerOptions)
+        : await MosquittoBroker.start({ ...brokerOptions, mode: "aws" });
+      if (brokerKind === "mosquitto") azure = new AzureMosquittoInstances({ pki, host, log });
+      const main = await connectService(pki, host, broker.port, `${CLOUD_SERVICE_IDENTITY}-${process.pid}`);
+      clients.push(main);
+      const serviceOptions = { store, log, ...(options.clock === undefined ? {} : { clock: options.clock }) };
+      const shadows = await ShadowService.start(main, {
+        ...serviceOptions, ...(options.shadowEngine === undefined ? {} : { engine: options.shadowEngine }),
+      });
+      // On aedes the twin service shares the main connection (device topics arrive as devices/{id}/...);
+      // on mosquitto it serves only the per-device links added by addDevice.
+      const twins = await TwinService.start(brokerKind === "aedes" ? main : null, {
+        ...serviceOptions, ...(options.methodTimeoutMs === undefined ? {} : { methodTimeoutMs: options.methodTimeoutMs }),
+      });
+      const cloud = new LocalCloud({ host, dataDir, certsDir, brokerKind, pki, store, shadows, twins, broker, azure, clients, log });
+      for (const d of options.devices ?? []) await cloud.addDevice(d.id, d.cloud);
+      if (options.adminPort !== false) {
+        cloud.#admin = await AdminHttpServer.start({ cloud, host, port: options.adminPort ?? 0, log });
+      }
+      cloud.#writeInfo();
+      log.log("info", "cloud.started", { broker: brokerKind, host, port: broker.port, admin: cloud.#admin?.url ?? null });
+      return cloud;
+    } catch (e) {
+      for (const c of clients) await c.endAsync(true).catch(() => undefined);
+      await azure?.close();
+      await broker?.close();
+      throw e;
+    }
+  }
+
+  /** The main broker's MQTT port (AWS devices; Azure devices too on aedes). */
+  get mqttPort(): number {
+    return this.#broker.port;
+  }
+
+  get adminUrl(): string | undefined {
+    return this.#admin?.url;
+  }
+
+  /** The admin API's bearer token (also in cloud.json). */
+  get adminToken(): string | undefined {
+    return this.#admin?.token;
+  }
+
+  /** Known devices: id → cloud. */
+  get devices(): ReadonlyMap<string, CloudKind> {
+    return this.#devices;
+  }
+
+  /**
+   * Makes a device known: issues (or reuses) its certificate, and for an Azure device on mosquitto starts
+   * its dedicated broker and links the twin service to it. Idempotent. Throws PKI_* for a bad name.
+   */
+  async addDevice(id: string, cloud: CloudKind): Promise<DeviceCredentials> {
+    this.#checkOpen();
+    const known = this.#devices.get(id);
+    if (known !== undefined && known !== cloud) {
+      throw new ShadowOtaError("CLOUD_DEVICE_ID_INVALID", `device ${id} is already registered for ${known}`, { detail: { id, cloud: known } });
+    }
+    this.pki.client(id);
+    if (known === undefined && cloud === "azure" && this.#azure !== undefined) {
+      const instance = await this.#azure.ensure(id);
+      const link = await connectService(this.pki, this.host, instance.port, `${CLOUD_SERVICE_IDENTITY}-${id}`);
+      this.#clients.push(link);
+      await this.twins.attachDeviceLink(id, link);
+    }
+    this.#devices.set(id, cloud);
+    if (this.#admin !== undefined) this.#writeInfo();
+    return this.credentials(id);
+  }
+
+  /** What a device needs to connect. Throws CLOUD_DEVICE_ID_INVALID for an unknown device. */
+  credentials(id: string): DeviceCredentials {
+    const cloud = this.#devices.get(id);
+    if (cloud === undefined) throw new ShadowOtaError("CLOUD_DEVICE_ID_INVALID", `unknown device ${id}: addDevice() it first`, { detail: { id } });
+    const c = this.pki.client(id);
+    return { id, cloud, host: this.host, port: this.#portFor(id, cloud), ca: c.caPem, cert: c.certPem, key: c.keyPem };
+  }
+
+  /** The connection file's content (also written to {dataDir}/cloud.json). */
+  info(): CloudConnectionInfo & { adminToken?: string } {
+    const azurePorts: Record<string, number> = {};
+    for (const [id, b] of this.#azure?.entries() ?? []) azurePorts[id] = b.port;
+    const info: CloudConnectionInfo & { adminToken?: string } = {
+      host: this.host, mqttPort: this.mqttPort, azurePorts, certsDir: this.certsDir,
+      devices: Object.fromEntries(this.#devices),
+    };
+    if (this.#admin !== undefined) { info.adminUrl = this.#admin.url; info.adminToken = this.#admin.token; }
+    return info;
+  }
+
+  /** Stops the admin API, the services, their connections and the brokers. Safe twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#admin?.close();
+    await this.twins.close().catch((e: unknown) => this.#log.log("warn", "cloud.close.twins", { error: String(e) }));
+    await this.shadows.close().catch((e: unknown) => this.#log.log("warn", "cloud.close.shadows", { error: String(e) }));
+    for (const c of this.#clients) await c.endAsync(true).catch(() => undefined);
+    await this.#azure?.close();
+    await this.#broker.close();
+    fs.rmSync(path.join(this.dataDir, CLOUD_INFO_FILE), { force: true });
+  }
+
+  #portFor(id: string, cloud: CloudKind): number {
+    if (cloud === "azure" && this.#azure !== undefined) {
+      const b = this.#azure.get(id);
+      if (b === undefined) throw new ShadowOtaError("CLOUD_DEVICE_ID_INVALID", `no broker instance for Azure device ${id}`, { detail: { id } });
+      return b.port;
+    }
+    return this.mqttPort;
+  }
+
+  #writeInfo(): void {
+    const file = path.join(this.dataDir, CLOUD_INFO_FILE);
+    const tmp = `${file}.tmp-${process.pid}`;
+    fs.writeFileSync(tmp, JSON.stringify(this.info(), null, 2) + "\n", { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ShadowOtaError("CLOUD_SERVICE_CLOSED", "the local cloud is closed");
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * End to end on loopback: the local cloud (local CA, broker over mutual TLS, AWS shadow and Azure twin
+ * services, store, admin HTTP API) and simulated devices running the platform-neutral core (ShadowSync +
+ * DeviceAgent) over the Node adapters. The same scenarios run on the embedded aedes broker and on Debian's
+ * mosquitto (skipped, and said so, when mosquitto is not installed).
+ *
+ * Covered: a device reports its running firmware version; desired configuration set through the admin
+ * API reaches the device and comes back as reported; a desired firmware version is handed to the OTA hook;
+ * a hostile firmware version ends up in reported.lastError; a device rebooted with its NVS file reports
+ * nothing twice; the cloud restarted on the same data keeps shadows and twins and devices reconnect; the
+ * Azure direct method round trip; the admin HTTP API and its token.
+ * Every wait is bounded (SimDevice.waitFor / waitUntil time out).
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { getPath } from "../../src/core/config-diff";
+import type { JsonObject } from "../../src/core/json";
+import { findMosquitto } from "../../src/sim/broker-mosquitto";
+import { SimDevice } from "../../src/sim/device";
+import { LocalCloud, type BrokerKind } from "../../src/sim/local-cloud";
+
+jest.setTimeout(60_000);
+
+const PKI = path.join(os.tmpdir(), "shadow-ota-test-pki"); // shared across tests: RSA keys take time
+const mosquitto = findMosquitto();
+if (mosquitto === undefined) console.log("mosquitto not installed: skipping the mosquitto variant of test/sim/local-cloud.test.ts");
+const BROKERS: BrokerKind[] = mosquitto === undefined ? ["aedes"] : ["aedes", "mosquitto"];
+
+/** Polls `probe` (bounded: every 50 ms, at most `timeoutMs`). */
+async function waitUntil<T>(probe: () => Promise<T | undefined>, timeoutMs = 10_000, what = "condition"): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (e) { last = e; }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what} not reached within ${timeoutMs} ms${last === undefined ? "" : `: ${String(last)}`}`);
+}
+
+describe.each(BROKERS)("local cloud on %s", (broker) => {
+  let dir: string;
+  const open: Array<{ close(): Promise<void> }> = [];
+
+  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), `shadow-ota-cloud-${broker}-`)); });
+  afterEach(async () => {
+    for (const o of open.splice(0).reverse()) await o.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function startCloud(port?: number): Promise<LocalCloud> {
+    const cloud = await LocalCloud.start({
+      broker, dataDir: path.join(dir, "cloud"), certsDir: PKI, methodTimeoutMs: 5_000,
+      devices: [{ id: "esp32-01", cloud: "aws" }, { id: "esp32-az-01", cloud: "azure" }],
+      ...(port === undefined ? {} : { port }),
+    });
+    open.push(cloud);
+    return cloud;
+  }
+
+  function startDevice(cloud: LocalCloud, id: string, extra: Partial<Parameters<typeof SimDevice.start>[0]> = {}): SimDevice {
+    const c = cloud.credentials(id);
+    const d = SimDevice.start({
+      id, cloud: c.cloud, host: c.host, port: c.port, ca: c.ca, cert: c.cert, key: c.key,
+      dataDir: path.join(dir, "devices", id), log: { log() {} }, ...extra,
+    });
+    open.push(d);
+    return d;
+  }
+
+  const reportedOf = async (cloud: LocalCloud, id: string): Promise<JsonObject | undefined> => {
+    if (cloud.devices.get(id) === "azure") return (await cloud.twins.getTwin(id)).reported;
+    const doc = await cloud.shadows.getShadow(id);
+    return (doc?.["state"] as JsonObject | undefined)?.["reported"] as JsonObject | undefined;
+  };
+
+  it("AWS: reports the running version, applies desired config, hands the firmware version on, survives reboots", async () => {
+    const cloud = await startCloud();
+    const requests: string[] = [];
+    let device = startDevice(cloud, "esp32-01", { onFirmwareRequested: (r) => { requests.push(r.version); } });
+    await waitUntil(async () => (getPath(await reportedOf(cloud, "esp32-01") ?? {}, ["config", "firmware_version"]) === "1.0.0" ? true : undefined), 15_000, "firmware version reported");
+
+    await cloud.shadows.updateDesired("esp32-01", { config: { interval: 30, firmware_version: "1.1.0" } });
+    await waitUntil(async () => (getPath(await reportedOf(cloud, "esp32-01") ?? {}, ["config", "interval"]) === 30 ? true : undefined), 10_000, "interval reported");
+    expect(requests).toEqual(["1.1.0"]);
+    const doc = (await cloud.shadows.getShadow("esp32-01"))!;
+    expect((doc["state"] as JsonObject)["delta"]).toEqual({ config: { firmware_version: "1.1.0" } });
+
+    // Reboot: a new device on the same NVS file. It re-syncs and hands the pending firmware version on again.
+    await device.close();
+    const before = (await cloud.shadows.getShadow("esp32-01"))!["version"];
+    device = startDevice(cloud, "esp32-01", { onFirmwareRequested: (r) => { requests.push(r.version); } });
+    await device.waitFor((s) => s.connected && s.version === before, 10_000, "re-synced after reboot");
+    await waitUntil(async () => (requests.length === 2 ? true : undefined), 5_000, "firmware request after reboot");
+    expect((await cloud.shadows.getShadow("esp32-01"))!["version"]).toBe(before); // nothing reported twice
+  });
+
+  it("AWS: a hostile desired firmware version is reported in lastError, never handed on", async () => {
+    const cloud = await startCloud();
+    const requests: string[] = [];
+    startDevice(cloud, "esp32-01", { onFirmwareRequested: (r) => { requests.push(r.version); } });
+    await waitUntil(async () => ((await reportedOf(cloud, "esp32-01")) !== undefined ? true : undefined), 15_000, "first report");
+    await cloud.shadows.updateDesired("esp32-01", { config: { firmware_version: "1.2.0/../../etc" } });
+    const err = await waitUntil(async () => (await reportedOf(cloud, "esp32-01"))?.["lastError"] as JsonObject | undefined, 10_000, "lastError reported");
+    expect(err["code"]).toBe("SYNC_FIRMWARE_VERSION_INVALID");
+    expect(requests).toEqual([]);
+  });
+
+  it("Azure: reports firmwareVersion, applies a desired patch, answers a direct method", async () => {
+    const cloud = await startCloud();
+    const requests: string[] = [];
+    startDevice(cloud, "esp32-az-01", { onFirmwareRequested: (r) => { requests.push(r.version); } });
+    await waitUntil(async () => ((await reportedOf(cloud, "esp32-az-01"))?.["firmwareVersion"] === "1.0.0" ? true : undefined), 15_000, "firmwareVersion reported");
+
+    await cloud.twins.updateDesired("esp32-az-01", { updateVersion: "1.1.0", telemetry: { interval: 15 } });
+    await waitUntil(async () => (getPath(await reportedOf(cloud, "esp32-az-01") ?? {}, ["telemetry", "interval"]) === 15 ? true : undefined), 10_000, "telemetry reported");
+    expect(requests).toEqual(["1.1.0"]);
+
+    const reply = await cloud.twins.invokeMethod("esp32-az-01", "firmwareUpdate", { version: "1.2.0" });
+    expect(reply.status).toBe(200);
+    expect(requests).toEqual(["1.1.0", "1.2.0"]);
+    const unknown = await cloud.twins.invokeMethod("esp32-az-01", "selfDestruct", {});
+    expect(unknown.status).toBe(404);
+  });
+
+  it("keeps shadows and twins across a cloud restart; devices reconnect by themselves", async () => {
+    let cloud = await startCloud();
+    const port = cloud.mqttPort;
+    const aws = startDevice(cloud, "esp32-01");
+    await cloud.shadows.updateDesired("esp32-01", { config: { interval: 45 } });
+    await waitUntil(async () => (getPath(await reportedOf(cloud, "esp32-01") ?? {}, ["config", "interval"]) === 45 ? true : undefined), 15_000, "interval reported");
+    const version = (await cloud.shadows.getShadow("esp32-01"))!["version"];
+
+    await cloud.close();
+    open.splice(open.indexOf(cloud), 1);
+    await aws.waitFor((s) => !s.connected, 10_000, "disconnect noticed");
+    cloud = await startCloud(port);
+    expect((await cloud.shadows.getShadow("esp32-01"))!["version"]).toBe(version);
+    await aws.waitFor((s) => s.connected, 15_000, "reconnected");
+    await cloud.shadows.updateDesired("esp32-01", { config: { interval: 60 } });
+    await waitUntil(async () => (getPath(await reportedOf(cloud, "esp32-01") ?? {}, ["config", "interval"]) === 60 ? true : undefined), 15_000, "interval 60 reported");
+  });
+});
+
+describe("admin HTTP API", () => {
+  let dir: string;
+  let cloud: LocalCloud;
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-admin-"));
+    cloud = await LocalCloud.start({ dataDir: dir, certsDir: PKI, devices: [{ id: "esp32-01", cloud: "aws" }, { id: "esp32-az-01", cloud: "azure" }] });
+  });
+  afterAll(async () => {
+    await cloud.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const call = async (method: string, p: string, body?: unknown, token = cloud.adminToken) => {
+    const res = await fetch(`${cloud.adminUrl}${p}`, {
+      method, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+    });
+    return { status: res.status, json: (await res.json()) as JsonObject };
+  };
+
+  it("writes cloud.json (0600) with the admin URL and token", () => {
+    const file = path.join(dir, "cloud.json");
+    const info = JSON.parse(fs.readFileSync(file, "utf8"));
+    expect(info.adminUrl).toBe(cloud.adminUrl);
+    expect(info.devices).toEqual({ "esp32-01": "aws", "esp32-az-01": "azure" });
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it("refuses a wrong token", async () => {
+    expect((await call("GET", "/things/esp32-01/shadow", undefined, "nope")).status).toBe(401);
+  });
+
+  it("updates and reads a shadow with AWS statuses", async () => {
+    expect((await call("GET", "/things/esp32-01/shadow")).status).toBe(404);
+    const up = await call("POST", "/things/esp32-01/shadow", { state: { desired: { config: { interval: 5 } } } });
+    expect(up.status).toBe(200);
+    expect(up.json["version"]).toBe(1);
+    const got = await call("GET", "/things/esp32-01/shadow");
+    expect((got.json["state"] as JsonObject)["desired"]).toEqual({ config: { interval: 5 } });
+    expect((await call("POST", "/things/esp32-01/shadow", { state: { desired: { a: 1 } }, version: 7 })).status).toBe(409);
+    expect((await call("POST", "/things/esp32-01/shadow", { state: { reported: { a: 1 } } })).status).toBe(400);
+    expect((await call("POST", "/things/esp32-01/shadow", "{nope")).status).toBe(400);
+  });
+
+  it("patches and reads a twin", async () => {
+    const p = await call("PATCH", "/twins/esp32-az-01", { properties: { desired: { updateVersion: "1.1.0" } } });
+    expect(p.status).toBe(200);
+    const t = await call("GET", "/twins/esp32-az-01");
+    expect(((t.json["properties"] as JsonObject)["desired"] as JsonObject)["updateVersion"]).toBe("1.1.0");
+  });
+
+  it("answers 504 when the device does not reply to a method in time", async () => {
+    const r = await call("POST", "/twins/esp32-az-01/methods", { methodName: "firmwareUpdate", payload: { version: "1.1.0" }, responseTimeoutInSeconds: 1 });
+    expect(r.status).toBe(200);
+    expect(r.json["status"]).toBe(504);
+  });
+});
