@@ -12,7 +12,8 @@
  *   too. RETAIN is cleared (AWS and Azure ignore it on these topics).
  * - Subscribe: devices only under their own roots; a refused filter gets SUBACK 0x80.
  * - Azure: a device's `$iothub/...` topics become `devices/{CN}/$iothub/...` on publish (authorizePublish)
- *   and subscribe (authorizeSubscribe), and deliveries to the device lose the prefix again
+ *   and subscribe (authorizeSubscribe; a persistent session stores and restores the rewritten filter),
+ *   and deliveries to the device lose the prefix again
  *   (authorizeForward, on a copy: aedes hands the same packet to every subscriber). A device's UNSUBSCRIBE
  *   of an `$iothub/...` filter is rewritten after aedes has answered it (aedes has no unsubscribe hook), so
  *   a delivery may still slip through between the UNSUBACK and the rewrite.
@@ -27,7 +28,7 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 
-import type { Aedes, AedesOptions, AedesPublishPacket, AuthenticateError, Client, PublishPacket, Subscription } from "aedes";
+import type { Aedes, AedesOptions, AedesPublishPacket, AuthenticateError, Client, PublishPacket } from "aedes";
 
 import { ShadowOtaError } from "../core/errors";
 import type { Log } from "../ports/log";
@@ -150,7 +151,10 @@ export class AedesBroker {
           log.log("warn", "broker.subscribe-refused", { clientId: client.id, topic: sub.topic, reason: d.reason });
           return done(null, null); // SUBACK 0x80 for this filter; the connection stays up
         }
-        done(null, { ...sub, topic: d.topic } as Subscription);
+        // In place, not on a copy: aedes stores the SUBSCRIBE packet's own subscription objects for a
+        // persistent session and routes QoS 1 deliveries to such sessions by those stored filters.
+        sub.topic = d.topic;
+        done(null, sub);
       },
       authorizeForward(client, packet) {
         const id = who(client);
@@ -165,10 +169,16 @@ export class AedesBroker {
       const id = who(client);
       if (id?.kind !== "device") return;
       const own = topics.filter((t) => t.startsWith(AZURE_TOPIC_ROOT)).map((t) => azureToBroker(id.name, t));
-      if (own.length > 0) {
-        client.unsubscribe({ unsubscriptions: own } as never, (err) => {
-          if (err) log.log("warn", "broker.unsubscribe-failed", { clientId: client.id, message: err.message });
-        });
+      if (own.length === 0) return;
+      client.unsubscribe({ unsubscriptions: own } as never, (err) => {
+        if (err) log.log("warn", "broker.unsubscribe-failed", { clientId: client.id, message: err.message });
+      });
+      // aedes removed the unprefixed name from a persistent session's store, and without a message id
+      // client.unsubscribe does not touch the store: remove the stored (prefixed) filter here.
+      if (!client.clean) {
+        (aedes as unknown as { persistence: { removeSubscriptions(c: Client, t: string[]): Promise<void> } }).persistence
+          .removeSubscriptions(client, own)
+          .catch((err: Error) => log.log("warn", "broker.unsubscribe-failed", { clientId: client.id, message: err.message }));
       }
     });
     aedes.on("clientError", (client, err) => log.log("info", "broker.client-error", { clientId: client.id, message: err.message }));

@@ -102,6 +102,9 @@ export function decideSubscribe(who: Identity, filter: string): TopicDecision {
   if (who.kind === "service") return { allow: true, topic: filter };
   if (filter.startsWith(shadowRoot(who.name))) return { allow: true, topic: filter };
   if (filter.startsWith(AZURE_TOPIC_ROOT)) return { allow: true, topic: azureToBroker(who.name, filter) };
+  // The already-rewritten form: aedes hands a persistent session's stored subscriptions back through the
+  // same hook when it restores them. Same scope as the `$iothub/...` form, so a device may also send it.
+  if (filter.startsWith(azureToBroker(who.name, AZURE_TOPIC_ROOT))) return { allow: true, topic: filter };
   return { allow: false, reason: `${who.name} may subscribe only under ${shadowRoot(who.name)} and ${AZURE_TOPIC_ROOT}` };
 }
 

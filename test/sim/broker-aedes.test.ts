@@ -248,6 +248,24 @@ describe("Azure $iothub scoping by rewriting", () => {
   });
 });
 
+test("a persistent session keeps a device's rewritten $iothub subscriptions, and forgets an unsubscribed one", async () => {
+  const s = await client(svc, "svc");
+  const first = await connectClient(broker.port, devA, "dev-a", { clean: false });
+  await subscribe(first, ["$iothub/twin/res/#", "$iothub/methods/POST/#"]);
+  await new Promise<void>((r, j) => first.client.unsubscribe("$iothub/methods/POST/#", (e) => (e ? j(e) : r())));
+  await sleep(50);
+  await first.end();
+  const again = await connectClient(broker.port, devA, "dev-a", { clean: false });
+  open.push(again);
+  expect(again.client.connected).toBe(true);
+  await publish(s, "devices/dev-a/$iothub/methods/POST/reboot/?$rid=1", "unsubscribed");
+  await publish(s, "devices/dev-a/$iothub/twin/res/200/?$rid=5", "restored");
+  expect(await waitFor(() => again.received.some((m) => m.payload === "restored"))).toBe(true);
+  await sleep(50);
+  expect(again.received.map((m) => `${m.topic}=${m.payload}`)).toEqual(["$iothub/twin/res/200/?$rid=5=restored"]);
+  await new Promise<void>((r) => again.client.end(false, {}, () => r()));
+});
+
 test("close() ends every connection and frees the port", async () => {
   const local = await AedesBroker.start({ pki });
   const c = await connectClient(local.port, devA, "dev-a");
