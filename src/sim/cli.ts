@@ -1,0 +1,178 @@
+/**
+ * `npm run cloud -- <command>`: runs the local cloud, or talks to a running one through its admin HTTP API
+ * (address and token from {data-dir}/cloud.json).
+ *
+ *   start [--broker aedes|mosquitto] [--device ID:aws|azure]… [--port N]   run the cloud until Ctrl-C
+ *   device --id ID [--version 1.0.0]                                      run a simulated device (src/sim/device.ts)
+ *   devices                                                               list known devices
+ *   devices add ID aws|azure                                              issue a device certificate
+ *   shadow get THING [--name N]                                           print a shadow document
+ *   shadow set-desired THING JSON [--name N]                              update desired (JSON: the desired object)
+ *   shadow delete THING [--name N]
+ *   twin get ID                                                           print a device twin
+ *   twin set-desired ID JSON                                              patch the twin's desired properties
+ *   twin method ID NAME [JSON] [--timeout S]                              invoke a direct method
+ *
+ * Common option: --data-dir DIR (default .cloud-data). Exit status: 0 ok, 1 the cloud refused or is not
+ * reachable (its {code, message} printed), 2 usage.
+ * Not here: the cloud itself (local-cloud.ts), the HTTP routes (admin-http.ts).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { CloudKind } from "../core/cloud-protocol";
+import { consoleLog } from "../node/console-log";
+import { CLOUD_INFO_FILE, deviceMain } from "./device";
+import { DEFAULT_DATA_DIR, LocalCloud, type BrokerKind } from "./local-cloud";
+
+export interface CliIo {
+  print(line: string): void;
+  error(line: string): void;
+}
+
+const USAGE = `usage: npm run cloud -- <command> [--data-dir DIR]
+  start [--broker aedes|mosquitto] [--device ID:aws|azure]... [--port N]
+  device --id ID [--version X.Y.Z]
+  devices | devices add ID aws|azure
+  shadow get THING [--name N] | shadow set-desired THING JSON [--name N] | shadow delete THING [--name N]
+  twin get ID | twin set-desired ID JSON | twin method ID NAME [JSON] [--timeout S]`;
+
+/** Splits argv into positional words and --options (an option takes the next word; --device may repeat). */
+export function parseArgs(argv: readonly string[]): { words: string[]; options: Map<string, string[]> } {
+  const words: string[] = [];
+  const options = new Map<string, string[]>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a.startsWith("--")) {
+      const v = argv[i + 1];
+      if (v === undefined) throw new UsageError(`${a} needs a value`);
+      options.set(a, [...(options.get(a) ?? []), v]);
+      i++;
+    } else words.push(a);
+  }
+  return { words, options };
+}
+
+class UsageError extends Error {}
+
+function parseJsonArg(text: string | undefined, what: string): unknown {
+  if (text === undefined) throw new UsageError(`${what} is missing`);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new UsageError(`${what} is not JSON: ${text}`);
+  }
+}
+
+interface Admin { url: string; token: string }
+
+function readAdmin(dataDir: string): Admin {
+  const file = path.join(dataDir, CLOUD_INFO_FILE);
+  let info: { adminUrl?: string; adminToken?: string };
+  try {
+    info = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch {
+    throw new Error(`no running local cloud: ${file} is missing (start one with: npm run cloud -- start)`);
+  }
+  if (info.adminUrl === undefined || info.adminToken === undefined) throw new Error(`${file} has no admin API address`);
+  return { url: info.adminUrl, token: info.adminToken };
+}
+
+async function call(admin: Admin, method: string, p: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+  let res: Response;
+  try {
+    res = await fetch(admin.url + p, {
+      method, headers: { authorization: `Bearer ${admin.token}`, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch (e) {
+    throw new Error(`the local cloud at ${admin.url} does not answer (${(e as Error).message}); is it still running?`);
+  }
+  return { status: res.status, json: await res.json() };
+}
+
+/** Runs one command; resolves to the exit status. `start` resolves only when the cloud stops. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  let words: string[];
+  let options: Map<string, string[]>;
+  try {
+    ({ words, options } = parseArgs(argv));
+  } catch (e) {
+    io.error(`${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const opt = (k: string): string | undefined => options.get(k)?.at(-1);
+  const dataDir = path.resolve(opt("--data-dir") ?? DEFAULT_DATA_DIR);
+  const nameQuery = opt("--name") === undefined ? "" : `?name=${encodeURIComponent(opt("--name")!)}`;
+  const enc = encodeURIComponent;
+  try {
+    const [cmd, sub, a, b, c] = words;
+    let request: [string, string, unknown?] | undefined;
+    switch (cmd) {
+      case "start":
+        return await runStart(options, dataDir, io);
+      case "device":
+        deviceMain([...argv]);
+        return await new Promise<number>(() => undefined); // runs until a signal ends the process
+      case "devices":
+        if (sub === undefined) request = ["GET", "/devices"];
+        else if (sub === "add" && a !== undefined && (b === "aws" || b === "azure")) request = ["POST", "/devices", { id: a, cloud: b }];
+        break;
+      case "shadow":
+        if (a === undefined) break;
+        if (sub === "get") request = ["GET", `/things/${enc(a)}/shadow${nameQuery}`];
+        else if (sub === "set-desired") request = ["POST", `/things/${enc(a)}/shadow${nameQuery}`, { state: { desired: parseJsonArg(b, "JSON") } }];
+        else if (sub === "delete") request = ["DELETE", `/things/${enc(a)}/shadow${nameQuery}`];
+        break;
+      case "twin":
+        if (a === undefined) break;
+        if (sub === "get") request = ["GET", `/twins/${enc(a)}`];
+        else if (sub === "set-desired") request = ["PATCH", `/twins/${enc(a)}`, { properties: { desired: parseJsonArg(b, "JSON") } }];
+        else if (sub === "method" && b !== undefined) {
+          const timeout = opt("--timeout");
+          request = ["POST", `/twins/${enc(a)}/methods`, {
+            methodName: b, payload: c === undefined ? null : parseJsonArg(c, "method payload"),
+            ...(timeout === undefined ? {} : { responseTimeoutInSeconds: Number(timeout) }),
+          }];
+        }
+        break;
+    }
+    if (request === undefined) throw new UsageError(cmd === undefined ? "no command" : `unknown or incomplete command: ${words.join(" ")}`);
+    const r = await call(readAdmin(dataDir), ...request);
+    const text = JSON.stringify(r.json, null, 2);
+    if (r.status >= 400) { io.error(text); return 1; }
+    io.print(text);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError) { io.error(`${e.message}\n${USAGE}`); return 2; }
+    io.error((e as Error).message);
+    return 1;
+  }
+}
+
+async function runStart(options: Map<string, string[]>, dataDir: string, io: CliIo): Promise<number> {
+  const broker = (options.get("--broker")?.at(-1) ?? "aedes") as BrokerKind;
+  if (broker !== "aedes" && broker !== "mosquitto") throw new UsageError(`--broker must be aedes or mosquitto, not ${broker}`);
+  const devices = (options.get("--device") ?? []).map((d) => {
+    const [id, cloud] = d.split(":");
+    if (id === undefined || id === "" || (cloud !== "aws" && cloud !== "azure")) throw new UsageError(`--device wants ID:aws or ID:azure, not ${d}`);
+    return { id, cloud: cloud as CloudKind };
+  });
+  const port = options.get("--port")?.at(-1);
+  const cloud = await LocalCloud.start({
+    broker, dataDir, devices, log: consoleLog({ base: { component: "cloud" } }),
+    ...(port === undefined ? {} : { port: Number(port) }),
+  });
+  io.print(`local cloud (${broker}) on mqtts://${cloud.host}:${cloud.mqttPort}, admin API ${cloud.adminUrl}; connection file ${path.join(dataDir, CLOUD_INFO_FILE)}`);
+  io.print("Ctrl-C stops it.");
+  return new Promise<number>((resolve) => {
+    const stop = (): void => { void cloud.close().then(() => resolve(0)); };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+}
+
+if (require.main === module) {
+  runCli(process.argv.slice(2), { print: (l) => console.log(l), error: (l) => console.error(l) }).then(
+    (code) => process.exit(code),
+    (e: unknown) => { console.error(e); process.exit(1); });
+}
