@@ -122,9 +122,13 @@ export class NodeMqttTransport implements MqttTransport {
     try {
       client = mqtt.connect(opts);
     } catch (cause) {
-      // mqtt.js validates options synchronously; treat that like a failed attempt so backoff applies.
-      this.#emitDisconnected(new ShadowOtaError("SYNC_TRANSPORT", `connect failed: ${messageOf(cause)}`, { cause }));
-      this.#scheduleReconnect();
+      // mqtt.js validates options synchronously; treat that like a failed attempt so backoff applies, and
+      // report it from a later turn, never from inside start().
+      setTimeout(() => {
+        if (this.#closed) return;
+        this.#emitDisconnected(new ShadowOtaError("SYNC_TRANSPORT", `connect failed: ${messageOf(cause)}`, { cause }));
+        this.#scheduleReconnect();
+      }, 0);
       return;
     }
     const a: Attempt = { client, ready: false, ended: false, lastError: undefined, pending: new Set() };

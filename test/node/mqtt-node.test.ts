@@ -243,6 +243,15 @@ test("an exception in a handler is logged and does not break the transport", asy
   expect(t.isConnected).toBe(true);
 });
 
+test("an unusable key (mqtt.js throws inside connect) is reported through disconnected from a later turn, not thrown", async () => {
+  const { t, rec } = make(broker.port, "dev-a", { key: "not a key" });
+  expect(() => t.start()).not.toThrow();
+  expect(await waitFor(() => rec.count("disconnected") >= 1)).toBe(true);
+  expect(rec.of("disconnected")[0]!.reason).toBeInstanceOf(ShadowOtaError);
+  expect(rec.of("disconnected")[0]!.reason.message).toMatch(/^connect failed: /);
+  expect(rec.count("connected")).toBe(0);
+});
+
 test("setHandlers twice, or start without handlers, is a programming error", () => {
   const creds = pki.client("dev-a");
   const t = new NodeMqttTransport({ host: "127.0.0.1", port: 1, clientId: "dev-a", ca: creds.caPem });
