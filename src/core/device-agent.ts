@@ -10,8 +10,10 @@
  *   accepted ones are applied by reporting them (reported then equals desired and the delta clears), a
  *   refused one is reported in `reported.lastError` with the refusal's code and left out.
  * - A desired firmware version equal to the running one is reported as running; any other one is handed to
- *   `onFirmwareRequested` (the OTA module decides on downgrades and policy); without that hook the agent
- *   logs `agent.firmware.unhandled` and changes nothing.
+ *   `onFirmwareRequested` (the OTA module decides on downgrades and policy) once per boot: AWS republishes
+ *   the delta after every accepted report, the device's own included, and a second hand-over of the same
+ *   version must not start a second download. Without the hook the agent logs `agent.firmware.unhandled`
+ *   and changes nothing.
  * - Errors that the cloud should see (malformed documents or topics, refused values, rejected reports) go to
  *   `reported.lastError = {code, message, platformCode?}`, once per distinct error; transport-level ones
  *   (not connected, timeout, stale version) are only logged, since reporting them could never succeed or
@@ -66,6 +68,8 @@ export class DeviceAgent implements ShadowSyncHandlers {
   #sync: SyncLike | undefined;
   /** The last lastError reported (so one error is reported once, not on every repetition). */
   #lastReportedError: JsonObject | undefined;
+  /** The firmware version last handed to onFirmwareRequested in this boot. */
+  #handedOn: string | undefined;
 
   /** Throws VERSION_INVALID when `firmwareVersion` is not strict SemVer (a build error, not a cloud one). */
   constructor(options: DeviceAgentOptions, log: Log) {
@@ -118,6 +122,11 @@ export class DeviceAgent implements ShadowSyncHandlers {
       this.#log.log("warn", "agent.firmware.unhandled", { requested, running });
       return;
     }
+    if (requested === this.#handedOn) {
+      this.#log.log("debug", "agent.firmware.already-requested", { requested });
+      return;
+    }
+    this.#handedOn = requested;
     hook({ version: requested, running, newer: compareSemver(requested, running) > 0, change });
   }
 

@@ -66,6 +66,18 @@ describe("DeviceAgent on AWS", () => {
     expect(sent[0]!.json.state.reported).toEqual({ config: { interval: 60, led: { color: "red" } } });
   });
 
+  it("hands a firmware version on once, though AWS republishes the delta after the device's own report", async () => {
+    const { mqtt, requests } = awsDevice();
+    await connectWith(mqtt, { desired: { config: { firmware_version: "1.1.0", interval: 60 } }, reported: { config: { firmware_version: "1.0.0" } } }, 5);
+    await accept(mqtt, 6);
+    mqtt.deliver(`${P}/update/delta`, { version: 6, timestamp: 1, state: { config: { firmware_version: "1.1.0" } }, metadata: {} });
+    await settle();
+    expect(requests).toEqual([{ version: "1.1.0", newer: true }]);
+    mqtt.deliver(`${P}/update/delta`, { version: 7, timestamp: 1, state: { config: { firmware_version: "1.2.0" } }, metadata: {} });
+    await settle();
+    expect(requests).toEqual([{ version: "1.1.0", newer: true }, { version: "1.2.0", newer: true }]);
+  });
+
   it("hands a downgrade to the hook as not newer (policy belongs to OTA)", async () => {
     const { mqtt, requests } = awsDevice({ firmwareVersion: "2.0.0" });
     await connectWith(mqtt, { desired: { config: { firmware_version: "1.9.9" } }, reported: { config: { firmware_version: "2.0.0" } } }, 2);
