@@ -33,6 +33,7 @@ import { silentLog, type Log } from "../ports/log";
 import { AdminHttpServer } from "./admin-http";
 import { AedesBroker } from "./broker-aedes";
 import { AzureMosquittoInstances, MosquittoBroker } from "./broker-mosquitto";
+import { CLOUD_CODES } from "./cloud-errors";
 import { CloudStore } from "./cloud-store";
 import { CLOUD_INFO_FILE, type CloudConnectionInfo } from "./device";
 import { CLOUD_SERVICE_IDENTITY, LocalPki, type PkiOptions } from "./pki";
@@ -195,7 +196,7 @@ export class LocalCloud {
     this.#checkOpen();
     const known = this.#devices.get(id);
     if (known !== undefined && known !== cloud) {
-      throw new ShadowOtaError("CLOUD_DEVICE_ID_INVALID", `device ${id} is already registered for ${known}`, { detail: { id, cloud: known } });
+      throw new ShadowOtaError(CLOUD_CODES.CLOUD_DEVICE_ID_INVALID, `device ${id} is already registered for ${known}`, { detail: { id, cloud: known } });
     }
     this.pki.client(id);
     if (known === undefined && cloud === "azure" && this.#azure !== undefined) {
@@ -212,7 +213,7 @@ export class LocalCloud {
   /** What a device needs to connect. Throws CLOUD_DEVICE_ID_INVALID for an unknown device. */
   credentials(id: string): DeviceCredentials {
     const cloud = this.#devices.get(id);
-    if (cloud === undefined) throw new ShadowOtaError("CLOUD_DEVICE_ID_INVALID", `unknown device ${id}: addDevice() it first`, { detail: { id } });
+    if (cloud === undefined) throw new ShadowOtaError(CLOUD_CODES.CLOUD_DEVICE_ID_INVALID, `unknown device ${id}: addDevice() it first`, { detail: { id } });
     const c = this.pki.client(id);
     return { id, cloud, host: this.host, port: this.#portFor(id, cloud), ca: c.caPem, cert: c.certPem, key: c.keyPem };
   }
@@ -245,7 +246,7 @@ export class LocalCloud {
   #portFor(id: string, cloud: CloudKind): number {
     if (cloud === "azure" && this.#azure !== undefined) {
       const b = this.#azure.get(id);
-      if (b === undefined) throw new ShadowOtaError("CLOUD_DEVICE_ID_INVALID", `no broker instance for Azure device ${id}`, { detail: { id } });
+      if (b === undefined) throw new ShadowOtaError(CLOUD_CODES.CLOUD_DEVICE_ID_INVALID, `no broker instance for Azure device ${id}`, { detail: { id } });
       return b.port;
     }
     return this.mqttPort;
@@ -259,6 +260,6 @@ export class LocalCloud {
   }
 
   #checkOpen(): void {
-    if (this.#closed) throw new ShadowOtaError("CLOUD_SERVICE_CLOSED", "the local cloud is closed");
+    if (this.#closed) throw new ShadowOtaError(CLOUD_CODES.CLOUD_SERVICE_CLOSED, "the local cloud is closed");
   }
 }
