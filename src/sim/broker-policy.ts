@@ -33,9 +33,8 @@ export const AWS_THINGS_PREFIX = "$aws/things/";
 /** Azure IoT Hub's device-side topic root (no device id in it). */
 export const AZURE_TOPIC_ROOT = "$iothub/";
 /**
- * Where the aedes broker puts a device's `$iothub/...` traffic: `devices/{deviceId}/$iothub/...`.
- * Same value as AZURE_DEVICE_TOPIC_PREFIX in src/sim/twin-engine.ts (the twin service's side); the two are
- * to be unified into one export at integration.
+ * Where the aedes broker puts a device's `$iothub/...` traffic: `devices/{deviceId}/$iothub/...`. The twin
+ * service (twin-engine.ts) imports this same constant to read and write that scoping.
  */
 export const AZURE_DEVICE_TOPIC_PREFIX = "devices/";
 /** The TLS application protocol AWS IoT accepts MQTT under on port 443. */

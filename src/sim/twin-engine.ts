@@ -41,6 +41,7 @@ import { ShadowOtaError } from "../core/errors";
 import { isJsonObject, type Json, type JsonObject } from "../core/json";
 import { SYNC_CODES } from "../core/sync-errors";
 import { CLOUD_CODES } from "./cloud-errors";
+import { AZURE_DEVICE_TOPIC_PREFIX, AZURE_TOPIC_ROOT } from "./broker-policy";
 
 // ---------------------------------------------------------------------------------------------------------
 // Data
@@ -93,8 +94,9 @@ export function validateDeviceId(id: unknown): string {
 }
 
 /** The first level of a device's topics on a shared broker: `devices/{deviceId}/$iothub/…`. */
-export const AZURE_DEVICE_TOPIC_PREFIX = "devices/";
-const IOTHUB_PREFIX = "$iothub/";
+// One definition of the scoping, shared with the aedes broker that applies it (broker-policy.ts).
+export { AZURE_DEVICE_TOPIC_PREFIX };
+const IOTHUB_PREFIX = AZURE_TOPIC_ROOT;
 
 /** `devices/{deviceId}/{deviceTopic}`; `deviceTopic` must start with `$iothub/`. Throws CLOUD_DEVICE_ID_INVALID,
  *  or SYNC_TOPIC_INVALID for a topic outside `$iothub/`. */
