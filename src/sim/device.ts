@@ -35,16 +35,20 @@ export const SEED_PATHS: Readonly<Record<CloudKind, { desired: string[]; reporte
   azure: { desired: ["updateVersion"], reported: ["firmwareVersion"] },
 };
 
-export interface SimDeviceOptions {
+/** What a device needs to reach its cloud (LocalCloud.credentials() returns it). */
+export interface DeviceConnection {
   /** Thing name (AWS) or device id (Azure); also the MQTT client id and the certificate's CN. */
   id: string;
   cloud: CloudKind;
   host: string;
   port: number;
-  /** PEM. */
+  /** PEM: the CA to trust, the client certificate and its key. */
   ca: string;
   cert: string;
   key: string;
+}
+
+export interface SimDeviceOptions extends DeviceConnection {
   /** The device's NVS stand-in lives in `{dataDir}/nvs.json`. */
   dataDir: string;
   /** The running firmware version (default "1.0.0"). */

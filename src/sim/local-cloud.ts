@@ -35,7 +35,7 @@ import { AedesBroker } from "./broker-aedes";
 import { AzureMosquittoInstances, MosquittoBroker } from "./broker-mosquitto";
 import { CLOUD_CODES } from "./cloud-errors";
 import { CloudStore } from "./cloud-store";
-import { CLOUD_INFO_FILE, type CloudConnectionInfo } from "./device";
+import { CLOUD_INFO_FILE, type CloudConnectionInfo, type DeviceConnection } from "./device";
 import { CLOUD_SERVICE_IDENTITY, LocalPki, type PkiOptions } from "./pki";
 import type { ShadowEngineOptions } from "./shadow-engine";
 import { ShadowService } from "./shadow-service";
@@ -69,15 +69,7 @@ export interface LocalCloudOptions {
   pki?: PkiOptions;
 }
 
-export interface DeviceCredentials {
-  id: string;
-  cloud: CloudKind;
-  host: string;
-  port: number;
-  ca: string;
-  cert: string;
-  key: string;
-}
+export type DeviceCredentials = DeviceConnection;
 
 /** Connects a service client (mqtt.js over mutual TLS with the cloud's service certificate). */
 async function connectService(pki: LocalPki, host: string, port: number, clientId: string): Promise<MqttClient> {
