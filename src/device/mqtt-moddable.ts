@@ -1,29 +1,63 @@
 /**
- * MqttTransport (src/ports/mqtt-transport.ts) over the Moddable SDK's legacy "mqtt" client and SecureSocket
- * (JavaScript TLS 1.2 with a pinned CA and a client certificate).
+ * MqttTransport (src/ports/mqtt-transport.ts) over the Moddable SDK's legacy "mqtt" client
+ * (modules/network/mqtt/mqtt.js) and SecureSocket (modules/crypt/securesocket: JavaScript TLS 1.2 with a
+ * pinned CA and a client certificate).
  *
- * The SDK client never reconnects and has no acknowledgements, so this adapter builds a new client after
- * every close, with capped exponential backoff and jitter, and resolves publish/subscribe as soon as the
- * bytes are queued (QoS 0). What is lost that way is recovered by the core: it re-gets the document on every
- * `connected`, and reports are retried on timeout.
+ * What the SDK client does, read from its source (SDK 8.2.3): QoS 0 only — SUBSCRIBE always asks for QoS 0
+ * and PUBACK/SUBACK are parsed and dropped; no reconnect — after `onClose` the client is dead; `publish` and
+ * `subscribe` throw while the session is not up; exceptions thrown by `onMessage` are swallowed by the
+ * client. So this adapter builds a new client after every close, with capped exponential backoff and
+ * jitter, and resolves publish/subscribe as soon as the bytes are handed to the socket. What is lost that
+ * way is recovered by the core: it re-gets the document on every `connected`, and reports time out.
  *
- * Not tested in CI (needs the SDK); the Node adapter src/node/mqtt-node.ts has the same contract and is.
+ * SecureSocket options used (modules/crypt/ssl/ssl_cert.js, session_original.js): `protocolVersion`
+ * 0x0303, `certificate` (the pinned CA; with `verify: true` its validity dates are checked against the
+ * clock when the socket is built, and the server's name against `host`), `clientCertificates` +
+ * `clientKey` (PKCS#8 DER), `applicationLayerProtocolNegotiation`.
+ *
+ * Type-checked and compiled by mcconfig (see docs/moddable.md); not run in CI. The Node adapter has the same
+ * contract and is tested against the local cloud.
  */
-import Client from "mqtt";
+import SdkClient, { type ClientOptions } from "mqtt";
 import SecureSocket from "securesocket";
 import Timer from "timer";
 import type { MqttTransport, MqttTransportEvents } from "../ports/mqtt-transport";
 import { ShadowOtaError } from "../core/errors";
 
+/** The SDK parser's state "PUBLISH payload next" and MQTT's PUBLISH packet type (mqtt.js, SDK 8.2.3). */
+const PARSE_PUBLISH_PAYLOAD = 0x36;
+const MQTT_PUBLISH = 0x30;
+
+/**
+ * The SDK client with one workaround. Its parser (`received`) moves to the payload state of a QoS 0
+ * PUBLISH only while bytes remain in the buffer it was given, so a PUBLISH with an EMPTY payload that ends
+ * a TCP read is not delivered until the next bytes arrive. Azure IoT Hub answers every reported-properties
+ * PATCH with exactly that ($iothub/twin/res/204/?$rid=…, no payload), and the report then times out
+ * (seen in the Linux simulator against the local cloud). After each read this finishes such a packet the
+ * way the SDK's own state 0x36/0x37 does: an empty ArrayBuffer payload, `dispatch`, parser reset. With a
+ * fixed SDK the state is never left there and this does nothing.
+ */
+class Client extends SdkClient {
+  override received(buffer: ArrayBuffer): void {
+    super.received(buffer);
+    const p = this.parse;
+    if (p !== undefined && p.state === PARSE_PUBLISH_PAYLOAD && p.code === MQTT_PUBLISH && p.length === 0) {
+      p.payload = new ArrayBuffer(0);
+      this.parse = { state: 0 };
+      this.dispatch(p);
+    }
+  }
+}
+
 export interface ModdableMqttOptions {
   host: string;
   port: number;
   clientId: string;
-  /** DER bytes of the CA the server certificate must chain to (pinned). */
-  ca: ArrayBuffer;
-  /** DER client certificate and PKCS#8 DER key for mutual TLS (AWS IoT); omit for SAS auth (Azure). */
-  clientCertificate?: ArrayBuffer;
-  clientKey?: ArrayBuffer;
+  /** DER bytes of the CA the server certificate must chain to (pinned); a `Resource` works as is. */
+  ca: ByteBuffer;
+  /** DER client certificate and PKCS#8 DER key for mutual TLS (AWS IoT, Azure X.509 devices). */
+  clientCertificate?: ByteBuffer;
+  clientKey?: ByteBuffer;
   user?: string;
   password?: string;
   keepaliveMs?: number;
@@ -62,18 +96,41 @@ export class ModdableMqttTransport implements MqttTransport {
       secure.clientKey = o.clientKey;
     }
     if (o.alpn) secure.applicationLayerProtocolNegotiation = [o.alpn];
-    const client = new Client({
-      host: o.host, port: o.port, id: o.clientId, user: o.user, password: o.password,
+    const options: ClientOptions = {
+      host: o.host, port: o.port, id: o.clientId,
       timeout: o.keepaliveMs ?? 60_000, Socket: SecureSocket, secure,
-    });
+    };
+    if (o.user !== undefined) options.user = o.user;
+    if (o.password !== undefined) options.password = o.password;
+    let client: Client;
+    try {
+      // Throws synchronously when the CA is outside its validity dates (clock not set yet) or the socket
+      // cannot be created: counted as a failed attempt, retried with backoff.
+      client = new Client(options);
+    } catch (e) {
+      // Reported from a later turn, never from inside start(), like every other disconnect.
+      const reason = new ShadowOtaError("SYNC_TRANSPORT", "connect failed", { cause: e });
+      this.#timer = Timer.set(() => {
+        this.#timer = undefined;
+        this.#handlers!.disconnected(reason);
+        if (!this.#closed) this.#scheduleReconnect();
+      }, 0);
+      return;
+    }
     this.#client = client;
     client.onReady = () => {
+      if (this.#client !== client) return;
       this.#ready = true;
       this.#attempt = 0;
       this.#handlers!.connected();
     };
-    client.onMessage = (topic, body) => this.#handlers!.message(topic, new Uint8Array(body));
+    client.onMessage = (topic, body) => {
+      if (this.#client === client) this.#handlers!.message(topic, new Uint8Array(body));
+    };
+    // The SDK calls onClose without a reason (it only traces "MQTT FAIL: …"), so the reason says what
+    // this adapter knows: whether the session had been up.
     client.onClose = () => {
+      if (this.#client !== client) return; // a client this adapter already dropped
       const wasReady = this.#ready;
       this.#ready = false;
       this.#client = undefined;
@@ -95,7 +152,7 @@ export class ModdableMqttTransport implements MqttTransport {
       for (const t of topics) c.subscribe(t);
       return Promise.resolve();
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(e instanceof ShadowOtaError ? e : new ShadowOtaError("SYNC_TRANSPORT", "subscribe failed", { cause: e }));
     }
   }
 
