@@ -1,0 +1,91 @@
+/**
+ * The device app's configuration reader (src/device/device-config.ts) with the `config` object of the real
+ * manifest.json — what mcconfig hands the app as mc/config — and with command-line style overrides, which
+ * always arrive as strings. Also the trace() log line format. Runs on Node: both modules import nothing
+ * from the Moddable SDK (the rest of src/device is checked by the mcconfig build, docs/moddable.md).
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parseDeviceConfig } from "../../src/device/device-config";
+import { DEVICE_CODES } from "../../src/device/device-errors";
+import { formatLogLine } from "../../src/device/trace-log";
+import { isShadowOtaError } from "../../src/core/errors";
+
+const manifest = JSON.parse(readFileSync(path.resolve(__dirname, "..", "..", "manifest.json"), "utf8")) as { config: Record<string, unknown> };
+
+/** mc/config as mcconfig builds it: manifest config, then `key=value` arguments (strings) on top. */
+function mcConfig(overrides: Record<string, string> = {}): Record<string, unknown> {
+  return { sntp: "pool.ntp.org", file: { root: "/tmp/" }, ...manifest.config, ...overrides };
+}
+
+function codeOf(fn: () => unknown): { code: string; key: unknown } {
+  try {
+    fn();
+  } catch (e) {
+    if (isShadowOtaError(e)) return { code: e.code, key: e.detail?.key };
+    throw e;
+  }
+  throw new Error("did not throw");
+}
+
+describe("parseDeviceConfig with manifest.json's config", () => {
+  it("gives the AWS seed's defaults", () => {
+    expect(parseDeviceConfig(mcConfig())).toEqual({
+      cloud: "aws", thing: "esp32-01", host: "localhost", port: 8883, firmwareVersion: "0.1.0",
+      firmwareVersionPath: ["config", "firmware_version"], reportedFirmwarePath: ["config", "firmware_version"],
+      keepaliveMs: 60_000,
+    });
+  });
+
+  it("switches to the Azure seed's paths and user name with cloud=azure", () => {
+    const c = parseDeviceConfig(mcConfig({ cloud: "azure", thing: "dev-7", host: "hub.example.test" }));
+    expect(c.firmwareVersionPath).toEqual(["updateVersion"]);
+    expect(c.reportedFirmwarePath).toEqual(["firmwareVersion"]);
+    expect(c.mqttUser).toBe("hub.example.test/dev-7/?api-version=2021-04-12");
+    expect(c.shadowName).toBeUndefined();
+  });
+
+  it("accepts command-line strings for numbers and explicit paths", () => {
+    const c = parseDeviceConfig(mcConfig({ port: "443", keepaliveMs: "30000", alpn: "x-amzn-mqtt-ca", shadow: "ota", firmwareVersionPath: "fw.version" }));
+    expect(c).toMatchObject({ port: 443, keepaliveMs: 30_000, alpn: "x-amzn-mqtt-ca", shadowName: "ota", firmwareVersionPath: ["fw", "version"], reportedFirmwarePath: ["fw", "version"] });
+  });
+
+  it.each([
+    [{ cloud: "gcp" }, "cloud"],
+    [{ cloud: "" }, "cloud"],
+    [{ thing: "" }, "thing"],
+    [{ host: "" }, "host"],
+    [{ host: "a\nb" }, "host"],
+    [{ port: "0" }, "port"],
+    [{ port: "65536" }, "port"],
+    [{ port: "88a" }, "port"],
+    [{ port: "-1" }, "port"],
+    [{ port: "1e3" }, "port"],
+    [{ keepaliveMs: "x" }, "keepaliveMs"],
+    [{ firmwareVersion: "" }, "firmwareVersion"],
+    [{ firmwareVersionPath: "config..fw" }, "firmwareVersionPath"],
+    [{ firmwareVersionPath: "$version" }, "firmwareVersionPath"],
+    [{ reportedFirmwarePath: "a b" }, "reportedFirmwarePath"],
+    [{ cloud: "azure", shadow: "ota" }, "shadow"],
+  ])("refuses %j with DEVICE_CONFIG_INVALID naming %s", (over, key) => {
+    expect(codeOf(() => parseDeviceConfig(mcConfig(over as Record<string, string>)))).toEqual({ code: DEVICE_CODES.DEVICE_CONFIG_INVALID, key });
+  });
+
+  it("refuses a non-string where a string belongs and a fractional port", () => {
+    expect(codeOf(() => parseDeviceConfig({ ...mcConfig(), thing: 7 }))).toEqual({ code: "DEVICE_CONFIG_INVALID", key: "thing" });
+    expect(codeOf(() => parseDeviceConfig({ ...mcConfig(), port: 8883.5 }))).toEqual({ code: "DEVICE_CONFIG_INVALID", key: "port" });
+  });
+});
+
+describe("formatLogLine", () => {
+  it("prints level, event and JSON fields on one line", () => {
+    expect(formatLogLine("info", "device.start", { port: 8883 })).toBe('info device.start {"port":8883}\n');
+    expect(formatLogLine("warn", "x")).toBe("warn x\n");
+  });
+  it("never throws on fields JSON cannot print", () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    expect(formatLogLine("error", "e", cyclic)).toBe("error e [unprintable]\n");
+    expect(formatLogLine("error", "e", { n: 10n })).toBe("error e [unprintable]\n");
+  });
+});
