@@ -27,7 +27,9 @@ export class ShadowOtaError extends Error {
 
   constructor(code: string, message: string, details: ErrorDetails = {}) {
     super(message);
-    this.name = "ShadowOtaError";
+    // Not `this.name = …`: the Moddable SDK freezes Error.prototype after preload, and assigning a property
+    // that a frozen prototype holds throws in strict code. defineProperty makes an own property instead.
+    Object.defineProperty(this, "name", { value: "ShadowOtaError", writable: true, configurable: true, enumerable: false });
     this.code = code;
     this.platformCode = details.platformCode;
     this.cause = details.cause;
