@@ -244,6 +244,9 @@ export class LocalPki {
       { name: "basicConstraints", cA: true, critical: true },
       { name: "keyUsage", keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
       { name: "subjectKeyIdentifier" },
+      // Its own key id again: the brokers send the CA along with the server certificate, and Moddable's TLS
+      // (SDK 8.2.3, ssl_cert.js) throws on a chain certificate without authorityKeyIdentifier.
+      { name: "authorityKeyIdentifier", keyIdentifier: cert.generateSubjectKeyIdentifier().getBytes() },
     ]);
     signWithNode(cert, key.keyPem);
     const pem = forge.pki.certificateToPem(cert);

@@ -18,6 +18,7 @@ export const SOURCES: ReadonlyArray<readonly [string, string, string]> = [
   ["src/core/semver.ts", "SEMVER_CODES", "Version strings (src/core/semver.ts)"],
   ["src/core/config-diff.ts", "CONFIG_DIFF_CODES", "Desired/reported diffs (src/core/config-diff.ts)"],
   ["src/native/ota-errors.ts", "OTA_CODES", "OTA slot and OTA policy (native module; the platform number travels in `platformCode`)"],
+  ["src/device/device-errors.ts", "DEVICE_CODES", "The Moddable device app (src/device)"],
   ["src/sim/cloud-errors.ts", "CLOUD_CODES", "Local cloud services and store (src/sim; never sent to a device)"],
   ["src/sim/broker-policy.ts", "BROKER_CODES", "Local cloud brokers (src/sim/broker-*.ts)"],
   ["src/sim/pki.ts", "PKI_CODES", "Local certificate authority (src/sim/pki.ts)"],

@@ -5,6 +5,7 @@
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import forge from "node-forge";
 
 import { isShadowOtaError } from "../../src/core/errors";
 import { CLOUD_SERVICE_IDENTITY, LocalPki, PKI_CODES } from "../../src/sim/pki";
@@ -33,6 +34,15 @@ describe("a new CA", () => {
     expect(mode(path.join(dir, "ca.key.pem"))).toBe(0o600);
     expect(mode(dir)).toBe(0o700);
     expect(ca.publicKey.asymmetricKeyDetails?.modulusLength).toBe(2048);
+  });
+
+  test("names its own key as the authority key (Moddable's TLS refuses a chain certificate without it)", () => {
+    const cert = forge.pki.certificateFromPem(pki.caPem);
+    const ski = (cert.getExtension("subjectKeyIdentifier") as { subjectKeyIdentifier: string }).subjectKeyIdentifier;
+    const aki = cert.getExtension("authorityKeyIdentifier") as { value: string } | null;
+    expect(aki).not.toBeNull();
+    // AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] OCTET STRING } = 30 16 80 14 <20-byte key id>
+    expect(forge.util.bytesToHex(aki!.value)).toBe(`30168014${ski}`);
   });
 
   test("server certificate: CN localhost, SAN 127.0.0.1 ::1 localhost, serverAuth, signed by the CA", () => {
