@@ -3,10 +3,9 @@
  * behaves like the ESP32's SPI flash, with the partition table at 0x8000, otadata, a simulated
  * bootloader and power-cut injection. Used by the Node simulator and the tests.
  *
- * Thin: each method is one native call; native failures become ShadowOtaError with OTA_CODES and the
- * raw number in `platformCode` (see ota-errors.ts). The only state kept here is the rest of the chunk
- * that completed the image head, held until accept() (the descriptor gate of the port, see
- * src/ports/ota-slot.ts).
+ * Thin: the port's verbs, the error translation (OTA_CODES, raw number in `platformCode`) and the
+ * descriptor gate are OtaSlotSession's (ota-slot-session.ts), shared with the xsmc binding; this file
+ * loads the module, opens the flash file and adds the host-only extras.
  *
  * Host-only extras (not in the port): boot() (run the simulated bootloader, i.e. power on / reboot),
  * power-cut arming, slot states, the partition list, close().
@@ -15,16 +14,9 @@
 import * as path from "node:path";
 
 import { ShadowOtaError } from "../core/errors";
-import {
-  AppDescriptor,
-  ESP_CHIP_ID,
-  OtaBeginOptions,
-  OtaImageState,
-  OtaPartitionInfo,
-  OtaSlot,
-  otaStateName,
-} from "../ports/ota-slot";
-import { OTA_CODES, otaErrorFromNative } from "./ota-errors";
+import { AppDescriptor, ESP_CHIP_ID, OtaImageState, OtaPartitionInfo, otaStateName } from "../ports/ota-slot";
+import { OTA_CODES } from "./ota-errors";
+import { OtaSlotSession, type NativeOtaVerbs } from "./ota-slot-session";
 
 /** What the simulated bootloader did (ota_boot_result_t). */
 export interface BootResult {
@@ -59,26 +51,14 @@ interface NativeBootResult {
   rolledBack: boolean;
   descriptor: AppDescriptor;
 }
-interface NativeOtaHost {
-  close(): void;
+/** ota_napi.c's OtaHost: the shared verbs (ota-slot-session.ts) plus the host flash's extras. */
+interface NativeOtaHost extends NativeOtaVerbs {
   boot(): NativeBootResult;
   lastBoot(): NativeBootResult | null;
-  running(): OtaPartitionInfo;
-  runningState(): number | null;
   slotState(slot: number): number | null;
   partitions(): OtaPartitionInfo[];
   nextUpdatePartition(): OtaPartitionInfo;
-  begin(imageSize: number, requireHash: boolean, minSecureVersion: number): OtaPartitionInfo;
-  resume(offset: number, imageSize: number, requireHash: boolean, minSecureVersion: number): number;
-  write(chunk: Uint8Array): number;
-  accept(): void;
-  end(): number;
-  abort(): void;
-  setBoot(): void;
   writerState(): { state: string; written: number; error: number };
-  candidateDescriptor(): AppDescriptor | null;
-  runningDescriptor(): AppDescriptor | null;
-  markValid(): void;
   markInvalidAndReboot(): NativeBootResult | null;
   armPowerCut(budget: number, seed: number): void;
   disarmPowerCut(): void;
@@ -130,32 +110,12 @@ export interface HostOtaSlotOptions {
   chipId?: number;
 }
 
-export class HostOtaSlot implements OtaSlot {
-  private readonly native: NativeOtaHost;
-  /** Rest of the chunk that completed the head; written by accept(). */
-  private pending: Uint8Array | undefined;
-  /** The head gate has been reported for the current session. */
-  private headReported = false;
-  private closed = false;
-
+export class HostOtaSlot extends OtaSlotSession<NativeOtaHost> {
   /** Opens the flash file (nothing boots: call boot()). Throws OTA_FLASH_FILE_ERROR (detail.errno),
    *  OTA_PARTITION_TABLE_INVALID, OTA_INVALID_SIZE, OTA_NATIVE_UNAVAILABLE. */
   constructor(options: HostOtaSlotOptions) {
     const mod = loadNativeOtaModule();
-    this.native = this.call("open", () => new mod.OtaHost(options.flashPath, options.chipId ?? ESP_CHIP_ID.ESP32));
-  }
-
-  private call<T>(operation: string, fn: () => T): T {
-    try {
-      return fn();
-    } catch (e) {
-      throw otaErrorFromNative(e, operation);
-    }
-  }
-
-  private resetSession(): void {
-    this.pending = undefined;
-    this.headReported = false;
+    super(() => new mod.OtaHost(options.flashPath, options.chipId ?? ESP_CHIP_ID.ESP32));
   }
 
   /** Power on / reboot: runs the simulated bootloader and returns what boots. Drops any OTA session.
@@ -169,84 +129,6 @@ export class HostOtaSlot implements OtaSlot {
   lastBoot(): BootResult | undefined {
     const b = this.call("lastBoot", () => this.native.lastBoot());
     return b === null ? undefined : toBoot(b);
-  }
-
-  begin(options: OtaBeginOptions = {}): OtaPartitionInfo {
-    this.resetSession();
-    return this.call("begin", () =>
-      this.native.begin(options.imageSize ?? 0, options.requireHash ?? true, options.minSecureVersion ?? 0),
-    );
-  }
-
-  resume(offset: number, options: OtaBeginOptions = {}): number {
-    this.resetSession();
-    const at = this.call("resume", () =>
-      this.native.resume(offset, options.imageSize ?? 0, options.requireHash ?? true, options.minSecureVersion ?? 0),
-    );
-    if (at > 0) this.headReported = true; // the stored image was accepted when it was first written
-    return at;
-  }
-
-  write(chunk: Uint8Array): AppDescriptor | undefined {
-    if (this.pending !== undefined) {
-      throw new ShadowOtaError(OTA_CODES.OTA_INVALID_STATE, "write: accept() or abort() the candidate first", {
-        platformCode: 0x103,
-      });
-    }
-    const consumed = this.call("write", () => this.native.write(chunk));
-    if (this.headReported) return undefined;
-    const desc = this.native.candidateDescriptor();
-    if (desc === null) return undefined;
-    this.headReported = true;
-    if (consumed < chunk.length) this.pending = chunk.subarray(consumed);
-    return desc;
-  }
-
-  accept(): void {
-    this.call("accept", () => this.native.accept());
-    const rest = this.pending;
-    this.pending = undefined;
-    if (rest !== undefined) this.call("write", () => this.native.write(rest));
-  }
-
-  end(): void {
-    this.call("end", () => this.native.end());
-  }
-
-  abort(): void {
-    this.resetSession();
-    if (!this.closed) this.native.abort();
-  }
-
-  setBootPartition(): void {
-    this.call("setBoot", () => this.native.setBoot());
-  }
-
-  runningPartition(): OtaPartitionInfo {
-    return this.call("running", () => this.native.running());
-  }
-
-  runningState(): OtaImageState | undefined {
-    const s = this.call("runningState", () => this.native.runningState());
-    return s === null ? undefined : otaStateName(s);
-  }
-
-  markValid(): void {
-    this.call("markValid", () => this.native.markValid());
-  }
-
-  /** On the host the "reboot" happens inside: afterwards lastBoot() describes the previous app running. */
-  markInvalidAndReboot(): void {
-    this.resetSession();
-    this.call("markInvalidAndReboot", () => this.native.markInvalidAndReboot());
-  }
-
-  runningDescriptor(): AppDescriptor | undefined {
-    return this.call("runningDescriptor", () => this.native.runningDescriptor()) ?? undefined;
-  }
-
-  candidateDescriptor(): AppDescriptor | undefined {
-    return this.call("candidateDescriptor", () => this.native.candidateDescriptor()) ?? undefined;
   }
 
   // ---- host-only -------------------------------------------------------------------------------
@@ -299,13 +181,5 @@ export class HostOtaSlot implements OtaSlot {
   /** The operation the power cut interrupted, undefined if none did. */
   cutOperation(): FlashOperation | undefined {
     return this.call("cutOperation", () => this.native.cutOperation()) ?? undefined;
-  }
-
-  /** Releases the flash file. Safe to call twice. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.resetSession();
-    this.native.close();
   }
 }
