@@ -2,7 +2,7 @@
  * The AWS IoT Device Shadow service's rules as pure functions over plain data, for the local cloud: given
  * the stored shadows, one request (thing, optional shadow name, get/update/delete, the payload bytes and
  * the time) it returns the new stored state and the messages the service publishes — accepted, rejected,
- * delta and documents — exactly as /work/shared/spec/shadow-twin-protocol.md ("AWS IoT Device Shadow")
+ * delta and documents — exactly as shared/spec/shadow-twin-protocol.md ("AWS IoT Device Shadow")
  * describes them, with AWS's error messages. It also gives the cloud side's admin operations (read a
  * shadow, update desired, delete) through the same function, so they publish the same messages.
  *
