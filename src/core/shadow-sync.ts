@@ -21,8 +21,9 @@
  *   handed out again (AWS republishes the delta after every accepted update, the device's own included).
  * - `report(patch)` merges the patch into the device's reported state and persists it at once (KV "rep"),
  *   then sends it with a clientToken/$rid from a counter, one report at a time; it resolves on accepted and
- *   rejects with SYNC_VERSION_CONFLICT (409; the sync then re-gets), SYNC_REJECTED, SYNC_TIMEOUT or
- *   SYNC_NOT_CONNECTED (the patch stays persisted and is sent after the next get).
+ *   rejects with SYNC_VERSION_CONFLICT (409; the sync then re-gets), SYNC_REJECTED, SYNC_TIMEOUT (the
+ *   sync re-gets too: the cloud may or may not have it) or SYNC_NOT_CONNECTED (the patch stays persisted
+ *   and is sent after the next get).
  * - After each get response the device re-sends every reported leaf the cloud lacks or holds differently,
  *   so a rebooted device reports truthfully. Keys deleted locally while offline are not re-deleted.
  * - AWS reports carry the last seen shadow `version` (conditionalReports, default on): a report based on a
@@ -401,7 +402,12 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
         failGet(new ShadowOtaError(SYNC_CODES.SYNC_TIMEOUT, `no answer to get ${input.token} within ${ctx.requestTimeoutMs} ms`), true);
       } else if (input.token === s.inFlight?.token) {
         finishReport(new ShadowOtaError(SYNC_CODES.SYNC_TIMEOUT, `no answer to report ${input.token} within ${ctx.requestTimeoutMs} ms`));
-        pump();
+        // Whether the cloud applied it is unknown: re-get, and the response re-sends whatever the cloud lacks
+        // (as after a 409). Without this the patch stayed only in "rep" until the next reconnect.
+        if (s.connected) {
+          s.synced = false;
+          if (s.pendingGet === undefined) sendGet();
+        } else pump();
       }
       break;
     }

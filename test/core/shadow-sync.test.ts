@@ -264,7 +264,24 @@ describe("AWS shadow sync", () => {
     clock.advance(5000);
     const e = await rejection(p);
     expect(e.code).toBe(SYNC_CODES.SYNC_TIMEOUT);
-    expect(clock.pending).toBe(0);
+  });
+
+  it("after a report times out it re-gets, and re-sends what the cloud turns out to lack", async () => {
+    const { mqtt, sync, clock } = setup("aws", { config: { requestTimeoutMs: 5000 } });
+    const g = await connect(mqtt, "aws");
+    awsDocument(mqtt, g, {}, 1);
+    const p = sync.report({ a: 1 });
+    await settle();
+    expect(lastAwsReport(mqtt).reported).toEqual({ a: 1 });
+    mqtt.take();
+    clock.advance(5000);
+    expect((await rejection(p)).code).toBe(SYNC_CODES.SYNC_TIMEOUT);
+    await settle();
+    const [get] = mqtt.take();
+    expect(get!.topic).toBe(`${P}/get`);
+    awsDocument(mqtt, JSON.parse(get!.payload).clientToken, { reported: { b: 2 } }, 2); // the update was lost
+    await settle();
+    expect(lastAwsReport(mqtt).reported).toEqual({ a: 1 });
   });
 
   it("a publish the transport refuses fails the report with the transport's error", async () => {
