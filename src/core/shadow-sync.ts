@@ -113,8 +113,9 @@ export const SYNC_KV_KEYS = {
   VERSION: "ver",
 } as const;
 
-/** Largest value the KV store holds (NVS string limit, see src/ports/kv-store.ts). */
-export const KV_VALUE_MAX_BYTES = 4000;
+/** Largest value the KV store holds, in UTF-8 bytes: ESP-IDF's nvs_set_str takes at most 4000 bytes
+ *  *including* the terminating NUL, so 3999 of text (see src/ports/kv-store.ts). */
+export const KV_VALUE_MAX_BYTES = 3999;
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 

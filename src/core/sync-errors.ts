@@ -16,7 +16,7 @@ export const SYNC_CODES = {
   /** The payload is not strict UTF-8 (AWS: 415 "Unsupported documented encoding"). */
   SYNC_ENCODING_INVALID: "SYNC_ENCODING_INVALID",
   /** The payload or a document section is larger than the configured limit (AWS 413; Azure 32 KB per
-   *  section; the KV store's ~4000 bytes). `detail`: {size, max} where known. */
+   *  section; the KV store's 3999 bytes). `detail`: {size, max} where known. */
   SYNC_PAYLOAD_TOO_LARGE: "SYNC_PAYLOAD_TOO_LARGE",
   /** JSON nesting deeper than the limit (AWS 400 "JSON contains too many levels of nesting"; Azure 10). */
   SYNC_DEPTH_EXCEEDED: "SYNC_DEPTH_EXCEEDED",

@@ -5,7 +5,7 @@
  * write fails the store keeps its previous contents in memory and on disk and throws KV_WRITE_FAILED.
  *
  * The device's limits are enforced here so that the simulator refuses what NVS would: keys of 1..15 bytes
- * (NVS_KEY_NAME_MAX_SIZE is 16 with the NUL), values up to KV_VALUE_MAX_BYTES (4000) UTF-8 bytes, strings only.
+ * (NVS_KEY_NAME_MAX_SIZE is 16 with the NUL), values up to KV_VALUE_MAX_BYTES (3999) UTF-8 bytes (NVS: 4000 with the NUL), strings only.
  * A file that is not such a JSON object is refused with KV_FILE_INVALID and left untouched.
  *
  * Not here: namespaces, concurrent writers (one process owns the file), NVS's total capacity.

@@ -2,13 +2,14 @@
  * In-memory fakes of the ports for core tests (pure TypeScript, no Node imports, so they run on XS too):
  * - FakeMqtt: a transport where the test plays the cloud — it records subscriptions and publishes,
  *   injects messages, triggers connect/disconnect and can make publishes fail.
- * - MemoryKv: a KeyValueStore that enforces the NVS limits (keys <= 15 characters, values <= 4000 bytes).
+ * - MemoryKv: a KeyValueStore that enforces the NVS limits (keys <= 15 characters, values <= KV_VALUE_MAX_BYTES = 3999 bytes, as NVS with its NUL).
  * - ManualClock: time moves only when the test calls `advance`.
  * - MemoryLog: keeps the log lines for assertions.
  * Plus `settle()`, which lets queued promise callbacks run (bounded).
  * Not here: timing realism; nothing in here sleeps or reads the real clock.
  */
 import { ShadowOtaError } from "../../src/core/errors";
+import { KV_VALUE_MAX_BYTES } from "../../src/core/shadow-sync";
 import { utf8Decode, utf8Encode } from "../../src/core/utf8";
 import type { Clock } from "../../src/ports/clock";
 import type { KeyValueStore } from "../../src/ports/kv-store";
@@ -86,7 +87,7 @@ export class MemoryKv implements KeyValueStore {
   get(key: string): string | undefined { return this.data.get(key); }
   set(key: string, value: string): void {
     if (key.length > 15) throw new Error(`fake NVS: key ${key} longer than 15 characters`);
-    if (utf8Encode(value).length > 4000) throw new Error(`fake NVS: value for ${key} longer than 4000 bytes`);
+    if (utf8Encode(value).length > KV_VALUE_MAX_BYTES) throw new Error(`fake NVS: value for ${key} longer than ${KV_VALUE_MAX_BYTES} bytes`);
     this.writes++;
     this.data.set(key, value);
   }
