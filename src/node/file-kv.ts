@@ -12,6 +12,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { writeFileAtomic } from "./atomic-file";
 
 import { ShadowOtaError } from "../core/errors";
 import { KV_VALUE_MAX_BYTES } from "../core/shadow-sync";
@@ -104,22 +105,11 @@ export class FileKvStore implements KeyValueStore {
   }
 
   #commit(next: Map<string, string>): void {
-    const tmp = `${this.file}.tmp`;
     const text = JSON.stringify(Object.fromEntries(next), null, 1) + "\n";
-    let fd: number | undefined;
     try {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
-      fd = fs.openSync(tmp, "w", 0o600);
-      fs.writeSync(fd, text);
-      fs.fsyncSync(fd);
-      fs.closeSync(fd);
-      fd = undefined;
-      fs.renameSync(tmp, this.file);
+      writeFileAtomic(this.file, text, { tmp: `${this.file}.tmp` });
     } catch (cause) {
-      if (fd !== undefined) {
-        try { fs.closeSync(fd); } catch { /* already failing; the write error is the one reported */ }
-      }
-      try { fs.rmSync(tmp, { force: true }); } catch { /* a directory in the way stays; reported below */ }
       throw new ShadowOtaError(KV_CODES.KV_WRITE_FAILED, `cannot write ${this.file}`, { cause, detail: { path: this.file } });
     }
     this.#data = next;

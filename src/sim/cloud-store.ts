@@ -16,6 +16,7 @@
  * direct methods (not persisted: a restart starts them over).
  */
 import * as fs from "node:fs";
+import { writeFileAtomic } from "../node/atomic-file";
 import * as path from "node:path";
 import { ShadowOtaError } from "../core/errors";
 import { isJsonObject, type JsonObject } from "../core/json";
@@ -150,25 +151,15 @@ export class CloudStore {
 
   #save(next: CloudStoreData): void {
     const text = JSON.stringify(next, null, 1);
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    let fd: number | undefined;
+    let dirError: Error | undefined;
     try {
-      fd = fs.openSync(tmp, "w", 0o600);
-      fs.writeFileSync(fd, text);
-      fs.fsyncSync(fd);
-      fs.closeSync(fd);
-      fd = undefined;
-      fs.renameSync(tmp, this.path);
+      dirError = writeFileAtomic(this.path, text);
     } catch (e) {
-      if (fd !== undefined) {
-        try { fs.closeSync(fd); } catch { /* the write error below is the one to report */ }
-      }
-      try { fs.rmSync(tmp, { force: true }); } catch { /* same: report the write error */ }
       throw ioError(this.path, "write", e);
     }
     this.#data = next;
     this.#writes++;
-    this.#directorySyncError = syncDirectory(path.dirname(this.path));
+    this.#directorySyncError = dirError;
   }
 
   /** The last failure to fsync the directory after a rename (undefined when the last one worked). The
@@ -176,19 +167,5 @@ export class CloudStore {
    *  that cannot fsync directories (some return EINVAL) only loses the power-cut guarantee of the rename. */
   get directorySyncError(): Error | undefined {
     return this.#directorySyncError;
-  }
-}
-
-/** fsync of the directory, so the rename itself survives a power cut. Returns the error instead of throwing. */
-function syncDirectory(dir: string): Error | undefined {
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(dir, "r");
-    fs.fsyncSync(fd);
-    return undefined;
-  } catch (e) {
-    return e instanceof Error ? e : new Error(String(e));
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
   }
 }

@@ -29,6 +29,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import type { CloudKind } from "../core/cloud-protocol";
 import { ShadowOtaError } from "../core/errors";
 import type { Clock } from "../ports/clock";
+import { writeFileAtomic } from "../node/atomic-file";
 import { silentLog, type Log } from "../ports/log";
 import { AdminHttpServer } from "./admin-http";
 import { AedesBroker } from "./broker-aedes";
@@ -245,10 +246,7 @@ export class LocalCloud {
   }
 
   #writeInfo(): void {
-    const file = path.join(this.dataDir, CLOUD_INFO_FILE);
-    const tmp = `${file}.tmp-${process.pid}`;
-    fs.writeFileSync(tmp, JSON.stringify(this.info(), null, 2) + "\n", { mode: 0o600 });
-    fs.renameSync(tmp, file);
+    writeFileAtomic(path.join(this.dataDir, CLOUD_INFO_FILE), JSON.stringify(this.info(), null, 2) + "\n", { mode: 0o600 });
   }
 
   #checkOpen(): void {

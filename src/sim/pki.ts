@@ -24,6 +24,7 @@
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { writeFileAtomic } from "../node/atomic-file";
 import forge from "node-forge";
 
 import { ShadowOtaError } from "../core/errors";
@@ -85,15 +86,11 @@ function fail(code: keyof typeof PKI_CODES, message: string, detail: Record<stri
   throw new ShadowOtaError(PKI_CODES[code], message, cause === undefined ? { detail } : { detail, cause });
 }
 
-/** Writes `data` to `file` through a temporary file and a rename, with `mode`. */
-function writeFileAtomic(file: string, data: string | Uint8Array, mode: number): void {
-  const tmp = `${file}.tmp-${process.pid}`;
+/** Writes `data` to `file` atomically with exactly `mode` (see src/node/atomic-file.ts). */
+function writeFile(file: string, data: string | Uint8Array, mode: number): void {
   try {
-    fs.writeFileSync(tmp, data, { mode });
-    fs.chmodSync(tmp, mode); // writeFileSync's mode is filtered by the umask and ignored for an existing file
-    fs.renameSync(tmp, file);
+    writeFileAtomic(file, data, { mode });
   } catch (cause) {
-    try { fs.rmSync(tmp, { force: true }); } catch { /* the write error below is the one that matters */ }
     fail("PKI_WRITE_FAILED", `cannot write ${file}`, { path: file }, cause);
   }
 }
@@ -222,7 +219,7 @@ export class LocalPki {
       if (cert.validity.notAfter.getTime() <= o.now().getTime()) fail("PKI_STORE_INVALID", `the CA in ${certPath} has expired`, { path: certPath });
       const bc = cert.getExtension("basicConstraints") as { cA?: boolean } | null;
       if (bc?.cA !== true) fail("PKI_STORE_INVALID", `${certPath} is not a CA certificate`, { path: certPath });
-      if (!fs.existsSync(derPath)) writeFileAtomic(derPath, certPemToDer(certPem), 0o644);
+      if (!fs.existsSync(derPath)) writeFile(derPath, certPemToDer(certPem), 0o644);
       return new LocalPki(abs, certPem, keyPem, false, o);
     }
     if (certPem !== undefined || keyPem !== undefined) {
@@ -252,9 +249,9 @@ export class LocalPki {
     const pem = forge.pki.certificateToPem(cert);
     // Key first: a crash between the two writes leaves a key without a certificate, which `open` reports
     // instead of silently pairing a new certificate with it.
-    writeFileAtomic(keyPath, key.keyPem, 0o600);
-    writeFileAtomic(certPath, pem, 0o644);
-    writeFileAtomic(derPath, certPemToDer(pem), 0o644);
+    writeFile(keyPath, key.keyPem, 0o600);
+    writeFile(certPath, pem, 0o644);
+    writeFile(derPath, certPemToDer(pem), 0o644);
     return new LocalPki(abs, pem, key.keyPem, true, o);
   }
 
@@ -311,8 +308,8 @@ export class LocalPki {
     cert.setExtensions(exts);
     signWithNode(cert, this.#caKeyPem);
     const certPem = forge.pki.certificateToPem(cert);
-    writeFileAtomic(keyPath, key.keyPem, 0o600);
-    writeFileAtomic(certPath, certPem, 0o644);
+    writeFile(keyPath, key.keyPem, 0o600);
+    writeFile(certPath, certPem, 0o644);
     return this.#credentials(name, certPem, key.keyPem, certPath, keyPath, base, isClient, cert.validity.notAfter, true);
   }
 
@@ -351,8 +348,8 @@ export class LocalPki {
       // DER copies for the device build (Moddable resources are DER files).
       const certDerPath = `${base}.cert.der`;
       const keyDerPath = `${base}.key.der`;
-      if (issued || !fs.existsSync(certDerPath)) writeFileAtomic(certDerPath, certDer, 0o644);
-      if (issued || !fs.existsSync(keyDerPath)) writeFileAtomic(keyDerPath, keyDer, 0o600);
+      if (issued || !fs.existsSync(certDerPath)) writeFile(certDerPath, certDer, 0o644);
+      if (issued || !fs.existsSync(keyDerPath)) writeFile(keyDerPath, keyDer, 0o600);
     }
     return {
       name, certPem, keyPem, certDer, keyDer, caPem: this.caPem, caDer: this.caDer,
