@@ -7,7 +7,6 @@
  */
 import topics from "../vectors/aws-shadow-topics.json";
 import docs from "../vectors/aws-shadow-documents.json";
-import { ShadowOtaError } from "../../src/core/errors";
 import type { JsonObject } from "../../src/core/json";
 import { utf8Encode } from "../../src/core/utf8";
 import { SYNC_CODES } from "../../src/core/sync-errors";
@@ -32,16 +31,7 @@ import {
   type ShadowMessageType,
   type UpdateOptions,
 } from "../../src/core/aws-shadow";
-
-function errorOf(fn: () => unknown): ShadowOtaError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ShadowOtaError) return e;
-    throw e;
-  }
-  throw new Error("expected a ShadowOtaError");
-}
+import { errorOf } from "./error-of";
 
 function hexBytes(hex: string): Uint8Array {
   const out = new Uint8Array(hex.length / 2);

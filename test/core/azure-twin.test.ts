@@ -5,7 +5,6 @@
  * oversize keys and strings. Jest subset only (runs on XS).
  */
 import v from "../vectors/azure-twin.json";
-import { ShadowOtaError } from "../../src/core/errors";
 import type { Json, JsonObject } from "../../src/core/json";
 import { utf8Encode } from "../../src/core/utf8";
 import { SYNC_CODES } from "../../src/core/sync-errors";
@@ -33,16 +32,7 @@ import {
   twinGetTopic,
   twinResponseTopic,
 } from "../../src/core/azure-twin";
-
-function errorOf(fn: () => unknown): ShadowOtaError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ShadowOtaError) return e;
-    throw e;
-  }
-  throw new Error("expected a ShadowOtaError");
-}
+import { errorOf } from "./error-of";
 
 type BuildVector = { fn: string; rid?: string; status?: number; version?: number; name?: string; topic?: string; code?: string };
 function build(b: BuildVector): string {

@@ -18,6 +18,7 @@ import {
   isDeltaEmpty,
   setPath,
 } from "../../src/core/config-diff";
+import { errorOf } from "./error-of";
 
 interface DeltaVector { name: string; desired: JsonObject; reported: JsonObject; delta: JsonObject }
 interface PatchVector { name: string; target: JsonObject; patch: JsonObject; result: JsonObject }
@@ -26,16 +27,6 @@ interface PathsVector { delta: JsonObject; paths: string[][] }
 const deltaVectors = vectors.delta as unknown as DeltaVector[];
 const patchVectors = vectors.patch as unknown as PatchVector[];
 const pathsVectors = vectors.paths as unknown as PathsVector[];
-
-function errorOf(fn: () => unknown): ShadowOtaError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ShadowOtaError) return e;
-    throw e;
-  }
-  throw new Error("expected a ShadowOtaError");
-}
 
 /** `{"a":{"a":…{"a":1}}}` with `depth` levels (jsonDepth === depth). */
 function nested(depth: number): JsonObject {

@@ -20,6 +20,7 @@ import {
   type StepContext,
 } from "../../src/core/shadow-sync";
 import { FakeMqtt, ManualClock, MemoryKv, MemoryLog, settle } from "./fake-ports";
+import { rejection } from "./error-of";
 
 const P = "$aws/things/esp32-01/shadow";
 const T = 1700000000;
@@ -75,16 +76,6 @@ function lastAwsReport(mqtt: FakeMqtt): { token: string; reported: JsonObject; v
   const m = mqtt.last();
   expect(m.topic).toBe(`${P}/update`);
   return { token: m.json.clientToken, reported: m.json.state.reported, version: m.json.version };
-}
-
-async function rejection(p: Promise<unknown>): Promise<ShadowOtaError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ShadowOtaError) return e;
-    throw e;
-  }
-  throw new Error("expected the promise to reject");
 }
 
 describe("AWS shadow sync", () => {

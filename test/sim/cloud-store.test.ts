@@ -7,7 +7,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 
-import { ShadowOtaError } from "../../src/core/errors";
 import { CLOUD_CODES } from "../../src/sim/cloud-errors";
 import { CLOUD_STORE_FILE, CloudStore } from "../../src/sim/cloud-store";
 import { ShadowService } from "../../src/sim/shadow-service";
@@ -15,16 +14,7 @@ import type { StoredShadow } from "../../src/sim/shadow-engine";
 import { TwinService } from "../../src/sim/twin-service";
 import { ManualClock } from "../core/fake-ports";
 import { connectPlain, endClient, Inbox, startPlainAedes, tempDir } from "./cloud-fixtures";
-
-function errorOf(fn: () => unknown): ShadowOtaError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ShadowOtaError) return e;
-    throw e;
-  }
-  throw new Error("expected a ShadowOtaError");
-}
+import { errorOf } from "../core/error-of";
 
 const shadow: StoredShadow = { exists: true, version: 3, state: { desired: { a: [1, 2] } }, metadata: { desired: { a: [{ timestamp: 1 }, { timestamp: 1 }] } } };
 const twin = { desired: { u: "1.1.0" }, desiredVersion: 4, reported: {}, reportedVersion: 1 };

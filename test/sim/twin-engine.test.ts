@@ -28,16 +28,7 @@ import {
   type TwinEngineState,
 } from "../../src/sim/twin-engine";
 import { deviceId, expectedTwinMessages, twinStepBytes, twinSteps } from "./twin-vectors";
-
-function errorOf(fn: () => unknown): ShadowOtaError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ShadowOtaError) return e;
-    throw e;
-  }
-  throw new Error("expected a ShadowOtaError");
-}
+import { errorOf } from "../core/error-of";
 
 const bytes = (s: string): Uint8Array => utf8Encode(s);
 

@@ -27,6 +27,7 @@ import { ManualClock, MemoryLog } from "../core/fake-ports";
 import { connectClient, testPki } from "./broker-fixtures";
 import { connectPlain, endClient, Inbox, startPlainAedes, startPlainMosquitto, tempDir, type PlainBroker } from "./cloud-fixtures";
 import { deviceId, expectedTwinMessages, mqttTwinSteps, twinStepBytes, type TwinVectorStep } from "./twin-vectors";
+import { rejection } from "../core/error-of";
 
 const DEVICE_SUBSCRIPTIONS = ["$iothub/twin/res/#", "$iothub/twin/PATCH/properties/desired/#", "$iothub/methods/POST/#"];
 
@@ -152,16 +153,6 @@ function answerMethods(r: Rig, reply: (name: string, payload: string) => { statu
     const out = reply(m[1]!, payload.toString("utf8"));
     if (out !== undefined) void r.device.publishAsync(`${r.prefix}$iothub/methods/res/${out.status}/?$rid=${m[2]}`, out.body, { qos: 1 });
   });
-}
-
-async function rejection(p: Promise<unknown>): Promise<ShadowOtaError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ShadowOtaError) return e;
-    throw e;
-  }
-  throw new Error("expected a rejection");
 }
 
 describe("direct methods", () => {
