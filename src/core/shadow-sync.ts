@@ -96,6 +96,9 @@ export interface ShadowSyncHandlers {
   onError?(err: ShadowOtaError): void;
   /** Azure direct methods other than the firmware method. Without it they are answered 404. */
   onMethod?(request: { name: string; payload: Json }): MethodResult | Promise<MethodResult>;
+  /** A get response arrived after a connect: the device and its twin are in step again (called after the
+   *  response's onDesired, once per connect). The OTA self-test waits for it. */
+  onSynced?(): void;
 }
 
 export interface ShadowSyncPorts {
@@ -613,6 +616,11 @@ export class ShadowSync {
     return { desired: jsonClone(s.desired), reported: jsonClone(s.reported), version: s.version, connected: s.connected };
   }
 
+  /** True while connected and a get response has arrived since the connect. */
+  get synced(): boolean {
+    return this.#state.connected && this.#state.synced;
+  }
+
   /** Stops the timers and closes the transport; pending reports reject with SYNC_NOT_CONNECTED. Safe twice. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -630,9 +638,12 @@ export class ShadowSync {
     this.#dispatching = true;
     try {
       while (this.#inputs.length > 0) {
+        const wasSynced = this.#state.synced;
         const { state, actions } = step(this.#state, this.#inputs.shift()!, this.#ctx);
         this.#state = state;
         for (const a of actions) this.#execute(a);
+        const handlers = this.#handlers;
+        if (!wasSynced && state.synced && handlers.onSynced !== undefined) this.#callHandler("onSynced", () => handlers.onSynced!());
       }
     } finally {
       this.#dispatching = false;

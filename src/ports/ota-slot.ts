@@ -29,6 +29,12 @@ export interface AppDescriptor {
   readonly idfVer: string;
   /** 64 lowercase hex characters. */
   readonly appElfSha256: string;
+  /** From the image header (esp_image_header_t), returned with the descriptor by both bindings:
+   *  chip_id, min_chip_rev_full and max_chip_rev_full (major * 100 + minor; 0xffff = no maximum).
+   *  Optional for images read by older bindings; the OTA controller checks them when present. */
+  readonly chipId?: number;
+  readonly minChipRevFull?: number;
+  readonly maxChipRevFull?: number;
 }
 
 /** esp_ota_img_states_t, ESP-IDF's words. "UNDEFINED" also stands for any value the bootloader does not know. */
