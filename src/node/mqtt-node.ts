@@ -1,6 +1,7 @@
 /**
  * MqttTransport (src/ports/mqtt-transport.ts) over mqtt.js v5: MQTT 3.1.1 over TLS with a client
- * certificate, clean session, keepalive, and reconnect with capped exponential backoff and jitter.
+ * certificate, clean session, keepalive, and reconnect with the project's one backoff policy
+ * (src/core/backoff.ts: capped exponential backoff with full jitter).
  *
  * Like the Moddable adapter, it builds a new mqtt.js client for every attempt (mqtt.js's own reconnect is
  * off: its period is fixed, and its resubscribe and offline queue would hide from the core what the
@@ -18,6 +19,7 @@
 import mqtt from "mqtt";
 import type { IClientOptions, MqttClient } from "mqtt";
 
+import { backoffDelay, type RandomSource } from "../core/backoff";
 import { ShadowOtaError } from "../core/errors";
 import type { Log } from "../ports/log";
 import { silentLog } from "../ports/log";
@@ -42,10 +44,11 @@ export interface NodeMqttOptions {
   keepaliveSec?: number;
   /** How long one attempt may take from TCP connect to CONNACK (default 10 s). */
   connectTimeoutMs?: number;
-  /** Reconnect delays: attempt n waits a random time in [d/2, d], d = min(maxMs, initialMs * 2^n). */
+  /** Reconnect delays (src/core/backoff.ts): after n failed attempts in a row the next one waits a random
+   *  time in [0, min(maxMs, initialMs * 2^n)]; a CONNACK resets n. Default 1 s .. 60 s. */
   backoff?: { initialMs: number; maxMs: number };
-  /** Random source for the jitter (default Math.random). */
-  random?: () => number;
+  /** Random source for the jitter, values in [0, 1) (default Math.random). */
+  random?: RandomSource;
   log?: Log;
 }
 
@@ -179,7 +182,9 @@ export class NodeMqttTransport implements MqttTransport {
 
   #scheduleReconnect(): void {
     if (this.#closed) return;
-    const delay = reconnectDelay(this.#failures++, this.#o.backoff ?? DEFAULT_BACKOFF, this.#o.random ?? Math.random);
+    const failures = this.#failures++;
+    const delay = backoffDelay(failures, this.#o.backoff ?? DEFAULT_BACKOFF, this.#o.random ?? Math.random);
+    this.#log.log("debug", "mqtt.reconnect-scheduled", { delayMs: delay, failures });
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       if (!this.#closed) this.#connect();
@@ -266,12 +271,6 @@ export class NodeMqttTransport implements MqttTransport {
     });
     return this.#closing;
   }
-}
-
-/** The wait before reconnect attempt `failures` (0-based): uniform in [d/2, d], d = min(maxMs, initialMs * 2^failures). */
-export function reconnectDelay(failures: number, backoff: { initialMs: number; maxMs: number }, random: () => number): number {
-  const d = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(Math.max(failures, 0), 30));
-  return d / 2 + Math.min(Math.max(random(), 0), 1) * (d / 2);
 }
 
 function toPem(v: string | Uint8Array): string | Buffer {

@@ -8,7 +8,8 @@
 import * as path from "node:path";
 
 import { isShadowOtaError, ShadowOtaError } from "../../src/core/errors";
-import { NodeMqttTransport, reconnectDelay, type NodeMqttOptions } from "../../src/node/mqtt-node";
+import { backoffDelay } from "../../src/core/backoff";
+import { NodeMqttTransport, type NodeMqttOptions } from "../../src/node/mqtt-node";
 import type { MqttTransportEvents } from "../../src/ports/mqtt-transport";
 import { AedesBroker } from "../../src/sim/broker-aedes";
 import { CLOUD_SERVICE_IDENTITY, LocalPki } from "../../src/sim/pki";
@@ -260,8 +261,40 @@ test("setHandlers twice, or start without handlers, is a programming error", () 
   expect(() => t.setHandlers(new Recorder())).toThrow(TypeError);
 });
 
-test.each([
-  [0, 0, 500], [0, 1, 1000], [1, 1, 2000], [3, 0.5, 6000], [6, 1, 60_000], [40, 0, 30_000], [40, 1, 60_000],
-])("reconnectDelay(failures %d, random %d) = %d ms with 1 s initial and 60 s cap", (failures, random, expected) => {
-  expect(reconnectDelay(failures, { initialMs: 1_000, maxMs: 60_000 }, () => random)).toBe(expected);
+/** The reconnect waits the transport logged (debug event mqtt.reconnect-scheduled), in order. */
+function scheduled(log: MemoryLog): Array<{ delayMs: unknown; failures: unknown }> {
+  return log.lines.filter((l) => l.event === "mqtt.reconnect-scheduled").map((l) => ({ delayMs: l.fields?.delayMs, failures: l.fields?.failures }));
+}
+
+test("reconnect waits follow the shared backoff policy (src/core/backoff.ts) with the injected random source", async () => {
+  const log = new MemoryLog();
+  const backoff = { initialMs: 40, maxMs: 160 };
+  let draws = 0;
+  const random = (): number => { draws++; return 0.5; };
+  // Refused at CONNACK every time (the certificate names dev-b, the client id says dev-a): failures pile up.
+  const { t, rec } = make(broker.port, "dev-b", { clientId: "dev-a", backoff, random, log });
+  t.start();
+  expect(await waitFor(() => scheduled(log).length >= 4)).toBe(true);
+  await t.close();
+  const waits = scheduled(log).slice(0, 4);
+  expect(waits.map((w) => w.failures)).toEqual([0, 1, 2, 3]);
+  // Full jitter: half of caps 40, 80, 160, 160 — never the old [cap/2, cap] window (30, 60, 120, 120).
+  expect(waits.map((w) => w.delayMs)).toEqual([20, 40, 80, 80]);
+  expect(waits.map((w) => w.delayMs)).toEqual([0, 1, 2, 3].map((f) => backoffDelay(f, backoff, () => 0.5)));
+  expect(draws).toBe(scheduled(log).length);
+  expect(rec.count("connected")).toBe(0);
+});
+
+test("a session that got its CONNACK resets the backoff: each lost session waits from the first step again", async () => {
+  const log = new MemoryLog();
+  const { t, rec } = make(broker.port, "dev-a", { backoff: { initialMs: 40, maxMs: 160 }, random: () => 1, log });
+  t.start();
+  for (let n = 1; n <= 2; n++) {
+    expect(await waitFor(() => rec.count("connected") === n)).toBe(true);
+    // The broker answers a publish outside the device's topics by dropping the session.
+    await rejection(t.publish("$aws/things/dev-b/shadow/update", "{}"));
+    expect(await waitFor(() => rec.count("disconnected") === n)).toBe(true);
+  }
+  expect(await waitFor(() => rec.count("connected") === 3)).toBe(true);
+  expect(scheduled(log)).toEqual([{ delayMs: 40, failures: 0 }, { delayMs: 40, failures: 0 }]);
 });
