@@ -1,0 +1,93 @@
+/**
+ * Tests of src/core/firmware-url.ts: the seeds' blob names, firmwareUrl's joining and refusals, and
+ * urlHost over literal vectors (hosts, ports, IPv6 literals, user info, odd characters). Runs on Node
+ * (Jest) and on XS (`npm run test:xs firmware-url`): no Node APIs here.
+ */
+import { DOWNLOAD_CODES } from "../../src/core/download-errors";
+import { awsBlobName, azureBlobName, firmwareUrl, urlHost } from "../../src/core/firmware-url";
+import { SEMVER_CODES } from "../../src/core/semver";
+import { errorOf } from "./error-of";
+
+describe("blob names", () => {
+  it("follow the AWS seed: {version}.bin", () => {
+    expect(awsBlobName("1.0.5")).toBe("1.0.5.bin");
+    expect(awsBlobName("10.20.30-rc.1")).toBe("10.20.30-rc.1.bin");
+  });
+
+  it("follow the Azure seed: v{version with _ for .}.bin", () => {
+    expect(azureBlobName("1.1.0")).toBe("v1_1_0.bin");
+    expect(azureBlobName("1.1.0-rc.1")).toBe("v1_1_0-rc_1.bin");
+  });
+
+  it("refuse a version that is not strict SemVer (nothing of it reaches a URL)", () => {
+    for (const bad of ["1.3.0/../../x", "v1.0.0", "1.0", "", "1.0.0?x=1", "1.0.0#f"]) {
+      expect(errorOf(() => awsBlobName(bad)).code).toBe(SEMVER_CODES.VERSION_INVALID);
+      expect(errorOf(() => azureBlobName(bad)).code).toBe(SEMVER_CODES.VERSION_INVALID);
+    }
+  });
+});
+
+describe("firmwareUrl", () => {
+  it("joins the base and the seed's name", () => {
+    expect(firmwareUrl("https://127.0.0.1:8443/firmware/", "aws", "1.0.5")).toBe("https://127.0.0.1:8443/firmware/1.0.5.bin");
+    expect(firmwareUrl("https://127.0.0.1:8443/firmware/", "azure", "1.1.0")).toBe("https://127.0.0.1:8443/firmware/v1_1_0.bin");
+    expect(firmwareUrl("https://[::1]/", "aws", "2.0.0")).toBe("https://[::1]/2.0.0.bin");
+  });
+
+  it("refuses a base that is not https, lacks the final slash, or has a query or fragment", () => {
+    for (const base of ["http://127.0.0.1/firmware/", "https://127.0.0.1/firmware", "https://h/f/?sig=1/", "https://h/#/",
+      "https://user@h/f/", "https://h h/", "ftp://h/", "", "https:///"]) {
+      const e = errorOf(() => firmwareUrl(base, "aws", "1.0.0"));
+      expect(e.code).toBe(DOWNLOAD_CODES.DOWNLOAD_URL_INVALID);
+      expect(e.detail?.["base"]).toBe(base);
+    }
+  });
+
+  it("refuses a bad version with VERSION_INVALID", () => {
+    expect(errorOf(() => firmwareUrl("https://h/", "azure", "1.0.0/../x")).code).toBe(SEMVER_CODES.VERSION_INVALID);
+  });
+});
+
+describe("urlHost", () => {
+  const vectors: Array<[string, string | undefined]> = [
+    ["https://127.0.0.1:8443/firmware/1.0.5.bin", "127.0.0.1"],
+    ["https://Updates.Example.COM/x", "updates.example.com"],
+    ["https://example.com", "example.com"],
+    ["https://example.com?x=1", "example.com"],
+    ["https://example.com#frag", "example.com"],
+    ["https://example.com:443", "example.com"],
+    ["HTTPS://EXAMPLE.com/", "example.com"],
+    ["http://10.0.0.1/", "10.0.0.1"],
+    ["https://[::1]:8443/x", "::1"],
+    ["https://[::1]/x", "::1"],
+    ["https://[FE80::1]/", "fe80::1"],
+    ["https://[::ffff:127.0.0.1]/", "::ffff:127.0.0.1"],
+    // refused
+    ["https://user:pw@example.com/", undefined],
+    ["https://example.com@evil.com/", undefined],
+    ["https://example.com\\@evil.com/", undefined],
+    ["https://exa mple.com/", undefined],
+    ["https://example.com:99999/", undefined],
+    ["https://example.com:/", undefined],
+    ["https://example.com:12a/", undefined],
+    ["https://[::1/", undefined],
+    ["https://[::1]x/", undefined],
+    ["https://[example.com]/", undefined],
+    ["https://::1/", undefined],
+    ["https:///path", undefined],
+    ["https://exam%70le.com/", undefined],
+    ["https://exämple.com/", undefined],
+    ["example.com/x", undefined],
+    ["//example.com/x", undefined],
+    ["https:/example.com", undefined],
+    ["https://example.com/\n", undefined],
+    ["", undefined],
+  ];
+  it.each(vectors)("%j → %j", (url, host) => {
+    expect(urlHost(url)).toBe(host);
+  });
+
+  it("returns undefined for a non-string", () => {
+    expect(urlHost(42 as unknown as string)).toBeUndefined();
+  });
+});
