@@ -6,22 +6,25 @@
  * What the SDK client does, read from its source (SDK 8.2.3): QoS 0 only — SUBSCRIBE always asks for QoS 0
  * and PUBACK/SUBACK are parsed and dropped; no reconnect — after `onClose` the client is dead; `publish` and
  * `subscribe` throw while the session is not up; exceptions thrown by `onMessage` are swallowed by the
- * client. So this adapter builds a new client after every close, with capped exponential backoff and
- * jitter, and resolves publish/subscribe as soon as the bytes are handed to the socket. What is lost that
- * way is recovered by the core: it re-gets the document on every `connected`, and reports time out.
+ * client. So this adapter builds a new client after every close, waiting as the project's one backoff
+ * policy says (src/core/backoff.ts: capped exponential backoff with full jitter), and resolves
+ * publish/subscribe as soon as the bytes are handed to the socket. What is lost that way is recovered by
+ * the core: it re-gets the document on every `connected`, and reports time out.
  *
  * SecureSocket options used (modules/crypt/ssl/ssl_cert.js, session_original.js): `protocolVersion`
  * 0x0303, `certificate` (the pinned CA; with `verify: true` its validity dates are checked against the
  * clock when the socket is built, and the server's name against `host`), `clientCertificates` +
  * `clientKey` (PKCS#8 DER), `applicationLayerProtocolNegotiation`.
  *
- * Type-checked and compiled by mcconfig (see docs/moddable.md); not run in CI. The Node adapter has the same
- * contract and is tested against the local cloud.
+ * Type-checked and compiled by mcconfig (see docs/moddable.md); never run against a broker in CI: its
+ * reconnect is tested on Node with faked SDK modules (test/device/mqtt-moddable.test.ts). The Node adapter
+ * has the same contract and is tested against the local cloud.
  */
 import SdkClient, { type ClientOptions } from "mqtt";
 import SecureSocket from "securesocket";
 import Timer from "timer";
 import type { MqttTransport, MqttTransportEvents } from "../ports/mqtt-transport";
+import { backoffDelay, type RandomSource } from "../core/backoff";
 import { ShadowOtaError } from "../core/errors";
 
 /** The SDK parser's state "PUBLISH payload next" and MQTT's PUBLISH packet type (mqtt.js, SDK 8.2.3). */
@@ -63,8 +66,14 @@ export interface ModdableMqttOptions {
   keepaliveMs?: number;
   /** ALPN, e.g. "x-amzn-mqtt-ca" for AWS IoT on port 443. */
   alpn?: string;
+  /** Reconnect delays (src/core/backoff.ts): after n failed attempts in a row the next one waits a random
+   *  time in [0, min(maxMs, initialMs * 2^n)]; a CONNACK resets n. Default 1 s .. 60 s. */
   backoff?: { initialMs: number; maxMs: number };
+  /** Random source for the jitter, values in [0, 1) (default Math.random: esp_random() on the ESP32). */
+  random?: RandomSource;
 }
+
+const DEFAULT_BACKOFF = { initialMs: 1_000, maxMs: 60_000 };
 
 export class ModdableMqttTransport implements MqttTransport {
   #options: ModdableMqttOptions;
@@ -140,9 +149,7 @@ export class ModdableMqttTransport implements MqttTransport {
   }
 
   #scheduleReconnect(): void {
-    const b = this.#options.backoff ?? { initialMs: 1_000, maxMs: 60_000 };
-    const base = Math.min(b.maxMs, b.initialMs * 2 ** Math.min(this.#attempt++, 16));
-    const delay = base / 2 + Math.random() * (base / 2);
+    const delay = backoffDelay(this.#attempt++, this.#options.backoff ?? DEFAULT_BACKOFF, this.#options.random ?? Math.random);
     this.#timer = Timer.set(() => { this.#timer = undefined; if (!this.#closed) this.#connect(); }, delay);
   }
 
