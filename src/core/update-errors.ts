@@ -40,6 +40,8 @@ export const UPDATE_CODES = {
   OTA_RETRIES_EXHAUSTED: "OTA_RETRIES_EXHAUSTED",
   /** After a restart into the new image, the running version is neither the old nor the new one. */
   OTA_UNEXPECTED_VERSION: "OTA_UNEXPECTED_VERSION",
+  /** An unexpected failure inside the controller (a programming error); the message carries the cause's. */
+  OTA_INTERNAL: "OTA_INTERNAL",
 } as const;
 
 export type UpdateCode = (typeof UPDATE_CODES)[keyof typeof UPDATE_CODES];

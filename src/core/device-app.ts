@@ -1,0 +1,116 @@
+/**
+ * The device app, assembled once for every platform: ports and configuration in, a running device out.
+ * The Moddable entry point (src/device/main.ts) and the Node simulated device (src/sim/device.ts) both call
+ * `DeviceApp.start`, so the device and the simulator cannot behave differently.
+ *
+ * Boot order (what a power-on does):
+ * 1. OtaController.boot(): the running version from the booted slot's app descriptor (configuration only
+ *    as a fallback for an unstamped image), and what the last restart meant (PendingVerify after an
+ *    update, RolledBack when the bootloader went back, a download to resume).
+ * 2. DeviceAgent with that running version; ShadowSync with the agent as its handlers, the controller's
+ *    onSynced as the self-test's signal.
+ * 3. sync.start(), then ota.start() (resumes a download, or starts the self-test window).
+ *
+ * Wiring: a desired firmware version goes DeviceAgent → OtaController.request (with a base URL from desired
+ * state when `firmwareBaseUrlPath` is set; the controller uses it only for allow-listed hosts); the
+ * controller's reports go to `reported.{updateReportKey}` (default `firmwareUpdate`) through ShadowSync.
+ *
+ * Not here: adapters (each platform builds its ports), the cloud protocol details (ShadowSync), OTA policy
+ * (OtaController).
+ */
+import { getPath } from "./config-diff";
+import { DeviceAgent, type DeviceAgentOptions } from "./device-agent";
+import type { ShadowOtaError } from "./errors";
+import type { JsonObject } from "./json";
+import { OtaController, type AppCheck, type OtaBootInfo, type OtaControllerConfig, type OtaControllerPorts } from "./ota-controller";
+import { ShadowSync, type DesiredChange, type ShadowSyncConfig, type ShadowSyncPorts } from "./shadow-sync";
+import type { CloudKind } from "./cloud-protocol";
+
+export interface DeviceAppConfig {
+  cloud: CloudKind;
+  /** AWS thing name / Azure device id. */
+  thingName: string;
+  shadowName?: string;
+  /** Where desired holds the firmware version (AWS seed ["config","firmware_version"], Azure seed ["updateVersion"]). */
+  firmwareVersionPath: string[];
+  /** Where the running version is reported (Azure seed ["firmwareVersion"]). Default: firmwareVersionPath. */
+  reportedFirmwarePath?: string[];
+  /** The reported member that carries the update's progress. Default "firmwareUpdate". */
+  updateReportKey?: string;
+  /** A desired path holding a firmware base URL (used only when its host is on the allow-list). */
+  firmwareBaseUrlPath?: string[];
+  requestTimeoutMs?: number;
+  ota: OtaControllerConfig;
+  acceptConfig?: DeviceAgentOptions["acceptConfig"];
+}
+
+export type DeviceAppPorts = ShadowSyncPorts & OtaControllerPorts;
+
+export interface DeviceAppHooks {
+  /** The application's own check during the self-test after an update. */
+  appCheck?: AppCheck;
+  /** Observers (the simulator and tests watch the device through them). */
+  onDesired?(change: DesiredChange): void;
+  onError?(err: ShadowOtaError): void;
+}
+
+export class DeviceApp {
+  readonly sync: ShadowSync;
+  readonly agent: DeviceAgent;
+  readonly ota: OtaController;
+  readonly boot: OtaBootInfo;
+  #closed = false;
+
+  private constructor(ports: DeviceAppPorts, config: DeviceAppConfig, hooks: DeviceAppHooks) {
+    const key = config.updateReportKey ?? "firmwareUpdate";
+    let sync: ShadowSync | undefined;
+    const otaHooks: ConstructorParameters<typeof OtaController>[2] = {
+      report: (update: JsonObject) => (sync === undefined ? Promise.resolve() : sync.report({ [key]: update })),
+    };
+    if (hooks.appCheck !== undefined) otaHooks.appCheck = hooks.appCheck;
+    this.ota = new OtaController(ports, config.ota, otaHooks);
+    this.boot = this.ota.boot();
+
+    const ota = this.ota;
+    const agentOptions: DeviceAgentOptions = {
+      firmwareVersion: this.boot.runningVersion,
+      firmwareVersionPath: config.firmwareVersionPath,
+      onFirmwareRequested: ({ version, change }) => {
+        const base = config.firmwareBaseUrlPath === undefined ? undefined : getPath(change.desired, config.firmwareBaseUrlPath);
+        ota.request(version, typeof base === "string" ? base : undefined);
+      },
+    };
+    if (config.reportedFirmwarePath !== undefined) agentOptions.reportedFirmwarePath = config.reportedFirmwarePath;
+    if (config.acceptConfig !== undefined) agentOptions.acceptConfig = config.acceptConfig;
+    this.agent = new DeviceAgent(agentOptions, ports.log);
+
+    const syncConfig: ShadowSyncConfig = { cloud: config.cloud, thingName: config.thingName, firmwareVersionPath: config.firmwareVersionPath };
+    if (config.shadowName !== undefined) syncConfig.shadowName = config.shadowName;
+    if (config.requestTimeoutMs !== undefined) syncConfig.requestTimeoutMs = config.requestTimeoutMs;
+    const agent = this.agent;
+    sync = new ShadowSync(ports, syncConfig, {
+      onDesired: (c) => { agent.onDesired(c); hooks.onDesired?.(c); },
+      onError: (e) => { agent.onError(e); hooks.onError?.(e); },
+      onSynced: () => ota.onSynced(),
+    });
+    this.sync = sync;
+    agent.attach(sync);
+  }
+
+  /** Boots the OTA state, builds the agent and the sync, and starts them. Throws VERSION_INVALID when the
+   *  running version (descriptor or fallback) is not SemVer, SYNC_NAME_INVALID for a bad thing name. */
+  static start(ports: DeviceAppPorts, config: DeviceAppConfig, hooks: DeviceAppHooks = {}): DeviceApp {
+    const app = new DeviceApp(ports, config, hooks);
+    app.sync.start();
+    app.ota.start();
+    return app;
+  }
+
+  /** Stops the OTA controller and the sync (closes the transport). Safe twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.ota.close();
+    await this.sync.close();
+  }
+}
