@@ -2,7 +2,8 @@
  * The device app's configuration reader (src/device/device-config.ts) with the `config` object of the real
  * manifest.json — what mcconfig hands the app as mc/config — and with command-line style overrides, which
  * always arrive as strings. Also the trace() log line format. Runs on Node: both modules import nothing
- * from the Moddable SDK (the rest of src/device is checked by the mcconfig build, docs/moddable.md).
+ * from the Moddable SDK (the rest of src/device is type-checked by tsconfig.device.json and the mcconfig build,
+ * docs/moddable.md).
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";

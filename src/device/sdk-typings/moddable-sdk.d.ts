@@ -1,0 +1,114 @@
+/**
+ * DECLARATIONS FOR THE TYPE CHECK OUTSIDE MCCONFIG ONLY: the Moddable SDK modules and XS globals that
+ * src/device imports, declared by this project from the SDK's documentation (documentation/base/base.md
+ * "Timers" for `timer` and `time`, documentation/files/files.md for `Resource` and `Preference`,
+ * documentation/network/securesocket.md for `securesocket`, documentation/tools/manifest.md for `mc/config`)
+ * and only as far as the project uses them. `npm run typecheck` checks src/device against them through
+ * tsconfig.device.json, on a machine without the SDK.
+ *
+ * Not part of a device build: manifest.json does not list this folder, and mcconfig type-checks with the
+ * SDK's own typings ($MODDABLE/typings, xs/includes/xs.d.ts), which win wherever the two differ. Declaring
+ * these modules in src/device/typings/ (which the manifest does list) would clash with the SDK's own
+ * declarations there. The legacy "mqtt" client, for which the SDK ships no typings, is declared in
+ * src/device/typings/mqtt.d.ts and used by both checks.
+ *
+ * Keep it narrow: a member is declared here when src/device uses it, so a typo in the device code fails the
+ * check instead of matching an over-broad declaration.
+ */
+
+// ------------------------------------------------------------------------------------------------ XS globals
+
+/** A buffer whose bytes live outside the JavaScript heap (flash, resources); XS passes it where an
+ *  ArrayBuffer is accepted by host functions. Opaque to script except for its length. */
+declare class HostBuffer {
+  readonly byteLength: number;
+  private readonly hostBufferBrand: unknown;
+}
+
+/** Bytes a Moddable API accepts: an ArrayBuffer, a view on one, or a host buffer such as a Resource. */
+type ByteBuffer = ArrayBufferLike | ArrayBufferView | HostBuffer;
+
+// ------------------------------------------------------------------------------------------------ modules
+
+/** Timers on the app's run loop ("Timers" in the SDK's base documentation). */
+declare module "timer" {
+  type TimerCallback = (id: Timer) => void;
+  /** A timer id: what `set` returns and `clear` takes. Not constructible by script. */
+  class Timer {
+    private constructor();
+    private readonly timerBrand: unknown;
+    /** One-shot after `interval` ms (next run-loop turn when omitted or 0); with `repeat`, repeating
+     *  every `repeat` ms after the first call. Returns the timer's id. */
+    static set(callback: TimerCallback, interval?: number, repeat?: number): Timer;
+    /** Cancels a timer that has not fired yet (one-shot timers clear themselves after firing). */
+    static clear(id: Timer): void;
+  }
+  export default Timer;
+}
+
+/** The system clock and the millisecond tick counter. */
+declare module "time" {
+  class Time {
+    private constructor();
+    /** A monotonic millisecond counter, unrelated to the time of day. */
+    static readonly ticks: number;
+    /** Sets the system clock, in seconds since 1970-01-01 UTC. */
+    static set(seconds: number): void;
+  }
+  export default Time;
+}
+
+/** Small persistent values by domain and key (NVS on the ESP32, a JSON file in the simulator). */
+declare module "preference" {
+  type PreferenceValue = boolean | number | string | ArrayBuffer;
+  class Preference {
+    private constructor();
+    static set(domain: string, key: string, value: PreferenceValue): void;
+    /** undefined when the key is not set. */
+    static get(domain: string, key: string): PreferenceValue | undefined;
+    /** Removes the key; no error when it is not set. */
+    static delete(domain: string, key: string): void;
+    static keys(domain: string): string[];
+  }
+  export default Preference;
+}
+
+/** Read-only assets listed under "resources" in the manifest (the DER certificates). */
+declare module "Resource" {
+  class Resource extends HostBuffer {
+    /** Throws when no resource has that path. */
+    constructor(path: string);
+    static exists(path: string): boolean;
+    /** A copy of bytes [begin, end) in an ArrayBuffer (end defaults to the resource's length). */
+    slice(begin: number, end?: number): ArrayBuffer;
+  }
+  export default Resource;
+}
+
+/** The manifest's "config" object, with the mcconfig command line's `key=value` overrides (strings). */
+declare module "mc/config" {
+  const config: Readonly<Record<string, unknown>>;
+  export default config;
+}
+
+/** TLS over the SDK's socket, in JavaScript. Passed to the "mqtt" client as its `Socket` class. */
+declare module "securesocket" {
+  /** The TLS options the "mqtt" client hands through in `secure` (documentation/network/securesocket.md). */
+  interface SecureOptions {
+    /** Highest TLS version offered, e.g. 0x0303 for TLS 1.2. */
+    protocolVersion?: number;
+    /** The CA the server's chain must end in (DER), trusted besides any ca<N>.der resources. */
+    certificate?: ByteBuffer;
+    /** Check the server's chain, validity dates (the clock must be set) and name. */
+    verify?: boolean;
+    /** Client certificate chain (DER) and PKCS#8 DER key, for mutual TLS. */
+    clientCertificates?: ByteBuffer[];
+    clientKey?: ByteBuffer;
+    /** ALPN protocol names to offer. */
+    applicationLayerProtocolNegotiation?: string[];
+  }
+  class SecureSocket {
+    constructor(dictionary: { host: string; port: number; secure?: SecureOptions });
+  }
+  export default SecureSocket;
+}
