@@ -127,9 +127,23 @@ export function otaCodeFor(platformCode: number): OtaCode {
   return OTA_CODES.OTA_PLATFORM_ERROR;
 }
 
+/** The numbers a size refusal carries (ota_size_refusal_t in ota_core.h), as both bindings name them. */
+const SIZE_FIELDS = ["neededBytes", "imageSize", "slotSize"] as const;
+
+/** The sentence a size refusal adds to the native message, e.g. "the image needs at least 977776 bytes, the
+ *  slot holds 262144". */
+function sizeSentence(size: Partial<Record<(typeof SIZE_FIELDS)[number], number>>): string {
+  const parts: string[] = [];
+  if (size.neededBytes !== undefined) parts.push(`the image needs at least ${size.neededBytes} bytes`);
+  if (size.imageSize !== undefined) parts.push(`the declared image size is ${size.imageSize} bytes`);
+  if (size.slotSize !== undefined) parts.push(`the slot holds ${size.slotSize}`);
+  return parts.join(", ");
+}
+
 /**
  * Turns what a native binding threw into a ShadowOtaError. Native errors carry a numeric `platformCode`
- * (and `errno` for file errors); TypeError / RangeError (bad arguments: a bug in the caller) and anything
+ * (and `errno` for file errors; a size refusal also `neededBytes` / `imageSize` / `slotSize`, which go into
+ * `detail` and the message); TypeError / RangeError (bad arguments: a bug in the caller) and anything
  * without a platform code are returned unchanged so they are not disguised as device failures.
  */
 export function otaErrorFromNative(e: unknown, operation: string): unknown {
@@ -141,9 +155,12 @@ export function otaErrorFromNative(e: unknown, operation: string): unknown {
   const errno = (e as { errno?: unknown }).errno;
   const detail: Record<string, string | number | boolean | null> = { operation };
   if (typeof errno === "number") detail.errno = errno;
-  return new ShadowOtaError(otaCodeFor(platformCode), typeof message === "string" ? message : `${operation} failed`, {
-    platformCode,
-    cause: e,
-    detail,
-  });
+  const size: Partial<Record<(typeof SIZE_FIELDS)[number], number>> = {};
+  for (const field of SIZE_FIELDS) {
+    const v = (e as Record<string, unknown>)[field];
+    if (typeof v === "number") size[field] = detail[field] = v;
+  }
+  let text = typeof message === "string" ? message : `${operation} failed`;
+  if (Object.keys(size).length > 0) text += `: ${sizeSentence(size)}`;
+  return new ShadowOtaError(otaCodeFor(platformCode), text, { platformCode, cause: e, detail });
 }

@@ -3,7 +3,7 @@
  * the helpers to read them back, and a generator of corrupted variants for the OTA tests, the demo and
  * the benchmarks. Images are generated on demand, never committed.
  *
- * Format (shared/spec/esp32-ota-formats.md; ESP-IDF esp_app_format.h, "App Image Format"):
+ * Format (docs/formats.md; ESP-IDF esp_app_format.h, "App Image Format"):
  *
  *   image   = header(24) segment{segment_count} padding checksum(1) [sha256(32) if hash_appended]
  *   header  = magic 0xE9 | segment_count u8 | spi_mode u8 | spi_speed:4 spi_size:4 | entry_addr u32 |
@@ -14,13 +14,20 @@
  *   checksum = 0xEF XOR every segment DATA byte (not the headers, not the padding)
  *   sha256  = SHA-256 of every byte from the header through the checksum
  *   The first segment's data starts with esp_app_desc_t (256 bytes, image offset 32).
+ *   hash_appended: ESP-IDF treats ANY non-zero byte as "a SHA-256 follows" (esp_image_format.c,
+ *   process_appended_hash(): `if (data->image.hash_appended)`); so do this tool and the C core.
+ *
+ * Simulation marker (this project's convention, not ESP-IDF's): `ImageOptions.marker` puts up to 64 ASCII
+ * bytes, NUL-terminated, at image offset 288 (first segment data, right after the descriptor); the
+ * simulated device reads them with readImageMarker() (e.g. "SHADOW-OTA-SIM:selftest=fail").
  *
  * Not here: Secure Boot signature blocks, ELF conversion, flash encryption. Not for the device (uses
  * node:crypto and Buffer); the device validates images with the C core (src/native/core/).
  *
- * CLI:  tsx src/tools/esp-image.ts --version 1.1.0 --project shadow-ota --out build/images/x.bin
+ * CLI (also `npm run image -- build ...`, see image-cli.ts):
+ *       tsx src/tools/esp-image.ts --version 1.1.0 --project shadow-ota --out build/images/x.bin
  *       [--chip esp32s3] [--secure-version N] [--size BYTES] [--segments 4096,2048] [--no-hash]
- *       [--seed N] [--corrupt KIND]   (KIND from CORRUPTION_KINDS; `--list-corruptions` prints them)
+ *       [--seed N] [--marker TEXT] [--corrupt KIND]   (KIND from CORRUPTION_KINDS; `--list-corruptions`)
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
@@ -38,6 +45,10 @@ export const ESP_IMAGE_CODES = {
   ESP_IMAGE_MALFORMED: "ESP_IMAGE_MALFORMED",
   /** corrupt(): unknown kind, or the image has no place for that defect (e.g. no hash to damage). */
   ESP_IMAGE_CORRUPTION_UNAVAILABLE: "ESP_IMAGE_CORRUPTION_UNAVAILABLE",
+  /** stamp: the file is an image but not an app image (no esp_app_desc_t: a bootloader, a RAM-only image). */
+  ESP_IMAGE_NOT_APP: "ESP_IMAGE_NOT_APP",
+  /** stamp: the input's own checksum or SHA-256 does not match (stamping would hide the damage). */
+  ESP_IMAGE_INPUT_CORRUPT: "ESP_IMAGE_INPUT_CORRUPT",
 } as const;
 
 export const IMAGE_MAGIC = 0xe9;
@@ -101,6 +112,12 @@ export interface ImageOptions {
   time?: string;
   date?: string;
   idfVer?: string;
+  /** Load addresses of the segments, by index (default: typical ESP32 addresses; CHIP_LOAD_ADDRS holds
+   *  realistic ones per chip). Missing entries fall back to the default. */
+  loadAddrs?: number[];
+  /** Simulation marker: ASCII, at most 64 bytes, written NUL-terminated at image offset 288 (first segment
+   *  data after the descriptor; the first segment is grown to hold it). See readImageMarker(). */
+  marker?: string;
   /** Header fields (defaults: DIO, 40 MHz, 4 MB, 0x40080000 + 0x400, rev 0..3.99). */
   spiMode?: number;
   spiSpeed?: number;
@@ -124,7 +141,10 @@ export interface ImageHeader {
   minChipRev: number;
   minChipRevFull: number;
   maxChipRevFull: number;
+  /** ESP-IDF's rule: the hash_appended byte is non-zero (see `hashAppendedByte` for the byte itself). */
   hashAppended: boolean;
+  /** The raw hash_appended byte (ESP-IDF images carry 1). */
+  hashAppendedByte: number;
 }
 
 export interface SegmentInfo {
@@ -190,8 +210,60 @@ function getCString(buf: Uint8Array, offset: number, size: number): string {
 
 /** Typical ESP32 load addresses (DROM with the descriptor first, then DRAM, IRAM, IROM, ...). */
 const LOAD_ADDRS = [0x3f400020, 0x3ffb0000, 0x40080000, 0x400d0020, 0x3ffbe000, 0x40090000];
-function loadAddr(index: number): number {
+function loadAddr(index: number, addrs: readonly number[] = []): number {
+  const given = addrs[index];
+  if (given !== undefined) return given >>> 0;
   return (LOAD_ADDRS[index % LOAD_ADDRS.length]! + Math.floor(index / LOAD_ADDRS.length) * 0x10000) >>> 0;
+}
+
+/**
+ * Segment load addresses as ESP-IDF v5.2 lays out a small app for each chip: DROM first (the descriptor
+ * at its start), then DRAM, IRAM, a padding segment (load address 0) that aligns the flash-mapped code,
+ * and IROM; ESP32-C6 and ESP32-H2 map DROM and IROM into one 0x42000000 window. Read from real
+ * hello_world images (esp-serial-flasher's prebuilt examples, see docs/native-ota.md); for tests that
+ * want realistic images, not a rule the C core enforces.
+ */
+export const CHIP_LOAD_ADDRS: Readonly<Record<ChipName, readonly number[]>> = {
+  esp32: [0x3f400020, 0x3ffb0000, 0x40080000, 0x00000000, 0x400d0020],
+  esp32s2: [0x3f000020, 0x3ffbcb20, 0x40024000, 0x00000000, 0x40080020],
+  esp32s3: [0x3c020020, 0x3fc8eb00, 0x40374000, 0x00000000, 0x42000020],
+  esp32c3: [0x3c010020, 0x3fc87c00, 0x40380000, 0x00000000, 0x42000020],
+  esp32c2: [0x3c008020, 0x3fca70a0, 0x40380000, 0x00000000, 0x42000020],
+  esp32c6: [0x42008020, 0x40800000, 0x40807490, 0x42000020, 0x40807728],
+  esp32h2: [0x42008020, 0x40800000, 0x42000020, 0x40807628],
+};
+
+/** Image offset of the simulation marker (first segment data, right after the 256-byte descriptor). */
+export const MARKER_OFFSET = IMAGE_HEAD_LEN;
+/** At most this many marker bytes (plus the NUL). */
+export const MARKER_MAX_LEN = 64;
+/** Only a marker with this prefix is reported by readImageMarker(). */
+export const MARKER_PREFIX = "SHADOW-OTA-SIM:";
+/** First-segment length that holds the descriptor and the longest marker with its NUL (4-byte aligned). */
+const MARKER_SEGMENT_MIN = APP_DESC_LEN + Math.ceil((MARKER_MAX_LEN + 1) / 4) * 4;
+
+function markerBytes(marker: string): Uint8Array {
+  if (!/^[\x20-\x7e]*$/.test(marker)) throw badOption(`marker "${marker}" is not printable ASCII`);
+  if (marker.length > MARKER_MAX_LEN) throw badOption(`marker is ${marker.length} bytes (at most ${MARKER_MAX_LEN})`);
+  const out = new Uint8Array(marker.length + 1);
+  out.set(Buffer.from(marker, "latin1"));
+  return out;
+}
+
+/**
+ * The simulation marker at image offset 288, or undefined when there is none: the bytes there must be
+ * printable ASCII starting with "SHADOW-OTA-SIM:" and end with a NUL within 64 characters.
+ */
+export function readImageMarker(bytes: Uint8Array): string | undefined {
+  const end = Math.min(bytes.length, MARKER_OFFSET + MARKER_MAX_LEN + 1);
+  let text = "";
+  for (let i = MARKER_OFFSET; i < end; i++) {
+    const b = bytes[i]!;
+    if (b === 0) return text.startsWith(MARKER_PREFIX) ? text : undefined;
+    if (b < 0x20 || b > 0x7e) return undefined;
+    text += String.fromCharCode(b);
+  }
+  return undefined;
 }
 
 /** The 256-byte esp_app_desc_t. */
@@ -220,15 +292,15 @@ export function buildAppDescriptor(o: ImageOptions = {}): Uint8Array {
 }
 
 /** Segment data lengths that make an image of exactly `size` bytes with `count` segments. */
-function lengthsForSize(size: number, count: number, hash: boolean): number[] {
+function lengthsForSize(size: number, count: number, hash: boolean, firstMin = APP_DESC_LEN): number[] {
   if (!Number.isInteger(size) || size % 16 !== 0) throw badOption(`size ${size} is not a multiple of 16`);
   if (!Number.isInteger(count) || count < 1 || count > MAX_SEGMENTS) throw badOption(`segment count ${count} is not 1..16`);
   // size = padded + hash; padded = (floor(L / 16) + 1) * 16 with L = 24 + sum(8 + len): take L = padded - 16.
   const body = size - (hash ? HASH_LEN : 0) - 16 - IMAGE_HEADER_LEN - SEGMENT_HEADER_LEN * count;
-  const min = APP_DESC_LEN + 4 * (count - 1);
+  const min = firstMin + 4 * (count - 1);
   if (body < min) throw badOption(`size ${size} is too small for ${count} segments (minimum ${size - body + min})`);
   if (count === 1) return [body];
-  const first = Math.max(APP_DESC_LEN, Math.floor(body / count / 4) * 4);
+  const first = Math.max(firstMin, Math.floor(body / count / 4) * 4);
   const rest = body - first; // >= 4 * (count - 1), a multiple of 4
   const each = Math.floor(rest / (count - 1) / 4) * 4;
   const lens = [first, ...new Array<number>(count - 1).fill(each)];
@@ -243,10 +315,10 @@ interface RawSegment {
 
 /**
  * Lays out header + segments, then padding, checksum (computed) and SHA-256 (computed when the header's
- * hash_appended byte is 1). The header's segment_count is written from `segments.length`.
+ * hash_appended byte is non-zero, ESP-IDF's rule). The header's segment_count is written from `segments.length`.
  * Exposed for corrupt(); callers normally use buildImage().
  */
-export function assembleImage(header: Uint8Array, segments: RawSegment[], hashAppended = header[23] === 1): Uint8Array {
+export function assembleImage(header: Uint8Array, segments: RawSegment[], hashAppended = header[23] !== 0): Uint8Array {
   let bodyLen = IMAGE_HEADER_LEN;
   for (const s of segments) bodyLen += SEGMENT_HEADER_LEN + s.data.length;
   const padded = (Math.floor(bodyLen / 16) + 1) * 16;
@@ -254,7 +326,7 @@ export function assembleImage(header: Uint8Array, segments: RawSegment[], hashAp
   const dv = new DataView(img.buffer);
   img.set(header.subarray(0, IMAGE_HEADER_LEN), 0);
   img[1] = segments.length & 0xff;
-  img[23] = hashAppended ? 1 : 0;
+  img[23] = hashAppended ? header[23] || 1 : 0; // a non-zero byte other than 1 is kept (ESP-IDF's rule)
   let off = IMAGE_HEADER_LEN;
   let checksum = CHECKSUM_SEED;
   for (const s of segments) {
@@ -273,9 +345,10 @@ export function assembleImage(header: Uint8Array, segments: RawSegment[], hashAp
 /** Builds a valid app image. Throws ESP_IMAGE_BAD_OPTION for impossible options. */
 export function buildImage(o: ImageOptions = {}): Uint8Array {
   const hash = o.hashAppended ?? true;
+  const marker = o.marker === undefined ? undefined : markerBytes(o.marker);
   let lens: number[];
   if (o.size !== undefined) {
-    lens = lengthsForSize(o.size, o.segmentCount ?? o.segments?.length ?? 3, hash);
+    lens = lengthsForSize(o.size, o.segmentCount ?? o.segments?.length ?? 3, hash, marker === undefined ? APP_DESC_LEN : MARKER_SEGMENT_MIN);
   } else {
     lens = o.segments ?? [0x2000, 0x800, 0x1800];
     if (o.segmentCount !== undefined && o.segmentCount !== lens.length) {
@@ -287,6 +360,9 @@ export function buildImage(o: ImageOptions = {}): Uint8Array {
     if (!Number.isInteger(len) || len < 0 || len % 4 !== 0) throw badOption(`segment ${i} length ${len} is not a multiple of 4`);
   });
   if (lens[0]! < APP_DESC_LEN) throw badOption(`segment 0 length ${lens[0]} cannot hold the 256-byte descriptor`);
+  if (marker !== undefined && lens[0]! < MARKER_SEGMENT_MIN) {
+    throw badOption(`segment 0 length ${lens[0]} cannot hold the descriptor and the marker (needs ${MARKER_SEGMENT_MIN})`);
+  }
 
   const header = new Uint8Array(IMAGE_HEADER_LEN);
   const hv = new DataView(header.buffer);
@@ -306,7 +382,8 @@ export function buildImage(o: ImageOptions = {}): Uint8Array {
   const segments: RawSegment[] = lens.map((len, i) => {
     const data = pseudoRandomBytes(len, (seed * 0x1000193 + i) >>> 0);
     if (i === 0) data.set(desc, 0);
-    return { loadAddr: loadAddr(i), data };
+    if (i === 0 && marker !== undefined) data.set(marker, MARKER_OFFSET - IMAGE_HEADER_LEN - SEGMENT_HEADER_LEN);
+    return { loadAddr: loadAddr(i, o.loadAddrs), data };
   });
   const img = assembleImage(header, segments, hash);
   if (o.size !== undefined && img.length !== o.size) {
@@ -332,7 +409,8 @@ export function parseImageHeader(image: Uint8Array): ImageHeader {
     minChipRev: image[14]!,
     minChipRevFull: dv.getUint16(15, true),
     maxChipRevFull: dv.getUint16(17, true),
-    hashAppended: image[23] === 1,
+    hashAppended: image[23] !== 0, // ESP-IDF's rule, see the file header
+    hashAppendedByte: image[23]!,
   };
 }
 
@@ -853,7 +931,7 @@ export function allCorruptions(image: Uint8Array, options: CorruptOptions = {}):
 // ---------------------------------------------------------------------------------------------------------
 
 const USAGE = `usage: tsx src/tools/esp-image.ts --out FILE [--version 1.0.0] [--project shadow-ota] [--chip esp32]
-       [--secure-version N] [--size BYTES] [--segments 8192,2048] [--segment-count N] [--no-hash] [--seed N]
+       [--secure-version N] [--size BYTES] [--segments 8192,2048] [--segment-count N] [--no-hash] [--seed N] [--marker TEXT]
        [--corrupt KIND [--slot-size BYTES] [--offset N]]
        tsx src/tools/esp-image.ts --list-corruptions`;
 
@@ -887,6 +965,7 @@ export function main(argv: string[], print: (line: string) => void = console.log
       case "--segments": o.segments = value().split(",").map((s) => parseNumber(flag, s)); break;
       case "--segment-count": o.segmentCount = parseNumber(flag, value()); break;
       case "--no-hash": o.hashAppended = false; break;
+      case "--marker": o.marker = value(); break;
       case "--seed": o.seed = parseNumber(flag, value()); break;
       case "--out": out = value(); break;
       case "--corrupt": kind = value(); break;

@@ -15,7 +15,7 @@
  * What it is not: no XS, no Node, no JSON, no retries, no policy (which project or version to accept is
  *   decided in JavaScript from the descriptor), no allocation (every struct is caller-owned).
  *
- * Formats: ../../../../shared/spec/esp32-ota-formats.md (esp_app_format.h, esp_flash_partitions.h).
+ * Formats: docs/formats.md (ESP-IDF's esp_app_format.h, esp_flash_partitions.h).
  *
  * Threading: none of these functions is re-entrant on the same object; use one writer per thread.
  *
@@ -268,10 +268,21 @@ typedef struct ota_app_desc {
     char date[17];
     char idf_ver[33];
     uint8_t app_elf_sha256[32];
+    /* From the image header (esp_image_header_t), returned with the descriptor: chip_id (bytes 12-13),
+     * min_chip_rev_full (15-16) and max_chip_rev_full (17-18), little-endian; rev = major * 100 + minor. */
+    uint16_t chip_id;
+    uint16_t min_chip_rev_full;
+    uint16_t max_chip_rev_full;
 } ota_app_desc_t;
 
-/* Decodes 256 descriptor bytes. Does not check the magic (the parser does). Never fails. */
+/* Decodes 256 descriptor bytes. Does not check the magic (the parser does). Never fails. The header
+ * fields are zeroed; ota_app_desc_set_header fills them. */
 void ota_app_desc_decode(const uint8_t raw[OTA_APP_DESC_LEN], ota_app_desc_t *out);
+/* Copies chip_id, min_chip_rev_full and max_chip_rev_full from the 24-byte image header. Never fails. */
+void ota_app_desc_set_header(const uint8_t header[OTA_IMAGE_HEADER_LEN], ota_app_desc_t *out);
+/* Decodes the image head (header + first segment header + descriptor): ota_app_desc_decode of bytes
+ * 32..287 plus ota_app_desc_set_header. Checks nothing. Never fails. */
+void ota_app_desc_decode_head(const uint8_t head[OTA_IMAGE_HEAD_LEN], ota_app_desc_t *out);
 
 /* ------------------------------------------------------------------------------------------------------
  * Streaming image parser. Feed bytes in any chunking; the result is the same for every split.
@@ -304,6 +315,10 @@ typedef struct ota_image_parser {
     uint32_t segments;        /* segment_count from the header */
     uint32_t segment;         /* index of the current segment */
     uint32_t image_len;       /* total image length; known once the last segment header is in, else 0 */
+    uint64_t need_end;        /* the image's end as known so far: a lower bound from the segment headers
+                                 read (remaining headers, padding, checksum and hash included); exact once
+                                 the last segment header is in. On OTA_ERR_IMAGE_TOO_LARGE / _PAST_END it
+                                 is the bound that passed the limit. */
     uint8_t checksum;         /* running XOR over segment data, from 0xEF */
     bool hash_appended;
     bool desc_ready;
@@ -325,7 +340,9 @@ void ota_image_free(ota_image_parser_t *p);
  *   OTA_ERR_IMAGE_MAGIC, OTA_ERR_IMAGE_SEGMENT_COUNT, OTA_ERR_IMAGE_CHIP, OTA_ERR_IMAGE_HASH_MISSING
  *     (header, as soon as its bytes are in; the magic already at byte 0),
  *   OTA_ERR_IMAGE_SEGMENT_UNALIGNED, OTA_ERR_IMAGE_DESC_MAGIC, OTA_ERR_IMAGE_TOO_LARGE,
- *   OTA_ERR_IMAGE_PAST_END (segment headers),
+ *   OTA_ERR_IMAGE_PAST_END (segment headers: as soon as a header shows that the image's end, as known so
+ *     far, lies past max_size / image_size, before any byte of that segment's data is accepted; the
+ *     header itself already checks 24 + 8 * segment_count + 256 + padding + checksum + hash),
  *   ESP_ERR_OTA_SMALL_SEC_VER (descriptor), OTA_ERR_IMAGE_CHECKSUM (checksum byte),
  *   OTA_ERR_IMAGE_HASH (last hash byte), OTA_ERR_IMAGE_TRAILING_DATA (a byte after the end),
  *   ESP_ERR_INVALID_ARG (data NULL with len > 0; not sticky).
@@ -369,6 +386,15 @@ typedef enum ota_writer_state {
     OTA_WRITER_FAILED,
 } ota_writer_state_t;
 
+/* The sizes behind the last size refusal of a writer (ESP_ERR_INVALID_SIZE from begin/resume,
+ * OTA_ERR_IMAGE_TOO_LARGE / OTA_ERR_IMAGE_PAST_END from write); all zero after any other outcome.
+ * Plain numbers for the bindings to pass on; the core draws no conclusion from them. */
+typedef struct ota_size_refusal {
+    uint64_t needed;   /* bytes the image needs at least (ota_image_parser_t.need_end); 0 for begin/resume */
+    uint32_t declared; /* the declared image size (cfg.image_size), 0 when not declared */
+    uint32_t slot;     /* size of the target slot */
+} ota_size_refusal_t;
+
 typedef struct ota_writer {
     const ota_hal_t *hal;          /* borrowed; must outlive the writer */
     ota_writer_state_t state;
@@ -379,6 +405,7 @@ typedef struct ota_writer {
     ota_image_parser_t parser;
     uint8_t head[OTA_IMAGE_HEAD_LEN];
     uint32_t head_len;
+    ota_size_refusal_t refusal;    /* set with every size refusal (see ota_size_refusal_t) */
 } ota_writer_t;
 
 /* Zeroes the writer (state IDLE). Call once before first use. Never fails. */
@@ -391,7 +418,8 @@ void ota_writer_init(ota_writer_t *w);
  * Errors: ESP_ERR_INVALID_ARG (NULL), ESP_ERR_NOT_FOUND (no running partition or no OTA slot),
  *   ESP_ERR_OTA_PARTITION_CONFLICT (the only OTA slot is the running one),
  *   ESP_ERR_OTA_ROLLBACK_INVALID_STATE (running app is PENDING_VERIFY: mark it valid first),
- *   ESP_ERR_INVALID_SIZE (cfg->image_size larger than the slot), flash errors from get_state.
+ *   ESP_ERR_INVALID_SIZE (cfg->image_size larger than the slot; w->refusal holds both sizes), flash errors
+ *   from get_state.
  */
 esp_err_t ota_writer_begin(ota_writer_t *w, const ota_hal_t *hal, const ota_image_config_t *cfg);
 
@@ -417,7 +445,9 @@ esp_err_t ota_writer_resume(ota_writer_t *w, const ota_hal_t *hal, const ota_ima
  * In WRITING, bytes are validated first, then the sectors they fall into are erased (each once), then
  * programmed.
  * Errors (all but INVALID_ARG/INVALID_STATE move to FAILED): ESP_ERR_INVALID_ARG (NULL),
- *   ESP_ERR_INVALID_STATE (not HEAD/WRITING, e.g. HEAD_READY or FAILED), every ota_image_feed error,
+ *   ESP_ERR_INVALID_STATE (not HEAD/WRITING, e.g. HEAD_READY or FAILED), every ota_image_feed error
+ *   (OTA_ERR_IMAGE_TOO_LARGE / OTA_ERR_IMAGE_PAST_END also fill w->refusal; the chunk that holds the
+ *   refusing segment header is not programmed, so nothing of that segment reaches flash),
  *   flash errors from erase_sector/write.
  */
 esp_err_t ota_writer_write(ota_writer_t *w, const uint8_t *data, size_t len, size_t *consumed);

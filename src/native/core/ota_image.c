@@ -3,7 +3,7 @@
  * XOR checksum, appended SHA-256). Pure: no flash access except ota_image_verify_partition, which reads
  * through the hal. Not here: secure-boot signatures, flash encryption, segment load-address checks.
  *
- * Image grammar (shared/spec/esp32-ota-formats.md, "App image"):
+ * Image grammar (docs/formats.md, "App image"; ESP-IDF esp_app_format.h):
  *   image    = header(24) segment{segment_count} padding checksum(1) [sha256(32) if hash_appended]
  *   segment  = load_addr(u32) data_len(u32) data(data_len)      ; data_len % 4 == 0
  *   padding  = zero bytes so that the checksum byte ends a 16-byte block
@@ -43,6 +43,19 @@ void ota_app_desc_decode(const uint8_t raw[OTA_APP_DESC_LEN], ota_app_desc_t *ou
     copy_field(out->date, raw + 96, 16);
     copy_field(out->idf_ver, raw + 112, 32);
     memcpy(out->app_elf_sha256, raw + 144, 32);
+}
+
+void ota_app_desc_set_header(const uint8_t header[OTA_IMAGE_HEADER_LEN], ota_app_desc_t *out)
+{
+    out->chip_id = (uint16_t)(header[12] | (header[13] << 8));
+    out->min_chip_rev_full = (uint16_t)(header[15] | (header[16] << 8));
+    out->max_chip_rev_full = (uint16_t)(header[17] | (header[18] << 8));
+}
+
+void ota_app_desc_decode_head(const uint8_t head[OTA_IMAGE_HEAD_LEN], ota_app_desc_t *out)
+{
+    ota_app_desc_decode(head + OTA_IMAGE_HEADER_LEN + OTA_IMAGE_SEGMENT_HEADER_LEN, out);
+    ota_app_desc_set_header(head, out);
 }
 
 static esp_err_t fail(ota_image_parser_t *p, esp_err_t err)
@@ -89,6 +102,25 @@ static void next_segment(ota_image_parser_t *p)
     }
 }
 
+/* The image end if the segment data known so far ended at `data_end` and every segment header still to
+ * come were empty: remaining headers, zero padding, the checksum byte, the hash when appended. */
+static uint64_t end_after(const ota_image_parser_t *p, uint64_t data_end, uint32_t headers_to_come)
+{
+    uint64_t e = data_end + (uint64_t)OTA_IMAGE_SEGMENT_HEADER_LEN * headers_to_come;
+    e += (15u - (uint32_t)(e % 16u)) + 1u;
+    if (p->hash_appended) e += OTA_IMAGE_HASH_LEN;
+    return e;
+}
+
+/* Refuses when the image's end as known so far (a lower bound) passes the slot or the declared size. */
+static esp_err_t check_end(ota_image_parser_t *p, uint64_t end)
+{
+    p->need_end = end;
+    if (p->cfg.max_size != 0 && end > p->cfg.max_size) return fail(p, OTA_ERR_IMAGE_TOO_LARGE);
+    if (p->cfg.image_size != 0 && end > p->cfg.image_size) return fail(p, OTA_ERR_IMAGE_PAST_END);
+    return ESP_OK;
+}
+
 static esp_err_t header_done(ota_image_parser_t *p)
 {
     const uint8_t *h = p->header;
@@ -96,17 +128,17 @@ static esp_err_t header_done(ota_image_parser_t *p)
     if (p->segments == 0 || p->segments > OTA_IMAGE_MAX_SEGMENTS) return fail(p, OTA_ERR_IMAGE_SEGMENT_COUNT);
     uint16_t chip = (uint16_t)(h[12] | (h[13] << 8));
     if (chip != p->cfg.chip_id) return fail(p, OTA_ERR_IMAGE_CHIP);
+    /* ESP-IDF's rule: any non-zero hash_appended byte means a SHA-256 follows the checksum
+     * (components/bootloader_support/src/esp_image_format.c, process_appended_hash():
+     * `if (data->image.hash_appended)`). src/tools/esp-image.ts applies the same rule. */
     p->hash_appended = h[23] != 0;
     if (p->cfg.require_hash && !p->hash_appended) return fail(p, OTA_ERR_IMAGE_HASH_MISSING);
+    /* The smallest image this header allows: every segment header, the descriptor, the tail. */
+    esp_err_t err = check_end(p, end_after(p, (uint64_t)OTA_IMAGE_HEADER_LEN + OTA_IMAGE_SEGMENT_HEADER_LEN +
+                                                  OTA_APP_DESC_LEN, p->segments - 1u));
+    if (err != ESP_OK) return err;
     p->segment = 0;
     enter(p, OTA_IMAGE_PHASE_SEGMENT_HEADER, OTA_IMAGE_SEGMENT_HEADER_LEN);
-    return ESP_OK;
-}
-
-static esp_err_t check_end(ota_image_parser_t *p, uint64_t end)
-{
-    if (p->cfg.max_size != 0 && end > p->cfg.max_size) return fail(p, OTA_ERR_IMAGE_TOO_LARGE);
-    if (p->cfg.image_size != 0 && end > p->cfg.image_size) return fail(p, OTA_ERR_IMAGE_PAST_END);
     return ESP_OK;
 }
 
@@ -116,15 +148,13 @@ static esp_err_t segment_header_done(ota_image_parser_t *p)
     if (data_len % 4u != 0) return fail(p, OTA_ERR_IMAGE_SEGMENT_UNALIGNED);
     if (p->segment == 0 && data_len < OTA_APP_DESC_LEN) return fail(p, OTA_ERR_IMAGE_DESC_MAGIC);
     uint64_t seg_end = (uint64_t)p->offset + data_len;
-    esp_err_t err = check_end(p, seg_end);
+    /* Early size refusal: before any byte of this segment's data is taken, the end as known so far
+     * (this segment, the headers still to come, padding, checksum, hash) must fit. Exact for the last
+     * segment. */
+    uint32_t to_come = p->segments - p->segment - 1u;
+    esp_err_t err = check_end(p, end_after(p, seg_end, to_come));
     if (err != ESP_OK) return err;
-    if (p->segment + 1u == p->segments) {
-        uint64_t image_len = seg_end + (15u - (uint32_t)(seg_end % 16u)) + 1u;
-        if (p->hash_appended) image_len += OTA_IMAGE_HASH_LEN;
-        err = check_end(p, image_len);
-        if (err != ESP_OK) return err;
-        p->image_len = (uint32_t)image_len;
-    }
+    if (to_come == 0) p->image_len = (uint32_t)p->need_end;
     if (data_len == 0) {
         next_segment(p);
     } else {
@@ -136,6 +166,7 @@ static esp_err_t segment_header_done(ota_image_parser_t *p)
 static esp_err_t desc_done(ota_image_parser_t *p)
 {
     ota_app_desc_decode(p->desc_raw, &p->desc);
+    ota_app_desc_set_header(p->header, &p->desc);
     if (p->desc.magic_word != OTA_APP_DESC_MAGIC) return fail(p, OTA_ERR_IMAGE_DESC_MAGIC);
     if (p->desc.secure_version < p->cfg.min_secure_version) return fail(p, ESP_ERR_OTA_SMALL_SEC_VER);
     p->desc_ready = true;
@@ -149,9 +180,10 @@ esp_err_t ota_image_feed(ota_image_parser_t *p, const uint8_t *data, size_t len)
     size_t i = 0;
     while (i < len) {
         if (p->phase == OTA_IMAGE_PHASE_DONE) return fail(p, OTA_ERR_IMAGE_TRAILING_DATA);
-        /* Structure checks keep every byte within the limits; these two catch the bytes of headers. */
-        if (p->cfg.max_size != 0 && p->offset >= p->cfg.max_size) return fail(p, OTA_ERR_IMAGE_TOO_LARGE);
-        if (p->cfg.image_size != 0 && p->offset >= p->cfg.image_size) return fail(p, OTA_ERR_IMAGE_PAST_END);
+        /* The structure checks keep every byte within the limits; these two are a second line of defence
+         * (the header's bytes before its own check). */
+        if (p->offset >= p->cfg.max_size && p->cfg.max_size != 0) return check_end(p, (uint64_t)p->offset + 1u);
+        if (p->offset >= p->cfg.image_size && p->cfg.image_size != 0) return check_end(p, (uint64_t)p->offset + 1u);
         size_t n = p->phase_len - p->phase_have;
         if (n > len - i) n = len - i;
         if (p->cfg.max_size != 0 && n > p->cfg.max_size - p->offset) n = p->cfg.max_size - p->offset;

@@ -31,11 +31,26 @@ static esp_err_t writer_fail(ota_writer_t *w, esp_err_t err)
 {
     w->state = OTA_WRITER_FAILED;
     w->error = err;
+    if (err == OTA_ERR_IMAGE_TOO_LARGE || err == OTA_ERR_IMAGE_PAST_END) {
+        w->refusal.needed = w->parser.need_end;
+        w->refusal.declared = w->parser.cfg.image_size;
+        w->refusal.slot = w->target.size;
+    }
     return err;
 }
 
+/* esp_ota_begin's size rule: a declared size larger than the slot is refused before anything else. */
+static esp_err_t check_declared_size(ota_writer_t *w, const ota_image_config_t *cfg, const ota_partition_t *target)
+{
+    if (cfg->image_size <= target->size) return ESP_OK;
+    w->refusal.needed = 0;
+    w->refusal.declared = cfg->image_size;
+    w->refusal.slot = target->size;
+    return ESP_ERR_INVALID_SIZE;
+}
+
 /* Shared by begin and resume: target selection and the rollback-state rule of esp_ota_begin. */
-static esp_err_t pick_target(const ota_hal_t *hal, const ota_image_config_t *cfg, ota_partition_t *target)
+static esp_err_t pick_target(const ota_hal_t *hal, ota_partition_t *target)
 {
     ota_partition_t running;
     esp_err_t err = hal->running_partition(hal->ctx, &running);
@@ -50,7 +65,6 @@ static esp_err_t pick_target(const ota_hal_t *hal, const ota_image_config_t *cfg
         if (err == ESP_OK && state == OTA_STATE_PENDING_VERIFY) return ESP_ERR_OTA_ROLLBACK_INVALID_STATE;
         if (err != ESP_OK && err != ESP_ERR_NOT_FOUND && err != ESP_ERR_NOT_SUPPORTED) return err;
     }
-    if (cfg->image_size > target->size) return ESP_ERR_INVALID_SIZE;
     return ESP_OK;
 }
 
@@ -66,7 +80,8 @@ esp_err_t ota_writer_begin(ota_writer_t *w, const ota_hal_t *hal, const ota_imag
     if (w == NULL || hal == NULL || cfg == NULL) return ESP_ERR_INVALID_ARG;
     ota_writer_abort(w);
     ota_partition_t target;
-    esp_err_t err = pick_target(hal, cfg, &target);
+    esp_err_t err = pick_target(hal, &target);
+    if (err == ESP_OK) err = check_declared_size(w, cfg, &target);
     if (err != ESP_OK) return err;
     w->hal = hal;
     w->target = target;
@@ -82,7 +97,8 @@ esp_err_t ota_writer_resume(ota_writer_t *w, const ota_hal_t *hal, const ota_ima
     *resume_at = 0;
     ota_writer_abort(w);
     ota_partition_t target;
-    esp_err_t err = pick_target(hal, cfg, &target);
+    esp_err_t err = pick_target(hal, &target);
+    if (err == ESP_OK) err = check_declared_size(w, cfg, &target);
     if (err != ESP_OK) return err;
     if (offset > target.size) return ESP_ERR_INVALID_ARG;
     w->hal = hal;

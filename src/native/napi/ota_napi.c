@@ -102,6 +102,29 @@ static napi_value throw_esp(napi_env env, const char *what, esp_err_t err, int s
     return NULL;
 }
 
+/* Like throw_esp for the writer's verbs; a size refusal also carries its numbers as .neededBytes (what the
+ * image's headers need at least), .imageSize (the declared size) and .slotSize, each only when known.
+ * ota-errors.ts puts them into the error's detail and message. */
+static napi_value throw_writer(napi_env env, const char *what, esp_err_t err, const ota_writer_t *w)
+{
+    const ota_size_refusal_t *r = &w->refusal;
+    bool sized = (err == ESP_ERR_INVALID_SIZE || err == OTA_ERR_IMAGE_TOO_LARGE || err == OTA_ERR_IMAGE_PAST_END) &&
+                 r->slot != 0;
+    throw_esp(env, what, err, 0);
+    if (!sized) return NULL;
+    napi_value error, v;
+    if (napi_get_and_clear_last_exception(env, &error) != napi_ok) return NULL;
+    if (r->needed != 0 && napi_create_double(env, (double)r->needed, &v) == napi_ok) {
+        napi_set_named_property(env, error, "neededBytes", v);
+    }
+    if (r->declared != 0 && napi_create_uint32(env, r->declared, &v) == napi_ok) {
+        napi_set_named_property(env, error, "imageSize", v);
+    }
+    if (napi_create_uint32(env, r->slot, &v) == napi_ok) napi_set_named_property(env, error, "slotSize", v);
+    napi_throw(env, error);
+    return NULL;
+}
+
 static napi_value undefined(napi_env env)
 {
     napi_value u;
@@ -204,7 +227,8 @@ static void set(napi_env env, napi_value obj, const char *key, napi_value v)
     napi_set_named_property(env, obj, key, v);
 }
 
-/* ota_app_desc_t -> { magicWord, secureVersion, version, projectName, time, date, idfVer, appElfSha256 }.
+/* ota_app_desc_t -> { magicWord, secureVersion, version, projectName, time, date, idfVer, appElfSha256,
+ * chipId, minChipRevFull, maxChipRevFull } (the last three from the image header).
  * Strings from an image are arbitrary bytes; they are passed as Latin-1 so no byte is lost or rejected. */
 static napi_value make_desc(napi_env env, const ota_app_desc_t *d)
 {
@@ -225,6 +249,9 @@ static napi_value make_desc(napi_env env, const ota_app_desc_t *d)
     char hex[65];
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d->app_elf_sha256[i]);
     set(env, o, "appElfSha256", make_str(env, hex));
+    set(env, o, "chipId", make_u32(env, d->chip_id));
+    set(env, o, "minChipRevFull", make_u32(env, d->min_chip_rev_full));
+    set(env, o, "maxChipRevFull", make_u32(env, d->max_chip_rev_full));
     return o;
 }
 
@@ -419,7 +446,7 @@ static napi_value js_begin(napi_env env, napi_callback_info info)
     ota_image_config_t cfg;
     if (!read_cfg(env, argv, s, &cfg)) return NULL;
     esp_err_t err = ota_writer_begin(&s->writer, ota_host_hal(s->flash), &cfg);
-    if (err != ESP_OK) return throw_esp(env, "begin", err, 0);
+    if (err != ESP_OK) return throw_writer(env, "begin", err, &s->writer);
     return make_partition(env, &s->writer.target);
 }
 
@@ -434,7 +461,7 @@ static napi_value js_resume(napi_env env, napi_callback_info info)
     if (!read_cfg(env, argv + 1, s, &cfg)) return NULL;
     uint32_t at = 0;
     esp_err_t err = ota_writer_resume(&s->writer, ota_host_hal(s->flash), &cfg, offset, &at);
-    if (err != ESP_OK) return throw_esp(env, "resume", err, 0);
+    if (err != ESP_OK) return throw_writer(env, "resume", err, &s->writer);
     return make_u32(env, at);
 }
 
@@ -459,7 +486,7 @@ static napi_value js_write(napi_env env, napi_callback_info info)
     }
     size_t consumed = 0;
     esp_err_t err = ota_writer_write(&s->writer, data, length, &consumed);
-    if (err != ESP_OK) return throw_esp(env, "write", err, 0);
+    if (err != ESP_OK) return throw_writer(env, "write", err, &s->writer);
     return make_u32(env, (uint32_t)consumed);
 }
 
@@ -468,7 +495,7 @@ static napi_value js_accept(napi_env env, napi_callback_info info)
     ota_napi_t *s = self(env, info, 0, NULL, NULL, true);
     if (s == NULL) return NULL;
     esp_err_t err = ota_writer_accept(&s->writer);
-    if (err != ESP_OK) return throw_esp(env, "accept", err, 0);
+    if (err != ESP_OK) return throw_writer(env, "accept", err, &s->writer);
     return undefined(env);
 }
 
@@ -477,7 +504,7 @@ static napi_value js_end(napi_env env, napi_callback_info info)
     ota_napi_t *s = self(env, info, 0, NULL, NULL, true);
     if (s == NULL) return NULL;
     esp_err_t err = ota_writer_end(&s->writer);
-    if (err != ESP_OK) return throw_esp(env, "end", err, 0);
+    if (err != ESP_OK) return throw_writer(env, "end", err, &s->writer);
     return make_u32(env, s->writer.written);
 }
 

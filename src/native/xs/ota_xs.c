@@ -92,6 +92,35 @@ static void throw_esp(xsMachine *the, const char *verb, esp_err_t err)
     xsThrow(xsVar(0));
 }
 
+/* Like throw_esp for the writer's verbs; a size refusal (ESP_ERR_INVALID_SIZE, OTA_ERR_IMAGE_TOO_LARGE,
+ * OTA_ERR_IMAGE_PAST_END) also carries .neededBytes, .imageSize (declared) and .slotSize, each only when
+ * known (ota_size_refusal_t); ota-errors.ts puts them into the error's detail and message. */
+static void throw_writer(xsMachine *the, const char *verb, esp_err_t err, const ota_writer_t *w) XS_FUNCTION_NORETURN;
+static void throw_writer(xsMachine *the, const char *verb, esp_err_t err, const ota_writer_t *w)
+{
+    const ota_size_refusal_t r = w->refusal;
+    bool sized = (err == ESP_ERR_INVALID_SIZE || err == OTA_ERR_IMAGE_TOO_LARGE || err == OTA_ERR_IMAGE_PAST_END) &&
+                 r.slot != 0;
+    if (!sized) throw_esp(the, verb, err);
+    char message[80];
+    snprintf(message, sizeof(message), "%s: esp_err_t 0x%X", verb, (unsigned)err);
+    xsmcVars(2);
+    xsVar(0) = xsNew1(xsGlobal, xsID("Error"), xsString(message));
+    xsmcSetInteger(xsVar(1), err);
+    xsmcSet(xsVar(0), xsID("platformCode"), xsVar(1));
+    if (r.needed != 0) {
+        xsmcSetNumber(xsVar(1), (xsNumberValue)r.needed);
+        xsmcSet(xsVar(0), xsID("neededBytes"), xsVar(1));
+    }
+    if (r.declared != 0) {
+        xsmcSetNumber(xsVar(1), r.declared);
+        xsmcSet(xsVar(0), xsID("imageSize"), xsVar(1));
+    }
+    xsmcSetNumber(xsVar(1), r.slot);
+    xsmcSet(xsVar(0), xsID("slotSize"), xsVar(1));
+    xsThrow(xsVar(0));
+}
+
 static xs_ota_t *xs_ota_self(xsMachine *the)
 {
     xs_ota_t *o = xsmcGetHostDataValidate(xsThis, (void *)xs_ota_destructor);
@@ -160,7 +189,8 @@ static void set_property_number(xsMachine *the, xsSlot *object, const char *name
     xsmcSet(*object, xsID(name), xsVar(1));
 }
 
-/* xsResult = {magicWord, secureVersion, version, projectName, time, date, idfVer, appElfSha256}. */
+/* xsResult = {magicWord, secureVersion, version, projectName, time, date, idfVer, appElfSha256, chipId,
+ * minChipRevFull, maxChipRevFull} (the last three from the image header). */
 static void result_descriptor(xsMachine *the, const ota_app_desc_t *d)
 {
     static const char hex[] = "0123456789abcdef";
@@ -180,6 +210,9 @@ static void result_descriptor(xsMachine *the, const ota_app_desc_t *d)
     set_property_string(the, &xsVar(0), "date", d->date);
     set_property_string(the, &xsVar(0), "idfVer", d->idf_ver);
     set_property_string(the, &xsVar(0), "appElfSha256", sha);
+    set_property_number(the, &xsVar(0), "chipId", d->chip_id);
+    set_property_number(the, &xsVar(0), "minChipRevFull", d->min_chip_rev_full);
+    set_property_number(the, &xsVar(0), "maxChipRevFull", d->max_chip_rev_full);
     xsResult = xsVar(0);
 }
 
@@ -272,7 +305,7 @@ void xs_ota_begin(xsMachine *the)
     arg_config(the, 0, o->chip_id, &cfg);
     drop_session(o);
     esp_err_t err = ota_writer_begin(&o->writer, hal_of(o), &cfg);
-    if (err != ESP_OK) throw_esp(the, "begin", err);
+    if (err != ESP_OK) throw_writer(the, "begin", err, &o->writer);
     result_partition(the, &o->writer.target);
 }
 
@@ -286,7 +319,7 @@ void xs_ota_resume(xsMachine *the)
     drop_session(o);
     uint32_t at = 0;
     esp_err_t err = ota_writer_resume(&o->writer, hal_of(o), &cfg, offset, &at);
-    if (err != ESP_OK) throw_esp(the, "resume", err);
+    if (err != ESP_OK) throw_writer(the, "resume", err, &o->writer);
     xsmcSetNumber(xsResult, at);
 }
 
@@ -300,7 +333,7 @@ void xs_ota_write(xsMachine *the)
     xsmcGetBufferReadable(xsArg(0), &data, &size); /* TypeError when not a buffer */
     size_t consumed = 0;
     esp_err_t err = ota_writer_write(&o->writer, (const uint8_t *)data, size, &consumed);
-    if (err != ESP_OK) throw_esp(the, "write", err);
+    if (err != ESP_OK) throw_writer(the, "write", err, &o->writer);
     xsmcSetNumber(xsResult, (xsNumberValue)consumed);
 }
 
@@ -308,14 +341,14 @@ void xs_ota_accept(xsMachine *the)
 {
     xs_ota_t *o = xs_ota_self(the);
     esp_err_t err = ota_writer_accept(&o->writer);
-    if (err != ESP_OK) throw_esp(the, "accept", err);
+    if (err != ESP_OK) throw_writer(the, "accept", err, &o->writer);
 }
 
 void xs_ota_end(xsMachine *the)
 {
     xs_ota_t *o = xs_ota_self(the);
     esp_err_t err = ota_writer_end(&o->writer);
-    if (err != ESP_OK) throw_esp(the, "end", err);
+    if (err != ESP_OK) throw_writer(the, "end", err, &o->writer);
 }
 
 /* abort(): never throws, also after close. */
@@ -399,11 +432,11 @@ void xs_ota_running_descriptor(xsMachine *the)
     ota_partition_t p;
     esp_err_t err = hal->running_partition(hal->ctx, &p);
     if (err != ESP_OK) throw_esp(the, "runningDescriptor", err);
-    uint8_t raw[OTA_APP_DESC_LEN];
-    err = hal->read(hal->ctx, &p, OTA_IMAGE_HEADER_LEN + OTA_IMAGE_SEGMENT_HEADER_LEN, raw, sizeof(raw));
+    uint8_t head[OTA_IMAGE_HEAD_LEN]; /* header (chip id, chip revisions) + segment header + descriptor */
+    err = hal->read(hal->ctx, &p, 0, head, sizeof(head));
     if (err != ESP_OK) throw_esp(the, "runningDescriptor", err);
     ota_app_desc_t d;
-    ota_app_desc_decode(raw, &d);
+    ota_app_desc_decode_head(head, &d);
     if (d.magic_word != OTA_APP_DESC_MAGIC) {
         xsmcSetNull(xsResult);
         return;
