@@ -52,6 +52,8 @@ export interface DeviceAppHooks {
   /** Observers (the simulator and tests watch the device through them). */
   onDesired?(change: DesiredChange): void;
   onError?(err: ShadowOtaError): void;
+  /** Sees every firmware version the agent hands to the controller (before the controller decides). */
+  onFirmwareRequested?(request: { version: string; running: string; newer: boolean }): void;
 }
 
 export class DeviceApp {
@@ -75,7 +77,8 @@ export class DeviceApp {
     const agentOptions: DeviceAgentOptions = {
       firmwareVersion: this.boot.runningVersion,
       firmwareVersionPath: config.firmwareVersionPath,
-      onFirmwareRequested: ({ version, change }) => {
+      onFirmwareRequested: ({ version, running, newer, change }) => {
+        hooks.onFirmwareRequested?.({ version, running, newer });
         const base = config.firmwareBaseUrlPath === undefined ? undefined : getPath(change.desired, config.firmwareBaseUrlPath);
         ota.request(version, typeof base === "string" ? base : undefined);
       },

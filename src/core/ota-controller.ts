@@ -302,6 +302,8 @@ export class OtaController {
   #deferred: { version: string; baseUrl?: string } | undefined;
   #lastProgress = { at: -Infinity, percent: -Infinity };
   #closed = false;
+  /** boot() changed the state: start() reports it. */
+  #bootChanged = false;
   /** The running download (tests and the simulator wait on it). */
   #task: Promise<void> = Promise.resolve();
 
@@ -350,6 +352,7 @@ export class OtaController {
     }
     const pending = slot.runningState() === "PENDING_VERIFY";
     const r = this.#record;
+    const before = r.state;
     this.#log.log("info", "ota.boot", { running: this.#running, partition: partition.label, pending, record: r.state, to: r.to ?? null });
 
     if (r.state === "Staged" || r.state === "PendingVerify") {
@@ -379,6 +382,7 @@ export class OtaController {
       // Verification did not finish: resume (the slot re-reads the prefix) and end again.
       this.#transition("Downloading");
     }
+    this.#bootChanged = r.state !== before;
     return { runningVersion: this.#running, state: r.state, partition: partition.label };
   }
 
@@ -395,7 +399,8 @@ export class OtaController {
         this.#failSelfTest(new ShadowOtaError(UPDATE_CODES.OTA_SELF_TEST_TIMEOUT, `no twin get completed within ${ms} ms of the restart into ${this.#running}`));
       });
     }
-    if (r.state !== "Idle") this.#report(true);
+    // What did not change is in the persisted reported state already (ShadowSync re-sends what the cloud lacks).
+    if (this.#bootChanged) this.#report(true);
   }
 
   /**
