@@ -1,5 +1,6 @@
 /**
- * The error codes of the local cloud (the AWS shadow and Azure twin services in src/sim and their store).
+ * The error codes of the local cloud (the AWS shadow and Azure twin services in src/sim, their store, and
+ * the firmware blob server).
  * They travel in a ShadowOtaError (src/core/errors.ts) to the code that drives the local cloud (tests,
  * the CLI); they never reach a device, which only sees the protocol's own rejections (AWS error
  * documents, Azure status codes). Stable like every other code: never renamed, never reused.
@@ -26,6 +27,21 @@ export const CLOUD_CODES = {
   /** An admin call named a device id that Azure would refuse or that cannot appear in an MQTT topic
    *  (not 1..128 characters of Azure's device-id set without `+`, `#` and `/`). */
   CLOUD_DEVICE_ID_INVALID: "CLOUD_DEVICE_ID_INVALID",
+  /** A firmware blob's container or name outside `[A-Za-z0-9_-][A-Za-z0-9._+-]{0,127}` (no "/", no leading
+   *  dot, so no ".." and no hidden file), or a fault's blob path not of the form `container/name`.
+   *  `detail.name`. The admin API answers 400. */
+  CLOUD_BLOB_NAME_INVALID: "CLOUD_BLOB_NAME_INVALID",
+  /** No firmware blob at that container/name (admin delete or fault of a missing blob). `detail.path`.
+   *  The admin API answers 404. */
+  CLOUD_BLOB_NOT_FOUND: "CLOUD_BLOB_NOT_FOUND",
+  /** A blob fault (src/sim/blob-server.ts, BlobFault) with an unknown field or a value of the wrong type or
+   *  range. `detail.reason`. The admin API answers 400. */
+  CLOUD_BLOB_FAULT_INVALID: "CLOUD_BLOB_FAULT_INVALID",
+  /** A firmware upload over the blob size limit (16 MiB, the largest ESP32 app partition). `detail.limit`.
+   *  The admin API answers 413. */
+  CLOUD_BLOB_TOO_LARGE: "CLOUD_BLOB_TOO_LARGE",
+  /** The local cloud was started without its blob server (`blobPort: false`). */
+  CLOUD_BLOB_SERVER_DISABLED: "CLOUD_BLOB_SERVER_DISABLED",
 } as const;
 
 export type CloudCode = (typeof CLOUD_CODES)[keyof typeof CLOUD_CODES];

@@ -268,6 +268,33 @@ export class LocalPki {
     return this.#leaf(name, path.join(this.dir, "clients", name), true);
   }
 
+  /**
+   * A server certificate that is issued but not stored (no file, never reused), for tests of TLS failures:
+   * other names than SERVER_NAMES (a host-name mismatch), or a validity window in the past (expired) or the
+   * future. Defaults: SERVER_NAMES, valid from an hour ago for the leaf lifetime.
+   */
+  issueServerCertificate(o: { dns?: readonly string[]; ip?: readonly string[]; notBefore?: Date; notAfter?: Date } = {}): { certPem: string; keyPem: string; caPem: string; notAfter: Date } {
+    const key = newRsaKey(this.#bits);
+    const cert = forge.pki.createCertificate();
+    cert.publicKey = forge.pki.publicKeyFromPem(key.publicPem);
+    cert.serialNumber = randomSerial();
+    const now = this.#now();
+    cert.validity.notBefore = o.notBefore ?? new Date(now.getTime() - 3_600_000);
+    cert.validity.notAfter = o.notAfter ?? new Date(now.getTime() + this.#leafDays * DAY_MS);
+    cert.setSubject([{ name: "commonName", value: (o.dns ?? SERVER_NAMES.dns)[0] ?? (o.ip ?? SERVER_NAMES.ip)[0] ?? "server" }, { name: "organizationName", value: "shadow-ota" }]);
+    cert.setIssuer(this.#caCert.subject.attributes);
+    cert.setExtensions([
+      { name: "basicConstraints", cA: false, critical: true },
+      { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: "extKeyUsage", serverAuth: true },
+      { name: "subjectKeyIdentifier" },
+      { name: "authorityKeyIdentifier", keyIdentifier: this.#caCert.generateSubjectKeyIdentifier().getBytes() },
+      { name: "subjectAltName", altNames: [...(o.dns ?? SERVER_NAMES.dns).map((value) => ({ type: 2, value })), ...(o.ip ?? SERVER_NAMES.ip).map((ip) => ({ type: 7, ip }))] },
+    ]);
+    signWithNode(cert, this.#caKeyPem);
+    return { certPem: forge.pki.certificateToPem(cert), keyPem: key.keyPem, caPem: this.caPem, notAfter: cert.validity.notAfter };
+  }
+
   /** True when `certPem` was signed by this CA (signature check only; dates are not looked at). */
   issued(certPem: string): boolean {
     try {
