@@ -3,7 +3,7 @@
  * can neither send into nor read from another device's shadow (mosquitto drops a denied publish silently
  * and filters deliveries by the read rules, so non-delivery is asserted after a sentinel on the same path
  * has arrived), QoS 2, the dedicated-instance Azure mode, start failures and close().
- * Runs whenever mosquitto is installed; prints why when it is not.
+ * Runs whenever mosquitto is installed; otherwise Jest reports these suites as skipped (test/sim/mosquitto-gate.ts).
  */
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -11,19 +11,12 @@ import * as path from "node:path";
 
 import { isShadowOtaError } from "../../src/core/errors";
 import { BROKER_CODES } from "../../src/sim/broker-policy";
-import { AzureMosquittoInstances, MosquittoBroker, MosquittoNotInstalledError, requireMosquitto } from "../../src/sim/broker-mosquitto";
+import { AzureMosquittoInstances, MosquittoBroker, MosquittoNotInstalledError } from "../../src/sim/broker-mosquitto";
 import { CLOUD_SERVICE_IDENTITY, LocalPki, type Credentials } from "../../src/sim/pki";
 import { connectClient, publish, sleep, subscribe, testPki, tryConnect, waitFor, type TestClient } from "./broker-fixtures";
+import { describeMosquitto, noteMosquittoSkipped } from "./mosquitto-gate";
 
-let installed = true;
-try {
-  requireMosquitto();
-} catch (e) {
-  if (!(e instanceof MosquittoNotInstalledError)) throw e;
-  installed = false;
-  process.stderr.write(`mosquitto not installed: skipping ${path.basename(__filename)} (${e.message})\n`);
-}
-const describeMosquitto = installed ? describe : describe.skip;
+noteMosquittoSkipped(`test/sim/${path.basename(__filename)}`);
 
 describeMosquitto("mosquitto, AWS mode", () => {
   const { pki, dir, cleanup } = testPki("broker-mosquitto");

@@ -13,6 +13,7 @@ import * as path from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 
 import { loadAedes } from "../../src/sim/broker-aedes";
+import { MOSQUITTO } from "./mosquitto-gate";
 
 export interface PlainBroker {
   port: number;
@@ -56,16 +57,12 @@ function freePort(): Promise<number> {
   });
 }
 
-export function mosquittoPath(): string | undefined {
-  for (const p of ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]) if (fs.existsSync(p)) return p;
-  return undefined;
-}
-
 /** The Debian mosquitto on a loopback port over plain TCP, anonymous clients allowed (the services' tests
- *  only need an independent broker; TLS and ACLs are broker-mosquitto.ts's). Undefined when not installed. */
-export async function startPlainMosquitto(): Promise<PlainBroker | undefined> {
-  const bin = mosquittoPath();
-  if (bin === undefined) return undefined;
+ *  only need an independent broker; TLS and ACLs are broker-mosquitto.ts's). Call it only from a test that
+ *  mosquitto-gate.ts skips when mosquitto cannot run; throws when it is not there. */
+export async function startPlainMosquitto(): Promise<PlainBroker> {
+  const bin = MOSQUITTO;
+  if (bin === undefined) throw new Error("startPlainMosquitto: mosquitto cannot run here; gate the test with itMosquitto (test/sim/mosquitto-gate.ts)");
   const dir = tempDir("cloud-mosquitto");
   fs.chmodSync(dir, 0o755); // started as root, mosquitto drops to its own user, which must read the config
   const port = await freePort();

@@ -1,11 +1,11 @@
 /**
  * `npm start` runs src/sim/demo.ts; this runs the same file as a process (on aedes, and on mosquitto when
- * it is installed) and checks that it walked through every step and exited 0. The demo bounds each of its
+ * it is installed; reported as skipped when not) and checks that it walked through every step and exited 0. The demo bounds each of its
  * steps itself; the process is killed after 90 s at the latest.
  */
 import { spawn } from "node:child_process";
 import * as path from "node:path";
-import { findMosquitto } from "../../src/sim/broker-mosquitto";
+import { itEachBroker, noteMosquittoSkipped } from "./mosquitto-gate";
 
 jest.setTimeout(120_000);
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -21,10 +21,9 @@ function runDemo(args: string[]): Promise<{ code: number | null; out: string }> 
   });
 }
 
-const brokers = findMosquitto() === undefined ? ["aedes"] : ["aedes", "mosquitto"];
-if (brokers.length === 1) console.log("mosquitto not installed: the demo runs on aedes only");
+noteMosquittoSkipped("test/sim/demo.test.ts");
 
-it.each(brokers)("npm start's demo completes every step on %s", async (broker) => {
+itEachBroker("npm start's demo completes every step on %s", async (broker) => {
   const { code, out } = await runDemo(["--broker", broker]);
   expect(out).not.toMatch(/FAILED/);
   for (const n of [1, 2, 3, 4, 5]) expect(out).toMatch(new RegExp(`^\\[${n}\\] `, "m"));

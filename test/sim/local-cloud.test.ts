@@ -16,16 +16,14 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { getPath } from "../../src/core/config-diff";
 import type { JsonObject } from "../../src/core/json";
-import { findMosquitto } from "../../src/sim/broker-mosquitto";
+import { describeEachBroker, noteMosquittoSkipped } from "./mosquitto-gate";
 import { SimDevice } from "../../src/sim/device";
 import { LocalCloud, type BrokerKind } from "../../src/sim/local-cloud";
 
 jest.setTimeout(60_000);
 
 const PKI = path.join(os.tmpdir(), "shadow-ota-test-pki"); // shared across tests: RSA keys take time
-const mosquitto = findMosquitto();
-if (mosquitto === undefined) console.log("mosquitto not installed: skipping the mosquitto variant of test/sim/local-cloud.test.ts");
-const BROKERS: BrokerKind[] = mosquitto === undefined ? ["aedes"] : ["aedes", "mosquitto"];
+noteMosquittoSkipped("test/sim/local-cloud.test.ts");
 
 /** Polls `probe` (bounded: every 50 ms, at most `timeoutMs`). */
 async function waitUntil<T>(probe: () => Promise<T | undefined>, timeoutMs = 10_000, what = "condition"): Promise<T> {
@@ -41,7 +39,7 @@ async function waitUntil<T>(probe: () => Promise<T | undefined>, timeoutMs = 10_
   throw new Error(`${what} not reached within ${timeoutMs} ms${last === undefined ? "" : `: ${String(last)}`}`);
 }
 
-describe.each(BROKERS)("local cloud on %s", (broker) => {
+describeEachBroker("local cloud on %s", (broker: BrokerKind) => {
   let dir: string;
   const open: Array<{ close(): Promise<void> }> = [];
 

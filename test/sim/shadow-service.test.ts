@@ -19,6 +19,7 @@ import { CloudStore } from "../../src/sim/cloud-store";
 import { ShadowService } from "../../src/sim/shadow-service";
 import { ManualClock, MemoryLog } from "../core/fake-ports";
 import { connectPlain, endClient, Inbox, startPlainAedes, startPlainMosquitto, tempDir, type PlainBroker } from "./cloud-fixtures";
+import { itMosquitto, noteMosquittoSkipped } from "./mosquitto-gate";
 import { expectedMessages, scenarios, stepBytes, type VectorScenario, type VectorStep } from "./shadow-vectors";
 
 const SENTINEL = "zz-sentinel";
@@ -110,13 +111,11 @@ describe("vectors through aedes", () => {
   }
 });
 
+noteMosquittoSkipped("test/sim/shadow-service.test.ts");
+
 describe("vectors through an independent mosquitto", () => {
-  it("spec vectors 1-5 and the named-shadow scenario", async () => {
+  itMosquitto("spec vectors 1-5 and the named-shadow scenario", async () => {
     const mosquitto = await startPlainMosquitto();
-    if (mosquitto === undefined) {
-      console.warn("mosquitto not installed: skipping the independent-broker run (scripts/bootstrap.sh installs it)");
-      return;
-    }
     cleanups.push(() => mosquitto.close()); // runs after the rig's cleanup (reverse order)
     await runScenario(mosquitto, scenarios[0]!);
     await cleanups.pop()!(); // stop the first rig's service before the second one starts

@@ -26,6 +26,7 @@ import { TwinService } from "../../src/sim/twin-service";
 import { ManualClock, MemoryLog } from "../core/fake-ports";
 import { connectClient, testPki } from "./broker-fixtures";
 import { connectPlain, endClient, Inbox, startPlainAedes, startPlainMosquitto, tempDir, type PlainBroker } from "./cloud-fixtures";
+import { itMosquitto, noteMosquittoSkipped } from "./mosquitto-gate";
 import { deviceId, expectedTwinMessages, mqttTwinSteps, twinStepBytes, type TwinVectorStep } from "./twin-vectors";
 import { rejection } from "../core/error-of";
 
@@ -100,6 +101,8 @@ async function runVectors(r: Pick<Rig, "device" | "inbox" | "prefix" | "service"
   }
 }
 
+noteMosquittoSkipped("test/sim/twin-service.test.ts");
+
 describe("vectors", () => {
   it("over a dedicated link (raw $iothub topics) on aedes", async () => {
     await runVectors(await rig(aedes, "link"));
@@ -109,12 +112,8 @@ describe("vectors", () => {
     await runVectors(await rig(aedes, "shared"));
   });
 
-  it("over a dedicated link on an independent mosquitto", async () => {
+  itMosquitto("over a dedicated link on an independent mosquitto", async () => {
     const mosquitto = await startPlainMosquitto();
-    if (mosquitto === undefined) {
-      console.warn("mosquitto not installed: skipping the independent-broker run (scripts/bootstrap.sh installs it)");
-      return;
-    }
     cleanups.push(() => mosquitto.close());
     await runVectors(await rig(mosquitto, "link"));
   });
