@@ -688,17 +688,24 @@ export class OtaController {
         const chunk = await resp.read();
         if (gen !== this.#generation) return;
         if (chunk === undefined) break;
-        const desc = slot.write(chunk);
-        if (desc !== undefined) {
-          const refusal = checkCandidate(desc, expected);
-          if (refusal !== undefined) throw refusal;
-          slot.accept();
-        }
-        written += chunk.length;
-        if (Math.floor(written / SECTOR_SIZE) > Math.floor(r.durable / SECTOR_SIZE)) {
-          r.durable = written;
-          this.#persist();
-          this.#report(false);
+        // Written in pieces that end on sector boundaries, and the record persisted at each boundary, so
+        // the durable offset is always a whole sector and a power cut costs less than one sector again.
+        for (let off = 0; off < chunk.length;) {
+          const boundary = (Math.floor(written / SECTOR_SIZE) + 1) * SECTOR_SIZE;
+          const n = Math.min(chunk.length - off, boundary - written);
+          const desc = slot.write(off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n));
+          if (desc !== undefined) {
+            const refusal = checkCandidate(desc, expected);
+            if (refusal !== undefined) throw refusal;
+            slot.accept();
+          }
+          written += n;
+          off += n;
+          if (written === boundary) {
+            r.durable = written;
+            this.#persist();
+            this.#report(false);
+          }
         }
       }
       r.durable = written;
