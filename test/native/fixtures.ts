@@ -2,7 +2,7 @@
  * Test fixtures for the native OTA slot: a minimal ESP32 app-image builder, a binary partition table
  * writer and a flash-file maker, all in temp dirs. Deliberately independent of src/tools/ (G2's
  * esp-image / partition-table / flash-file tools), so the C core is checked against a second, small
- * implementation of the same format (shared/spec/esp32-ota-formats.md).
+ * implementation of the same format (docs/formats.md).
  *
  * Not a general tool: no CSV parsing, no Secure Boot; images are generated in memory, never committed.
  */

@@ -3,7 +3,7 @@
  * partition table read from offset 0x8000, ESP-IDF's boot control done by the core's otadata functions,
  * a simulated bootloader, and power-cut fault injection.
  *
- * Flash model (shared/spec/esp32-ota-formats.md, "Flash behaviour"): 4 KiB erase sectors that read 0xFF
+ * Flash model (docs/formats.md, "Flash behaviour"): 4 KiB erase sectors that read 0xFF
  * after erase; programming ANDs data into what is there (bits only go 1 -> 0). The file is mapped
  * MAP_SHARED, so every operation is in the file as soon as it returns; "rebooting" = closing and reopening
  * the file, then ota_host_boot().
