@@ -12,11 +12,19 @@
  *                                               → {"status","payload"} (IoT Hub's invoke device method)
  *   GET    /devices                             {"devices":{id: "aws"|"azure"}}
  *   POST   /devices                             body {"id","cloud"}: issue a certificate (and an Azure broker)
+ *   GET    /firmware                            {"blobs":[{"container","name","path","size","etag","url"}]}
+ *   PUT    /firmware/{container}/{name}         body: the image bytes (any content type, at most 16 MiB)
+ *                                               → that blob's {"container","name","path","size","etag","url"}
+ *   DELETE /firmware/{container}/{name}         {"deleted": "container/name"} (404 CLOUD_BLOB_NOT_FOUND)
+ *   POST   /firmware/{container}/{name}/faults  body {"fault":{…BlobFault},"after"?,"times"?: n|"always"}:
+ *                                               arm a fault for the next request(s) (src/sim/blob-server.ts)
+ *   DELETE /firmware/{container}/{name}/faults  drop that blob's armed faults
  *
  * Every request needs `Authorization: Bearer {token}`; the token is random per start and written, with the
  * URL, to {dataDir}/cloud.json (0600). Errors come back as {"code","message"} with the status the service
  * gave (a shadow rejection keeps its AWS status: 400, 404, 409, 413, 429 …), 401 without the token, 404
- * for an unknown route, 413 for a body over 64 KB.
+ * for an unknown route (and for /firmware when the cloud runs without a blob server), 413 for a JSON body
+ * over 64 KB or a firmware body over 16 MiB, 400/404 for a bad or missing blob name.
  *
  * Not here: TLS (loopback only; the device-facing broker is the TLS surface), any shadow rule.
  */
@@ -27,6 +35,8 @@ import type { CloudKind } from "../core/cloud-protocol";
 import { ShadowOtaError } from "../core/errors";
 import { isJsonObject, type Json, type JsonObject } from "../core/json";
 import type { Log } from "../ports/log";
+import { MAX_BLOB_SIZE, parseBlobFault } from "./blob-server";
+import { CLOUD_CODES } from "./cloud-errors";
 import type { LocalCloud } from "./local-cloud";
 
 const MAX_BODY = 64 * 1024;
@@ -44,6 +54,9 @@ function statusOf(e: unknown): number {
     if (typeof s === "number" && s >= 400 && s < 600) return s;
     if (e.code === "CLOUD_DEVICE_ID_INVALID" || e.code.startsWith("SYNC_") || e.code.startsWith("PKI_NAME")) return 400;
     if (e.code === "CLOUD_SERVICE_CLOSED") return 503;
+    if (e.code === CLOUD_CODES.CLOUD_BLOB_NAME_INVALID || e.code === CLOUD_CODES.CLOUD_BLOB_FAULT_INVALID) return 400;
+    if (e.code === CLOUD_CODES.CLOUD_BLOB_NOT_FOUND || e.code === CLOUD_CODES.CLOUD_BLOB_SERVER_DISABLED) return 404;
+    if (e.code === CLOUD_CODES.CLOUD_BLOB_TOO_LARGE) return 413;
   }
   return 500;
 }
@@ -64,6 +77,20 @@ async function readJson(req: http.IncomingMessage): Promise<JsonObject> {
   }
   if (!isJsonObject(v as Json)) throw new HttpError(400, "SYNC_DOCUMENT_INVALID", "request body must be a JSON object");
   return v as JsonObject;
+}
+
+/** The raw request body, at most `limit` bytes (413 CLOUD_BLOB_TOO_LARGE beyond). */
+async function readBytes(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  const tooLarge = (): HttpError => new HttpError(413, CLOUD_CODES.CLOUD_BLOB_TOO_LARGE, `firmware body over ${limit} bytes`);
+  if (Number(req.headers["content-length"] ?? 0) > limit) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw tooLarge();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
 }
 
 export interface AdminHttpOptions {
@@ -187,6 +214,36 @@ async function route(cloud: LocalCloud, req: http.IncomingMessage): Promise<Json
       if (typeof id !== "string" || (kind !== "aws" && kind !== "azure")) throw new HttpError(400, "SYNC_DOCUMENT_INVALID", 'body must be {"id": string, "cloud": "aws"|"azure"}');
       const c = await cloud.addDevice(id, kind as CloudKind);
       return { id: c.id, cloud: c.cloud, host: c.host, port: c.port };
+    }
+  }
+  if (parts[0] === "firmware") {
+    if (parts.length === 1 && method === "GET") return { blobs: cloud.blobs.list() as unknown as Json };
+    if (parts.length === 3) {
+      const [, container, name] = parts as [string, string, string];
+      if (method === "PUT") return cloud.publishFirmware(container, name, await readBytes(req, MAX_BLOB_SIZE)) as unknown as Json;
+      if (method === "DELETE") {
+        cloud.blobs.remove(container, name);
+        return { deleted: `${container}/${name}` };
+      }
+    }
+    if (parts.length === 4 && parts[3] === "faults") {
+      const blobPath = `${parts[1]}/${parts[2]}`;
+      if (method === "POST") {
+        const body = await readJson(req);
+        const times = body["times"];
+        const after = body["after"];
+        if (times !== undefined && times !== "always" && typeof times !== "number") throw new HttpError(400, CLOUD_CODES.CLOUD_BLOB_FAULT_INVALID, 'times must be a number or "always"');
+        if (after !== undefined && typeof after !== "number") throw new HttpError(400, CLOUD_CODES.CLOUD_BLOB_FAULT_INVALID, "after must be a number");
+        const when: { after?: number; times?: number | "always" } = {};
+        if (after !== undefined) when.after = after as number;
+        if (times !== undefined) when.times = times as number | "always";
+        cloud.blobs.setFault(blobPath, parseBlobFault(body["fault"]), when);
+        return { path: blobPath, armed: true };
+      }
+      if (method === "DELETE") {
+        cloud.blobs.clearFaults(blobPath);
+        return { path: blobPath, cleared: true };
+      }
     }
   }
   throw new HttpError(404, "ADMIN_NOT_FOUND", `no route ${method} ${url.pathname}`);

@@ -2,7 +2,7 @@
  * `npm run cloud -- <command>`: runs the local cloud, or talks to a running one through its admin HTTP API
  * (address and token from {data-dir}/cloud.json).
  *
- *   start [--broker aedes|mosquitto] [--device ID:aws|azure]… [--port N]   run the cloud until Ctrl-C
+ *   start [--broker aedes|mosquitto] [--device ID:aws|azure]… [--port N] [--blob-port N]   run the cloud until Ctrl-C
  *   device --id ID [--version 1.0.0]                                      run a simulated device (src/sim/device.ts)
  *   devices                                                               list known devices
  *   devices add ID aws|azure                                              issue a device certificate
@@ -12,7 +12,14 @@
  *   twin get ID                                                           print a device twin
  *   twin set-desired ID JSON                                              patch the twin's desired properties
  *   twin method ID NAME [JSON] [--timeout S]                              invoke a direct method
+ *   firmware publish FILE [--name NAME] [--container C]                   upload an image to the blob server
+ *                                                                         (NAME defaults to FILE's base name)
+ *   firmware list                                                         name, size, ETag and URL of every blob
+ *   firmware delete NAME [--container C]
+ *   firmware fault NAME JSON [--container C] [--times N|always] [--after N]   arm a BlobFault (blob-server.ts)
+ *   firmware clear-faults NAME [--container C]
  *
+ * --container defaults to "firmware", the container whose URL is `blobUrl` in cloud.json.
  * Common option: --data-dir DIR (default .cloud-data). Exit status: 0 ok, 1 the cloud refused or is not
  * reachable (its {code, message} printed), 2 usage.
  * Not here: the cloud itself (local-cloud.ts), the HTTP routes (admin-http.ts).
@@ -22,7 +29,7 @@ import * as path from "node:path";
 import type { CloudKind } from "../core/cloud-protocol";
 import { consoleLog } from "../node/console-log";
 import { CLOUD_INFO_FILE, deviceMain } from "./device";
-import { DEFAULT_DATA_DIR, LocalCloud, type BrokerKind } from "./local-cloud";
+import { DEFAULT_DATA_DIR, DEFAULT_FIRMWARE_CONTAINER, LocalCloud, type BrokerKind } from "./local-cloud";
 
 export interface CliIo {
   print(line: string): void;
@@ -30,11 +37,13 @@ export interface CliIo {
 }
 
 const USAGE = `usage: npm run cloud -- <command> [--data-dir DIR]
-  start [--broker aedes|mosquitto] [--device ID:aws|azure]... [--port N]
+  start [--broker aedes|mosquitto] [--device ID:aws|azure]... [--port N] [--blob-port N]
   device --id ID [--version X.Y.Z]
   devices | devices add ID aws|azure
   shadow get THING [--name N] | shadow set-desired THING JSON [--name N] | shadow delete THING [--name N]
-  twin get ID | twin set-desired ID JSON | twin method ID NAME [JSON] [--timeout S]`;
+  twin get ID | twin set-desired ID JSON | twin method ID NAME [JSON] [--timeout S]
+  firmware publish FILE [--name NAME] [--container C] | firmware list | firmware delete NAME [--container C]
+  firmware fault NAME JSON [--container C] [--times N|always] [--after N] | firmware clear-faults NAME [--container C]`;
 
 /** Splits argv into positional words and --options (an option takes the next word; --device may repeat). */
 export function parseArgs(argv: readonly string[]): { words: string[]; options: Map<string, string[]> } {
@@ -77,12 +86,14 @@ function readAdmin(dataDir: string): Admin {
   return { url: info.adminUrl, token: info.adminToken };
 }
 
+/** One admin request; `body` is sent as JSON, a Uint8Array as application/octet-stream. */
 async function call(admin: Admin, method: string, p: string, body?: unknown): Promise<{ status: number; json: unknown }> {
   let res: Response;
+  const binary = body instanceof Uint8Array;
   try {
     res = await fetch(admin.url + p, {
-      method, headers: { authorization: `Bearer ${admin.token}`, "content-type": "application/json" },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      method, headers: { authorization: `Bearer ${admin.token}`, "content-type": binary ? "application/octet-stream" : "application/json" },
+      ...(body === undefined ? {} : { body: binary ? body : JSON.stringify(body) }),
     });
   } catch (e) {
     throw new Error(`the local cloud at ${admin.url} does not answer (${(e as Error).message}); is it still running?`);
@@ -135,6 +146,30 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           }];
         }
         break;
+      case "firmware": {
+        const container = enc(opt("--container") ?? DEFAULT_FIRMWARE_CONTAINER);
+        if (sub === "list" && a === undefined) request = ["GET", "/firmware"];
+        else if (sub === "publish" && a !== undefined) {
+          let bytes: Buffer;
+          try {
+            bytes = fs.readFileSync(a);
+          } catch (e) {
+            throw new Error(`cannot read ${a}: ${(e as Error).message}`);
+          }
+          request = ["PUT", `/firmware/${container}/${enc(opt("--name") ?? path.basename(a))}`, new Uint8Array(bytes)];
+        } else if (sub === "delete" && a !== undefined) request = ["DELETE", `/firmware/${container}/${enc(a)}`];
+        else if (sub === "clear-faults" && a !== undefined) request = ["DELETE", `/firmware/${container}/${enc(a)}/faults`];
+        else if (sub === "fault" && a !== undefined) {
+          const times = opt("--times");
+          const after = opt("--after");
+          request = ["POST", `/firmware/${container}/${enc(a)}/faults`, {
+            fault: parseJsonArg(b, "fault JSON"),
+            ...(times === undefined ? {} : { times: times === "always" ? "always" : Number(times) }),
+            ...(after === undefined ? {} : { after: Number(after) }),
+          }];
+        }
+        break;
+      }
     }
     if (request === undefined) throw new UsageError(cmd === undefined ? "no command" : `unknown or incomplete command: ${words.join(" ")}`);
     const r = await call(readAdmin(dataDir), ...request);
@@ -158,11 +193,13 @@ async function runStart(options: Map<string, string[]>, dataDir: string, io: Cli
     return { id, cloud: cloud as CloudKind };
   });
   const port = options.get("--port")?.at(-1);
+  const blobPort = options.get("--blob-port")?.at(-1);
   const cloud = await LocalCloud.start({
     broker, dataDir, devices, log: consoleLog({ base: { component: "cloud" } }),
     ...(port === undefined ? {} : { port: Number(port) }),
+    ...(blobPort === undefined ? {} : { blobPort: Number(blobPort) }),
   });
-  io.print(`local cloud (${broker}) on mqtts://${cloud.host}:${cloud.mqttPort}, admin API ${cloud.adminUrl}; connection file ${path.join(dataDir, CLOUD_INFO_FILE)}`);
+  io.print(`local cloud (${broker}) on mqtts://${cloud.host}:${cloud.mqttPort}, admin API ${cloud.adminUrl}, firmware at ${cloud.blobBaseUrl}; connection file ${path.join(dataDir, CLOUD_INFO_FILE)}`);
   io.print("Ctrl-C stops it.");
   return new Promise<number>((resolve) => {
     const stop = (): void => { void cloud.close().then(() => resolve(0)); };

@@ -1,13 +1,14 @@
 /**
  * The local cloud in one object: the local CA (pki.ts), an MQTT broker over mutual TLS on loopback
  * (embedded aedes by default, or Debian's mosquitto), the AWS shadow service and the Azure twin service as
- * MQTT clients of that broker (shadow-service.ts, twin-service.ts), their store (cloud-store.ts), and the
- * admin HTTP API (admin-http.ts). Used by the demo (`npm start`), the CLI (`npm run cloud -- start`) and
- * the end-to-end tests.
+ * MQTT clients of that broker (shadow-service.ts, twin-service.ts), their store (cloud-store.ts), the
+ * firmware blob server over HTTPS (blob-server.ts) and the admin HTTP API (admin-http.ts). Used by the demo
+ * (`npm start`), the CLI (`npm run cloud -- start`) and the end-to-end tests.
  *
  *   const cloud = await LocalCloud.start({ devices: [{ id: "esp32-01", cloud: "aws" }] });
  *   const creds = cloud.credentials("esp32-01");       // host, port, CA/cert/key PEM for the device
  *   await cloud.shadows.updateDesired("esp32-01", { config: { interval: 30 } });
+ *   cloud.publishFirmware("firmware", "1.1.0.bin", bytes);  // at cloud.blobBaseUrl + "1.1.0.bin"
  *   await cloud.close();
  *
  * Brokers:
@@ -17,9 +18,12 @@
  *   2.0.11 cannot scope `$iothub/...` per connection); the twin service opens a dedicated link to each.
  *
  * What it writes: `{dataDir}/cloud-store.json` (shadows and twins, kept across restarts),
- * `{dataDir}/cloud.json` (where devices and the CLI find the broker, the certificates and the admin API;
- * 0600 because it holds the admin token), and the certificates under `certsDir`. Restarting on the same
- * directories keeps every shadow, twin, CA and device certificate, and (given `port`) the MQTT port.
+ * `{dataDir}/blobs/{container}/{name}` (published firmware, kept across restarts), `{dataDir}/cloud.json`
+ * (where devices and the CLI find the broker, the certificates, the blob server and the admin API; 0600
+ * because it holds the admin token), and the certificates under `certsDir`. Restarting on the same
+ * directories keeps every shadow, twin, blob, CA and device certificate, and (given `port` / `blobPort`) the
+ * MQTT and blob ports. The blob server's certificate is the brokers' (SERVER_NAMES), so a device trusts both
+ * with the one local CA.
  *
  * Not here: the rules of shadows and twins (the engines), device behaviour (src/core, src/sim/device.ts).
  */
@@ -33,6 +37,7 @@ import { writeFileAtomic } from "../node/atomic-file";
 import { silentLog, type Log } from "../ports/log";
 import { AdminHttpServer } from "./admin-http";
 import { AedesBroker } from "./broker-aedes";
+import { BlobServer, type BlobInfo } from "./blob-server";
 import { AzureMosquittoInstances, MosquittoBroker } from "./broker-mosquitto";
 import { CLOUD_CODES } from "./cloud-errors";
 import { CloudStore } from "./cloud-store";
@@ -68,7 +73,21 @@ export interface LocalCloudOptions {
   /** How long a direct method waits for the device (default 30 s). */
   methodTimeoutMs?: number;
   pki?: PkiOptions;
+  /** HTTPS port of the firmware blob server (default 0: any free port); false: no blob server. */
+  blobPort?: number | false;
+  /** Blob server behaviour for every response: throttle (bytes per second), chunked transfer. */
+  blobs?: { bytesPerSecond?: number; chunked?: boolean };
 }
+
+/** The blob container the seeds' firmware lives in by default. */
+export const DEFAULT_FIRMWARE_CONTAINER = "firmware";
+
+/** cloud.json: what devices and the CLI read. */
+export type CloudInfo = CloudConnectionInfo & {
+  adminToken?: string;
+  /** Base URL of the default firmware container, ending with "/" (the blob server's CA is the local CA). */
+  blobUrl?: string;
+};
 
 export type DeviceCredentials = DeviceConnection;
 
@@ -96,6 +115,7 @@ export class LocalCloud {
   readonly #devices = new Map<string, CloudKind>();
   readonly #log: Log;
   #admin: AdminHttpServer | undefined;
+  #blobs: BlobServer | undefined;
   #closed = false;
 
   private constructor(init: {
@@ -129,6 +149,7 @@ export class LocalCloud {
     const clients: MqttClient[] = [];
     let broker: AedesBroker | MosquittoBroker | undefined;
     let azure: AzureMosquittoInstances | undefined;
+    let blobs: BlobServer | undefined;
     try {
       const brokerOptions = { pki, host, log, ...(options.port === undefined ? {} : { port: options.port }) };
       broker = brokerKind === "aedes"
@@ -148,13 +169,22 @@ export class LocalCloud {
       });
       const cloud = new LocalCloud({ host, dataDir, certsDir, brokerKind, pki, store, shadows, twins, broker, azure, clients, log });
       for (const d of options.devices ?? []) await cloud.addDevice(d.id, d.cloud);
+      if (options.blobPort !== false) {
+        const server = pki.server();
+        blobs = await BlobServer.start({
+          dir: path.join(dataDir, "blobs"), cert: server.certPem, key: server.keyPem, ca: pki.caPem, host, log,
+          port: options.blobPort ?? 0, ...options.blobs,
+        });
+        cloud.#blobs = blobs;
+      }
       if (options.adminPort !== false) {
         cloud.#admin = await AdminHttpServer.start({ cloud, host, port: options.adminPort ?? 0, log });
       }
       cloud.#writeInfo();
-      log.log("info", "cloud.started", { broker: brokerKind, host, port: broker.port, admin: cloud.#admin?.url ?? null });
+      log.log("info", "cloud.started", { broker: brokerKind, host, port: broker.port, admin: cloud.#admin?.url ?? null, blobs: blobs?.url ?? null });
       return cloud;
     } catch (e) {
+      await blobs?.close();
       for (const c of clients) await c.endAsync(true).catch(() => undefined);
       await azure?.close();
       await broker?.close();
@@ -174,6 +204,37 @@ export class LocalCloud {
   /** The admin API's bearer token (also in cloud.json). */
   get adminToken(): string | undefined {
     return this.#admin?.token;
+  }
+
+  /** The firmware blob server. Throws CLOUD_BLOB_SERVER_DISABLED when started with `blobPort: false`. */
+  get blobs(): BlobServer {
+    if (this.#blobs === undefined) throw new ShadowOtaError(CLOUD_CODES.CLOUD_BLOB_SERVER_DISABLED, "the local cloud runs without its blob server (blobPort: false)");
+    return this.#blobs;
+  }
+
+  /** True unless started with `blobPort: false`. */
+  get hasBlobServer(): boolean {
+    return this.#blobs !== undefined;
+  }
+
+  /** The default firmware container's base URL, e.g. `https://127.0.0.1:PORT/firmware/` (ends with "/").
+   *  Throws CLOUD_BLOB_SERVER_DISABLED without a blob server. */
+  get blobBaseUrl(): string {
+    return this.blobs.baseUrl(DEFAULT_FIRMWARE_CONTAINER);
+  }
+
+  /** The CA (PEM) that signed the blob server's certificate: the local CA, as for the brokers. */
+  get blobCa(): string {
+    return this.blobs.caPem;
+  }
+
+  /**
+   * Publishes (or replaces) a firmware blob at `{blob server}/{container}/{name}`; returns its size, ETag
+   * and URL. Throws CLOUD_BLOB_NAME_INVALID, CLOUD_BLOB_TOO_LARGE, CLOUD_BLOB_SERVER_DISABLED.
+   */
+  publishFirmware(container: string, name: string, bytes: Uint8Array): BlobInfo {
+    this.#checkOpen();
+    return this.blobs.publish(container, name, bytes);
   }
 
   /** Known devices: id → cloud. */
@@ -212,22 +273,24 @@ export class LocalCloud {
   }
 
   /** The connection file's content (also written to {dataDir}/cloud.json). */
-  info(): CloudConnectionInfo & { adminToken?: string } {
+  info(): CloudInfo {
     const azurePorts: Record<string, number> = {};
     for (const [id, b] of this.#azure?.entries() ?? []) azurePorts[id] = b.port;
-    const info: CloudConnectionInfo & { adminToken?: string } = {
+    const info: CloudInfo = {
       host: this.host, mqttPort: this.mqttPort, azurePorts, certsDir: this.certsDir,
       devices: Object.fromEntries(this.#devices),
     };
     if (this.#admin !== undefined) { info.adminUrl = this.#admin.url; info.adminToken = this.#admin.token; }
+    if (this.#blobs !== undefined) info.blobUrl = this.#blobs.baseUrl(DEFAULT_FIRMWARE_CONTAINER);
     return info;
   }
 
-  /** Stops the admin API, the services, their connections and the brokers. Safe twice. */
+  /** Stops the admin API, the blob server, the services, their connections and the brokers. Safe twice. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     await this.#admin?.close();
+    await this.#blobs?.close();
     await this.twins.close().catch((e: unknown) => this.#log.log("warn", "cloud.close.twins", { error: String(e) }));
     await this.shadows.close().catch((e: unknown) => this.#log.log("warn", "cloud.close.shadows", { error: String(e) }));
     for (const c of this.#clients) await c.endAsync(true).catch(() => undefined);
