@@ -685,7 +685,8 @@ export class OtaController {
       this.#log.log("info", "ota.download.open", { to: r.to ?? null, status: resp.status, start: resp.start, total: resp.total ?? null, attempt: r.attempt });
       let written = offset;
       for (;;) {
-        const chunk = await resp.read();
+        // Never past the next sector boundary: a cut then costs less than one sector, bytes in hand included.
+        const chunk = await resp.read((Math.floor(written / SECTOR_SIZE) + 1) * SECTOR_SIZE - written);
         if (gen !== this.#generation) return;
         if (chunk === undefined) break;
         // Written in pieces that end on sector boundaries, and the record persisted at each boundary, so

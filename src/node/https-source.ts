@@ -324,6 +324,8 @@ class HttpsBody implements ByteSourceResponse {
   #pending: { resolve(v: Uint8Array | undefined): void; reject(e: unknown): void } | undefined;
   #idle: ReturnType<typeof setTimeout> | undefined;
   #paused = false;
+  /** The bound of the pending (or last) read. */
+  #max: number | undefined;
 
   constructor(ex: Exchange, meta: BodyMeta, idleMs: number, hwm: number) {
     this.#ex = ex;
@@ -347,10 +349,16 @@ class HttpsBody implements ByteSourceResponse {
     this.#armIdle();
   }
 
-  read(): Promise<Uint8Array | undefined> {
+  read(maxBytes?: number): Promise<Uint8Array | undefined> {
     if (this.#pending !== undefined) return Promise.reject(new TypeError("read() while another read() is pending"));
-    const chunk = this.#queue.shift();
+    if (maxBytes !== undefined && !(maxBytes > 0)) return Promise.reject(new RangeError("read(maxBytes): maxBytes must be > 0"));
+    this.#max = maxBytes;
+    let chunk = this.#queue.shift();
     if (chunk !== undefined) {
+      if (maxBytes !== undefined && chunk.length > maxBytes) {
+        this.#queue.unshift(chunk.subarray(maxBytes));
+        chunk = chunk.subarray(0, maxBytes);
+      }
       this.#buffered -= chunk.length;
       if (this.#paused && this.#buffered <= this.#hwm && this.#error === undefined) {
         this.#paused = false;
@@ -393,6 +401,13 @@ class HttpsBody implements ByteSourceResponse {
     const pending = this.#pending;
     if (pending !== undefined) {
       this.#pending = undefined;
+      const max = this.#max;
+      if (max !== undefined && chunk.length > max) {
+        // The rest waits in the queue for the next read.
+        this.#queue.push(chunk.subarray(max));
+        this.#buffered += chunk.length - max;
+        chunk = chunk.subarray(0, max);
+      }
       pending.resolve(chunk);
       return;
     }

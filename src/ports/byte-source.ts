@@ -45,8 +45,10 @@ export interface ByteSourceResponse {
   readonly total: number | undefined;
   /** The object's ETag when the server sent one (strong validators only; a weak one is undefined). */
   readonly etag: string | undefined;
-  /** The next chunk, or undefined at the end of the body. */
-  read(): Promise<Uint8Array | undefined>;
+  /** The next chunk (at most `maxBytes` long when given, > 0), or undefined at the end of the body. A
+   *  bound lets the caller stop each read at a flash sector boundary, so the bytes it holds never run past
+   *  the next point it persists. */
+  read(maxBytes?: number): Promise<Uint8Array | undefined>;
   /** Closes the connection; safe twice. */
   abort(): void;
 }

@@ -426,7 +426,7 @@ describe("OtaController: reports and record", () => {
     t.source.open = async (req) => {
       const resp = await origRead(req);
       const read = resp.read.bind(resp);
-      return { ...resp, read: () => { t.clock.now += 1_000; return read(); }, abort: () => resp.abort() };
+      return { ...resp, read: (max?: number) => { t.clock.now += 1_000; return read(max); }, abort: () => resp.abort() };
     };
     t.ota.request("1.1.0");
     await run(t, 600);

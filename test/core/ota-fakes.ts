@@ -256,7 +256,7 @@ export class FakeSource implements ByteSource {
       start,
       total: object.length,
       etag: this.etag,
-      read(): Promise<Uint8Array | undefined> {
+      read(maxBytes?: number): Promise<Uint8Array | undefined> {
         if (aborted) return Promise.reject(new ShadowOtaError("DOWNLOAD_ABORTED", "aborted"));
         if ((fault?.kind === "cut") && pos - start >= fault.at) {
           return Promise.reject(fault.error ?? new ShadowOtaError("DOWNLOAD_TRUNCATED", `connection closed at byte ${pos}`));
@@ -266,7 +266,7 @@ export class FakeSource implements ByteSource {
           return new Promise((_, reject) => { wake = reject; });
         }
         if (pos >= object.length) return Promise.resolve(undefined);
-        let n = Math.min(self.chunkSize, object.length - pos);
+        let n = Math.min(self.chunkSize, object.length - pos, maxBytes ?? Infinity);
         if (fault?.kind === "cut" || fault?.kind === "stall") n = Math.min(n, start + fault.at - pos);
         const chunk = object.slice(pos, pos + n);
         pos += n;
