@@ -386,9 +386,9 @@ typedef enum ota_writer_state {
     OTA_WRITER_FAILED,
 } ota_writer_state_t;
 
-/* The sizes behind the last size refusal of a writer (ESP_ERR_INVALID_SIZE from begin/resume,
- * OTA_ERR_IMAGE_TOO_LARGE / OTA_ERR_IMAGE_PAST_END from write); all zero after any other outcome.
- * Plain numbers for the bindings to pass on; the core draws no conclusion from them. */
+/* The sizes behind a writer's size refusal (ESP_ERR_INVALID_SIZE from begin/resume, OTA_ERR_IMAGE_TOO_LARGE /
+ * OTA_ERR_IMAGE_PAST_END from write/end); zeroed by begin, resume and abort, set only by a size refusal, so
+ * read it right after one. Plain numbers for the bindings to pass on; the core draws no conclusion. */
 typedef struct ota_size_refusal {
     uint64_t needed;   /* bytes the image needs at least (ota_image_parser_t.need_end); 0 for begin/resume */
     uint32_t declared; /* the declared image size (cfg.image_size), 0 when not declared */
