@@ -29,7 +29,8 @@
  * `detail.phase` ("connect", "tls", "headers", "body").
  *
  * Backpressure: the response is paused while its buffer holds more than `highWaterMark` bytes (64 KiB) and
- * resumed when a read() brings it back under.
+ * resumed when a read() brings it back under. `read(maxBytes)` returns at most that many bytes (the rest of
+ * a network chunk stays buffered), so the controller can stop each read at a flash sector boundary.
  *
  * Ends of a body: the announced length reached and the message complete → read() resolves undefined;
  * the connection closed early → DOWNLOAD_TRUNCATED (after the bytes already buffered were read, so the
@@ -351,7 +352,9 @@ class HttpsBody implements ByteSourceResponse {
 
   read(maxBytes?: number): Promise<Uint8Array | undefined> {
     if (this.#pending !== undefined) return Promise.reject(new TypeError("read() while another read() is pending"));
-    if (maxBytes !== undefined && !(maxBytes > 0)) return Promise.reject(new RangeError("read(maxBytes): maxBytes must be > 0"));
+    if (maxBytes !== undefined && !(Number.isSafeInteger(maxBytes) && maxBytes > 0)) {
+      return Promise.reject(new RangeError(`read(maxBytes): maxBytes must be a positive integer, not ${maxBytes}`));
+    }
     this.#max = maxBytes;
     let chunk = this.#queue.shift();
     if (chunk !== undefined) {
@@ -402,14 +405,12 @@ class HttpsBody implements ByteSourceResponse {
     if (pending !== undefined) {
       this.#pending = undefined;
       const max = this.#max;
-      if (max !== undefined && chunk.length > max) {
-        // The rest waits in the queue for the next read.
-        this.#queue.push(chunk.subarray(max));
-        this.#buffered += chunk.length - max;
-        chunk = chunk.subarray(0, max);
+      if (max === undefined || chunk.length <= max) {
+        pending.resolve(chunk);
+        return;
       }
-      pending.resolve(chunk);
-      return;
+      pending.resolve(chunk.subarray(0, max));
+      chunk = chunk.subarray(max); // the rest waits in the queue for the next read
     }
     this.#queue.push(chunk);
     this.#buffered += chunk.length;

@@ -186,6 +186,20 @@ describe("downloads", () => {
     r.abort();
   });
 
+  it("read(maxBytes) never returns more than asked, and the bytes add up", async () => {
+    const r = await source().open({ url: url(), offset: 0 });
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i <= IMAGE.length; i++) { // bounded: every read returns at least one byte
+      const c = await r.read(4096 - (i % 7)); // odd bounds so network chunks get split anywhere
+      if (c === undefined) break;
+      expect(c.length).toBeGreaterThan(0);
+      expect(c.length).toBeLessThanOrEqual(4096 - (i % 7));
+      parts.push(c);
+    }
+    expect(sha(Buffer.concat(parts))).toBe(sha(IMAGE));
+    await expect(r.read(0)).rejects.toThrow(RangeError);
+  });
+
   it("refuses a second read while one is pending", async () => {
     server.setFault("firmware/1.0.5.bin", { stallAtByte: 0 });
     const r = await source().open({ url: url(), offset: 0 });
