@@ -63,6 +63,30 @@ describe("runCli", () => {
     expect((await runCli(["shadow", "get"], { print() {}, error() {} }))).toBe(2);
   });
 
+  it("publishes firmware to the blob server, lists it, arms a fault and deletes it", async () => {
+    const file = path.join(dir, "build-1.1.0.bin");
+    const image = Buffer.concat([Buffer.from([0xe9]), Buffer.alloc(4096, 7)]);
+    fs.writeFileSync(file, image);
+    const pub = await cli("firmware", "publish", file, "--name", "1.1.0.bin");
+    expect(pub.code).toBe(0);
+    expect(JSON.parse(pub.out)).toMatchObject({ container: "firmware", name: "1.1.0.bin", size: image.length, url: `${cloud.blobBaseUrl}1.1.0.bin` });
+    expect(cloud.blobs.info("firmware", "1.1.0.bin")!.size).toBe(image.length);
+    expect((await cli("firmware", "publish", file, "--container", "az")).code).toBe(0); // name from the file
+    expect(cloud.blobs.info("az", "build-1.1.0.bin")).toBeDefined();
+    const list = JSON.parse((await cli("firmware", "list")).out).blobs as Array<{ path: string; size: number; etag: string }>;
+    expect(list.map((b) => b.path)).toEqual(expect.arrayContaining(["firmware/1.1.0.bin", "az/build-1.1.0.bin"]));
+    expect(list.find((b) => b.path === "firmware/1.1.0.bin")!.etag).toBe(cloud.blobs.info("firmware", "1.1.0.bin")!.etag);
+    expect((await cli("firmware", "fault", "1.1.0.bin", '{"status":503}', "--times", "always")).code).toBe(0);
+    expect((await cli("firmware", "clear-faults", "1.1.0.bin")).code).toBe(0);
+    expect((await cli("firmware", "delete", "1.1.0.bin")).code).toBe(0);
+    expect(cloud.blobs.info("firmware", "1.1.0.bin")).toBeUndefined();
+    const missing = await cli("firmware", "delete", "1.1.0.bin");
+    expect(missing.code).toBe(1);
+    expect(JSON.parse(missing.err).code).toBe("CLOUD_BLOB_NOT_FOUND");
+    expect((await cli("firmware", "publish", path.join(dir, "no-such.bin"))).code).toBe(1);
+    expect((await cli("firmware", "publish")).code).toBe(2);
+  });
+
   it("says plainly when no cloud is running", async () => {
     const out: string[] = [];
     const code = await runCli(["shadow", "get", "x", "--data-dir", path.join(dir, "nothing")], { print() {}, error: (l) => out.push(l) });

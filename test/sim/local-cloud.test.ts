@@ -8,10 +8,13 @@
  * API reaches the device and comes back as reported; a desired firmware version is handed to the OTA hook;
  * a hostile firmware version ends up in reported.lastError; a device rebooted with its NVS file reports
  * nothing twice; the cloud restarted on the same data keeps shadows and twins and devices reconnect; the
- * Azure direct method round trip; the admin HTTP API and its token.
+ * Azure direct method round trip; the admin HTTP API and its token; the firmware blob server started with
+ * the cloud (cloud.json, publishing, the /firmware admin routes, faults) and a cloud without one.
  * Every wait is bounded (SimDevice.waitFor / waitUntil time out).
  */
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
+import * as https from "node:https";
 import * as os from "node:os";
 import * as path from "node:path";
 import { getPath } from "../../src/core/config-diff";
@@ -198,5 +201,83 @@ describe("admin HTTP API", () => {
     const r = await call("POST", "/twins/esp32-az-01/methods", { methodName: "firmwareUpdate", payload: { version: "1.1.0" }, responseTimeoutInSeconds: 1 });
     expect(r.status).toBe(200);
     expect(r.json["status"]).toBe(504);
+  });
+
+  describe("firmware blobs", () => {
+    const image = Buffer.concat([Buffer.from([0xe9]), crypto.randomBytes(20_000)]);
+    const put = async (p: string, body: Uint8Array, token = cloud.adminToken) => {
+      const res = await fetch(`${cloud.adminUrl}${p}`, { method: "PUT", headers: { authorization: `Bearer ${token}`, "content-type": "application/octet-stream" }, body });
+      return { status: res.status, json: (await res.json()) as JsonObject };
+    };
+    /** GET over HTTPS from the blob server, trusting only the local CA. */
+    const fetchBlob = (url: string): Promise<{ status: number; body: Buffer }> => new Promise((resolve, reject) => {
+      https.get(url, { ca: cloud.blobCa, agent: false }, (res) => {
+        const parts: Buffer[] = [];
+        res.on("data", (d: Buffer) => parts.push(d));
+        res.on("end", () => resolve({ status: res.statusCode!, body: Buffer.concat(parts) }));
+        res.on("error", reject);
+      }).on("error", reject);
+    });
+
+    it("the blob server runs with the cloud: base URL in cloud.json, served over TLS from the local CA", async () => {
+      expect(cloud.blobBaseUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/firmware\/$/);
+      expect(JSON.parse(fs.readFileSync(path.join(dir, "cloud.json"), "utf8")).blobUrl).toBe(cloud.blobBaseUrl);
+      const info = cloud.publishFirmware("firmware", "1.0.5.bin", image);
+      expect(info.url).toBe(`${cloud.blobBaseUrl}1.0.5.bin`);
+      const got = await fetchBlob(info.url);
+      expect(got.status).toBe(200);
+      expect(got.body.equals(image)).toBe(true);
+      expect(fs.existsSync(path.join(dir, "blobs", "firmware", "1.0.5.bin"))).toBe(true);
+    });
+
+    it("PUT publishes, GET lists name, size and ETag, DELETE removes", async () => {
+      const up = await put("/firmware/firmware/v1_1_0.bin", image);
+      expect(up.status).toBe(200);
+      expect(up.json).toMatchObject({ container: "firmware", name: "v1_1_0.bin", size: image.length, url: `${cloud.blobBaseUrl}v1_1_0.bin` });
+      expect((await fetchBlob(`${cloud.blobBaseUrl}v1_1_0.bin`)).body.equals(image)).toBe(true);
+      const list = await call("GET", "/firmware");
+      expect(list.status).toBe(200);
+      const entry = (list.json["blobs"] as JsonObject[]).find((b) => b["name"] === "v1_1_0.bin");
+      expect(entry).toMatchObject({ size: image.length, etag: up.json["etag"] });
+      expect((await call("DELETE", "/firmware/firmware/v1_1_0.bin")).status).toBe(200);
+      expect((await fetchBlob(`${cloud.blobBaseUrl}v1_1_0.bin`)).status).toBe(404);
+      const again = await call("DELETE", "/firmware/firmware/v1_1_0.bin");
+      expect(again.status).toBe(404);
+      expect(again.json["code"]).toBe("CLOUD_BLOB_NOT_FOUND");
+    });
+
+    it("refuses bad names (400), a missing token (401) and bad faults (400)", async () => {
+      expect((await put("/firmware/firmware/.hidden", image)).status).toBe(400);
+      expect((await put("/firmware/firmware/x.bin", image, "nope")).status).toBe(401);
+      const bad = await call("POST", "/firmware/firmware/1.0.5.bin/faults", { fault: { explode: true } });
+      expect(bad.status).toBe(400);
+      expect(bad.json["code"]).toBe("CLOUD_BLOB_FAULT_INVALID");
+    });
+
+    it("arms and clears faults through the API", async () => {
+      cloud.publishFirmware("firmware", "1.0.5.bin", image);
+      expect((await call("POST", "/firmware/firmware/1.0.5.bin/faults", { fault: { status: 503 }, times: "always" })).status).toBe(200);
+      expect((await fetchBlob(`${cloud.blobBaseUrl}1.0.5.bin`)).status).toBe(503);
+      expect((await fetchBlob(`${cloud.blobBaseUrl}1.0.5.bin`)).status).toBe(503);
+      expect((await call("DELETE", "/firmware/firmware/1.0.5.bin/faults")).status).toBe(200);
+      expect((await fetchBlob(`${cloud.blobBaseUrl}1.0.5.bin`)).status).toBe(200);
+    });
+  });
+});
+
+describe("local cloud without a blob server", () => {
+  it("blobPort: false starts none; blob calls say so and cloud.json has no blobUrl", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-noblobs-"));
+    const cloud = await LocalCloud.start({ dataDir: dir, certsDir: PKI, blobPort: false });
+    try {
+      expect(cloud.hasBlobServer).toBe(false);
+      expect(() => cloud.blobBaseUrl).toThrow(expect.objectContaining({ code: "CLOUD_BLOB_SERVER_DISABLED" }));
+      expect(JSON.parse(fs.readFileSync(path.join(dir, "cloud.json"), "utf8")).blobUrl).toBeUndefined();
+      const res = await fetch(`${cloud.adminUrl}/firmware`, { headers: { authorization: `Bearer ${cloud.adminToken}` } });
+      expect(res.status).toBe(404);
+    } finally {
+      await cloud.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
