@@ -31,7 +31,7 @@ export const CLOUD_CODES = {
    *  dot, so no ".." and no hidden file), or a fault's blob path not of the form `container/name`.
    *  `detail.name`. The admin API answers 400. */
   CLOUD_BLOB_NAME_INVALID: "CLOUD_BLOB_NAME_INVALID",
-  /** No firmware blob at that container/name (admin delete or fault of a missing blob). `detail.path`.
+  /** No firmware blob at that container/name (delete through the admin API, the CLI or BlobServer.remove). `detail.path`.
    *  The admin API answers 404. */
   CLOUD_BLOB_NOT_FOUND: "CLOUD_BLOB_NOT_FOUND",
   /** A blob fault (src/sim/blob-server.ts, BlobFault) with an unknown field or a value of the wrong type or
