@@ -7,8 +7,16 @@
  * For each test file: esbuild bundles it (ESM, platform neutral, ES2022, JSON imports) with
  * test/xs/jest-shim.ts injected for the Jest globals, into build/xs-tests/<name>.mjs; a two-line loader
  * (<name>.run.mjs) imports the bundle and reports what it throws (xsnap itself stays silent about a module
- * that fails to load); then `xsnap -m <loader>` runs it with a wall-clock limit. The shim prints one line per
+ * that fails to load); then `xsnap -m <loader>` runs it under a CPU-time limit. The shim prints one line per
  * test and a `##xs-test-summary## {json}` line, which this script parses.
+ *
+ * The guard against endless loops is the CPU time xsnap itself uses (RLIMIT_CPU, set with the shell's
+ * `ulimit -t` before exec'ing xsnap; the kernel sends SIGXCPU at the soft limit and SIGKILL 5 s of CPU
+ * later), not the wall clock: on a loaded machine (load average 6 on 2 cores) protocol-fuzz took over 60 s
+ * of wall time for about 17 s of CPU and failed a wall-clock limit. The default CPU limit (120 s a file) is
+ * some 7 times what the heaviest file uses. A far larger wall-clock limit remains only as a backstop for a
+ * process that hangs without using CPU. xsnap's own metering (`-l`) is not used: its counter is 32 bits
+ * wide and protocol-fuzz alone needs between 1e9 and 4e9 of its 4.29e9 units.
  *
  * Output: one line per file (PASS/FAIL, counts, time), the failing tests' messages, and as the LAST line
  * exactly `N passed, N failed` (individual tests; a file that fails to bundle, crashes, times out, prints no
@@ -17,7 +25,12 @@
  * Not here: no Node-specific aliases. A bundle that needs a Node built-in (node:fs, Buffer from "buffer", …)
  * fails to bundle and is reported; a runtime use of Node globals (Buffer, process) fails its test on XS.
  *
- * Usage: node scripts/test-xs.mjs [-v|--verbose] [--timeout=SECONDS] [--jobs=N] [FILE-OR-SUBSTRING…]
+ * A FILE argument that names an existing .ts file outside test/core and test/xs is run as given (the runner's
+ * own test, test/tools/test-xs-runner.test.ts, runs an endless-loop fixture that way).
+ *
+ * Usage: node scripts/test-xs.mjs [-v|--verbose] [--cpu-limit=SECONDS] [--timeout=SECONDS] [--jobs=N] [FILE-OR-SUBSTRING…]
+ *   --cpu-limit  CPU seconds one test file may use (default 120)
+ *   --timeout    wall-clock seconds one test file may take, a backstop only (default 900)
  */
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -39,19 +52,21 @@ const STDBUF = ["/usr/bin/stdbuf", "/bin/stdbuf"].find((p) => existsSync(p));
 
 // ------------------------------------------------------------------------------------------------ options
 
-const options = { verbose: false, timeoutSec: 60, jobs: 2, filters: [] };
+const options = { verbose: false, cpuLimitSec: 120, timeoutSec: 900, jobs: 2, filters: [] };
 for (const arg of process.argv.slice(2)) {
   if (arg === "-v" || arg === "--verbose") options.verbose = true;
+  else if (arg.startsWith("--cpu-limit=")) options.cpuLimitSec = Number(arg.slice("--cpu-limit=".length));
   else if (arg.startsWith("--timeout=")) options.timeoutSec = Number(arg.slice("--timeout=".length));
   else if (arg.startsWith("--jobs=")) options.jobs = Number(arg.slice("--jobs=".length));
   else if (arg.startsWith("-")) usage(`unknown option ${arg}`);
   else options.filters.push(arg);
 }
 if (!(options.timeoutSec > 0)) usage("--timeout must be a positive number of seconds");
+if (!(Number.isInteger(options.cpuLimitSec) && options.cpuLimitSec >= 1)) usage("--cpu-limit must be a positive whole number of seconds");
 if (!(Number.isInteger(options.jobs) && options.jobs >= 1)) usage("--jobs must be a positive integer");
 
 function usage(problem) {
-  console.error(`test-xs: ${problem}\nusage: node scripts/test-xs.mjs [-v|--verbose] [--timeout=SECONDS] [--jobs=N] [FILE-OR-SUBSTRING…]`);
+  console.error(`test-xs: ${problem}\nusage: node scripts/test-xs.mjs [-v|--verbose] [--cpu-limit=SECONDS] [--timeout=SECONDS] [--jobs=N] [FILE-OR-SUBSTRING…]`);
   process.exit(2);
 }
 
@@ -73,7 +88,10 @@ function selectTests() {
   const all = TEST_DIRS.flatMap(findTests).sort();
   if (options.filters.length === 0) return all;
   const wanted = options.filters.map((f) => relative(ROOT, resolve(f)).split(sep).join("/"));
-  return all.filter((file) => options.filters.some((f, i) => file === wanted[i] || file.includes(f)));
+  const selected = all.filter((file) => options.filters.some((f, i) => file === wanted[i] || file.includes(f)));
+  // Files named explicitly outside the test folders (fixtures of the runner's own test).
+  const extra = wanted.filter((w) => w.endsWith(".ts") && !w.startsWith("..") && !all.includes(w) && existsSync(join(ROOT, w)));
+  return [...selected, ...extra];
 }
 
 // ------------------------------------------------------------------------------------------------ bundling
@@ -142,13 +160,22 @@ async function bundle(file) {
 
 // ------------------------------------------------------------------------------------------------ running
 
+/** Extra CPU seconds between SIGXCPU (soft limit) and SIGKILL (hard limit). */
+const CPU_HARD_EXTRA_SEC = 5;
+
 function runXsnap(loader) {
   return new Promise((resolvePromise) => {
     const started = Date.now();
-    // xsnap's stdout is block-buffered into a pipe: line-buffer it (stdbuf) so a run killed on timeout
-    // still shows which test it was in.
-    const command = STDBUF ? [STDBUF, "-oL", "-eL", XSNAP] : [XSNAP];
-    const child = spawn(command[0], [...command.slice(1), "-m", loader], { cwd: OUT_DIR, stdio: ["ignore", "pipe", "pipe"] });
+    // xsnap's stdout is block-buffered into a pipe: unbuffer it (stdbuf) so a run stopped by a limit still
+    // shows which test it was in. Unbuffered, not line-buffered: with -oL a killed xsnap's last lines were
+    // still lost (checked with a print-then-spin module).
+    const xsnap = STDBUF ? [STDBUF, "-o0", "-e0", XSNAP] : [XSNAP];
+    // The CPU-time limit (RLIMIT_CPU) is set by the shell, which then becomes xsnap (exec): the limit
+    // counts xsnap's own CPU time only, whatever else the machine is doing.
+    // Soft first: a hard limit below the current soft one (unlimited) is refused.
+    const limited = ["-c", 'ulimit -S -t "$1" && ulimit -H -t "$2" && shift 2 && exec "$@"', "test-xs",
+      String(options.cpuLimitSec), String(options.cpuLimitSec + CPU_HARD_EXTRA_SEC), ...xsnap, "-m", loader];
+    const child = spawn("/bin/sh", limited, { cwd: OUT_DIR, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     let timedOut = false;
@@ -190,15 +217,20 @@ function judge(file, run) {
   // Without a summary, count what the file printed before it died, plus one failure for the death itself.
   const count = (prefix) => lines.filter((l) => l.startsWith(prefix)).length;
   const base = { passed: count("✓ "), failed: count("✕ ") + 1, skipped: count("○ "), todo: 0 };
+  const lastStarted = lines.filter((l) => l.startsWith(START_PREFIX)).pop();
+  const where = lastStarted === undefined ? "" : `; last test started: ${lastStarted.slice(START_PREFIX.length)}`;
   if (run.timedOut) {
-    const lastStarted = lines.filter((l) => l.startsWith(START_PREFIX)).pop();
-    return { ...base, problem: `timed out after ${options.timeoutSec} s (an endless loop?)${lastStarted ? `; last test started: ${lastStarted.slice(START_PREFIX.length)}` : ""}` };
+    return { ...base, problem: `still running after ${options.timeoutSec} s of wall-clock time without using up its CPU limit (blocked?)${where}` };
+  }
+  if (run.signal === "SIGXCPU") {
+    return { ...base, problem: `stopped after ${options.cpuLimitSec} s of CPU time (--cpu-limit; an endless loop?)${where}` };
+  }
+  if (run.signal === "SIGKILL") {
+    return { ...base, problem: `killed by SIGKILL (the CPU hard limit, ${options.cpuLimitSec + CPU_HARD_EXTRA_SEC} s, or out of memory)${where}` };
   }
   if (crash !== undefined) return { ...base, problem: `the bundle failed to load or run: ${crash.slice(CRASH_PREFIX.length)}` };
   if (!valid) {
     const why = run.signal ? `xsnap killed by ${run.signal}` : `xsnap exited with status ${run.status}`;
-    const lastStarted = lines.filter((l) => l.startsWith(START_PREFIX)).pop();
-    const where = lastStarted === undefined ? "" : `; last test started: ${lastStarted.slice(START_PREFIX.length)}`;
     return { ...base, problem: `no valid summary line (${why}): the test file crashed or stopped early${where}` };
   }
   if (run.status !== 0) return { ...summary, failed: summary.failed + 1, problem: `xsnap exited with status ${run.status} after its summary` };

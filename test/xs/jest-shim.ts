@@ -18,7 +18,7 @@
  *   the line scripts/test-xs.mjs parses.
  *
  * What it is not: no jest.fn/jest.mock/spies, no fake timers, no snapshots, no per-test timeouts (xsnap has
- * no timers; the runner bounds each file's wall time). An async test or hook that is still pending once the
+ * no timers; the runner bounds each file's CPU time). An async test or hook that is still pending once the
  * job queue is empty can never finish (nothing else can wake it): after IDLE_TICKS turns of setImmediate it
  * fails with a message saying so, rather than hanging. Unknown matchers are missing properties, so calling
  * one fails the test with a TypeError.
