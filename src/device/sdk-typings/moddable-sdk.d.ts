@@ -28,6 +28,13 @@ declare class HostBuffer {
 /** Bytes a Moddable API accepts: an ArrayBuffer, a view on one, or a host buffer such as a Resource. */
 type ByteBuffer = ArrayBufferLike | ArrayBufferView | HostBuffer;
 
+/** XS's bindings from TypeScript to C (documentation/xs/XS in C.md; `@ "xs_f"` is JavaScript-only syntax).
+ *  `native(name)` is the C function `name` as a script function; `Native(destructor)` a base class whose
+ *  instances carry host data that `destructor` frees. Needed here because src/device/main.ts imports the
+ *  OTA slot binding (src/native/xs/ota-slot-xs.ts). Results are whatever the C code returns. */
+declare function native(name: string): (this: object, ...args: unknown[]) => any;
+declare function Native(destructor: string): new () => object;
+
 // ------------------------------------------------------------------------------------------------ modules
 
 /** Timers on the app's run loop ("Timers" in the SDK's base documentation). */
@@ -85,6 +92,44 @@ declare module "Resource" {
   export default Resource;
 }
 
+/**
+ * The legacy HTTP client (modules/network/http/http.js; `import {Request} from "http"`), as the HTTPS byte
+ * source uses it: one GET per connection (it always sends `Connection: close`), body streamed through the
+ * callback because no `response` type is given.
+ */
+declare module "http" {
+  interface RequestDictionary {
+    host: string;
+    /** Default 80. */
+    port?: number;
+    /** Path and query; default "/". */
+    path?: string;
+    /** Default "GET". */
+    method?: string;
+    /** `[name, value, name, value, …]`; a "Host" entry replaces the one the client would add. */
+    headers?: string[];
+    /** Socket class, constructed with this whole dictionary (SecureSocket for https). */
+    Socket?: new (dictionary: never) => object;
+    /** The Socket class's TLS options. */
+    secure?: object;
+  }
+  class Request {
+    constructor(dictionary: RequestDictionary);
+    /**
+     * Called with (1, status code), (2, lowercase header name, value), (3) headers complete,
+     * (4, byte count) per body fragment — read them with `read(ArrayBuffer, count)` inside the call, or
+     * they may be lost —, (5) body complete; a negative message is an error or a close before the end.
+     */
+    callback: (message: number, value?: any, value2?: any) => void;
+    /** Body bytes now readable (inside a chunked body: what is left of the current chunk). */
+    read(): number;
+    /** Up to `count` body bytes; undefined when none are readable. */
+    read(type: typeof ArrayBuffer, count?: number): ArrayBuffer | undefined;
+    /** Closes the connection; no callback follows. */
+    close(): void;
+  }
+}
+
 /** The manifest's "config" object, with the mcconfig command line's `key=value` overrides (strings). */
 declare module "mc/config" {
   const config: Readonly<Record<string, unknown>>;
@@ -106,8 +151,11 @@ declare module "securesocket" {
     clientKey?: ByteBuffer;
     /** ALPN protocol names to offer. */
     applicationLayerProtocolNegotiation?: string[];
+    /** The name the server certificate must carry (subjectAltName) and SNI; defaults to the socket's `host`. */
+    serverName?: string;
   }
   class SecureSocket {
+    /** Connects to `host`:`port` and runs the handshake; extra dictionary keys are ignored. */
     constructor(dictionary: { host: string; port: number; secure?: SecureOptions });
   }
   export default SecureSocket;
