@@ -163,3 +163,22 @@ function expectCode(fn: () => unknown, code: string): void {
   }
   expect(isShadowOtaError(caught, code)).toBe(true);
 }
+
+describe("issueServerCertificate (TLS failure tests)", () => {
+  const dir = fresh();
+  const pki = LocalPki.open(dir);
+
+  it("issues a CA-signed server certificate with the names and validity asked for, and stores nothing", () => {
+    const before = fs.readdirSync(dir).sort();
+    const notAfter = new Date(Date.now() - 86_400_000);
+    const c = pki.issueServerCertificate({ dns: ["other.example"], ip: [], notBefore: new Date(Date.now() - 2 * 86_400_000), notAfter });
+    const x = new crypto.X509Certificate(c.certPem);
+    expect(x.subjectAltName).toBe("DNS:other.example");
+    expect(x.checkHost("localhost")).toBeUndefined();
+    expect(x.checkIP("127.0.0.1")).toBeUndefined();
+    expect(x.verify(new crypto.X509Certificate(pki.caPem).publicKey)).toBe(true);
+    expect(new Date(x.validTo).getTime()).toBeLessThan(Date.now()); // expired, as asked
+    expect(crypto.createPublicKey(c.keyPem).export({ type: "spki", format: "der" }).equals(x.publicKey.export({ type: "spki", format: "der" }))).toBe(true);
+    expect(fs.readdirSync(dir).sort()).toEqual(before);
+  });
+});
