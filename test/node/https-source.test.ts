@@ -351,6 +351,18 @@ describe("TLS and connections", () => {
     expect(e.detail?.["reason"]).toBe("CERT_HAS_EXPIRED");
   });
 
+  it("an IPv6 literal URL ([::1]) is on the allow-list as ::1 and passes the host-name check (SAN IP ::1)", async () => {
+    const s = pki.server(); // SAN IP ::1
+    const b = await BlobServer.start({ dir: path.join(dir, "blobs"), cert: s.certPem, key: s.keyPem, ca: pki.caPem, host: "::1" });
+    extra.push(b);
+    expect(b.baseUrl()).toBe(`https://[::1]:${b.port}/firmware/`);
+    const r = await source({ allowedHosts: ["::1"] }).open({ url: `${b.baseUrl()}1.0.5.bin`, offset: 0 });
+    expect(sha(await readAll(r))).toBe(sha(IMAGE));
+    const e = await rejection(source().open({ url: `${b.baseUrl()}1.0.5.bin`, offset: 0 }));
+    expect(e.code).toBe(DOWNLOAD_CODES.DOWNLOAD_HOST_NOT_ALLOWED);
+    expect(e.detail?.["host"]).toBe("::1");
+  });
+
   it("a refused connection is DOWNLOAD_CONNECT (retryable)", async () => {
     const probe = net.createServer();
     await new Promise<void>((r) => probe.listen(0, "127.0.0.1", () => r()));
