@@ -17,6 +17,27 @@
  *   mqttUser             MQTT user name; "" = none for AWS, `<host>/<thing>/?api-version=2021-04-12` for Azure
  *   alpn                 TLS ALPN protocol, "" = none (e.g. "x-amzn-mqtt-ca" for AWS IoT on port 443)
  *   keepaliveMs          MQTT keepalive in milliseconds (the SDK client's `timeout`)
+ * OTA keys (OtaControllerConfig, src/core/ota-controller.ts; DeviceAppConfig, src/core/device-app.ts):
+ *   firmwareBaseUrl      https base URL ending with "/" the images are fetched from ({base}1.0.5.bin on AWS,
+ *                        {base}v1_0_5.bin on Azure); "" = none configured: every update is refused with
+ *                        DOWNLOAD_URL_INVALID (reported), the sync still runs
+ *   firmwareHosts        the download allow-list: an array of host names, or one string of comma-separated
+ *                        names (command line); "" = the host of firmwareBaseUrl alone
+ *   firmwareBaseUrlPath  dotted desired path that may carry another base URL (used only for allowed hosts);
+ *                        "" = none
+ *   projectName          esp_app_desc_t.project_name every image must carry; default "xs_esp32" (the ESP-IDF
+ *                        project the Moddable SDK builds, build/devices/esp32/xsProj-esp32)
+ *   chipId               esp_image_header_t.chip_id images must carry (0 = ESP32, 2 = ESP32-S2, 9 = ESP32-S3,
+ *                        ...); "" = the controller does not check (the native slot still checks the chip it
+ *                        was built for)
+ *   chipRevision         this chip's revision as major*100+minor (e.g. 301 for v3.1); "" = unchecked
+ *   allowDowngrade       true/false (default false): accept a desired version older than the running one
+ *   selfTestWindowMs     time after a restart into a new image to reconnect and get the twin (default 60000)
+ *   updateReportKey      the reported member carrying the update's progress (default "firmwareUpdate")
+ *   otaFlashFile         Moddable's desktop simulator only: the flash file the OTA slot runs on (absolute
+ *                        path); ignored on the ESP32
+ * The running version comes from the booted image's descriptor; `firmwareVersion` is its fallback for an
+ * image whose descriptor version is not SemVer (the factory app, an unstamped Moddable build).
  * Other keys (ssid, password, sntp, file, …) belong to the SDK and are ignored here.
  *
  * Pure: no Moddable import, so Jest tests it on Node (test/device/device-config.test.ts). Not here: the
@@ -24,6 +45,7 @@
  */
 import { ShadowOtaError } from "../core/errors";
 import type { CloudKind } from "../core/cloud-protocol";
+import { urlHost } from "../core/firmware-url";
 import { DEVICE_CODES } from "./device-errors";
 
 export interface DeviceConfig {
@@ -38,7 +60,27 @@ export interface DeviceConfig {
   mqttUser?: string;
   alpn?: string;
   keepaliveMs: number;
+  ota: DeviceOtaConfig;
 }
+
+export interface DeviceOtaConfig {
+  /** "" when none is configured. */
+  firmwareBaseUrl: string;
+  /** Lowercase host names; never empty when firmwareBaseUrl is set. */
+  allowedHosts: string[];
+  firmwareBaseUrlPath?: string[];
+  projectName: string;
+  chipId?: number;
+  chipRevFull?: number;
+  allowDowngrade: boolean;
+  selfTestWindowMs: number;
+  updateReportKey: string;
+  flashFile?: string;
+}
+
+export const DEFAULT_PROJECT_NAME = "xs_esp32";
+export const DEFAULT_SELF_TEST_WINDOW_MS = 60_000;
+export const DEFAULT_UPDATE_REPORT_KEY = "firmwareUpdate";
 
 /** The seeds' paths (see the issue: AWS `config.firmware_version`, Azure `updateVersion`). */
 export const DEFAULT_FIRMWARE_PATHS: Readonly<Record<CloudKind, { desired: string; reported: string }>> = {
@@ -85,6 +127,81 @@ function dottedPath(raw: Record<string, unknown>, key: string, fallback: string)
   return p;
 }
 
+function boolean(raw: Record<string, unknown>, key: string, fallback: boolean): boolean {
+  const v = raw[key];
+  if (v === undefined || v === "") return fallback;
+  if (v === true || v === "true") return true;
+  if (v === false || v === "false") return false;
+  throw invalid(key, v, "must be true or false");
+}
+
+/** An integer, or undefined when the key is absent or "". */
+function optionalInteger(raw: Record<string, unknown>, key: string, min: number, max: number): number | undefined {
+  const v = raw[key];
+  return v === undefined || v === "" ? undefined : integer(raw, key, min, max);
+}
+
+/** A host name or IPv4 address as the HTTPS byte source takes it (lowercase; no IPv6 literal, no port). */
+const HOST_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+function hostList(raw: Record<string, unknown>, key: string): string[] {
+  const v = raw[key];
+  if (v === undefined || v === "") return [];
+  let items: unknown[];
+  if (typeof v === "string") items = v.split(",").map((h) => h.trim());
+  else if (Array.isArray(v)) items = v;
+  else throw invalid(key, v, "must be an array of host names or a comma-separated string");
+  if (items.length > 16) throw invalid(key, `${items.length} hosts`, "must name at most 16 hosts");
+  return items.map((h) => {
+    if (typeof h !== "string" || h.length > 253 || !HOST_NAME.test(h.toLowerCase())) {
+      throw invalid(key, typeof h === "string" ? h : typeof h, "must hold host names or IPv4 addresses (letters, digits, '-', '.'), no ports");
+    }
+    return h.toLowerCase();
+  });
+}
+
+/** A reported-state member name: 1..64 characters, no '$', '.', spaces or controls. */
+function memberName(raw: Record<string, unknown>, key: string, fallback: string): string {
+  const given = text(raw, key, { required: false });
+  const v = given === "" ? fallback : given;
+  if (v.length > 64 || /[$.\s]/.test(v)) throw invalid(key, v, "must be 1..64 characters without '$', '.' or spaces");
+  return v;
+}
+
+function otaConfig(raw: Record<string, unknown>): DeviceOtaConfig {
+  const firmwareBaseUrl = text(raw, "firmwareBaseUrl", { required: false });
+  let allowedHosts = hostList(raw, "firmwareHosts");
+  if (firmwareBaseUrl !== "") {
+    if (!/^https:\/\/[^\s/?#]+\/[^\s?#]*$/.test(firmwareBaseUrl) || !firmwareBaseUrl.endsWith("/")) {
+      throw invalid("firmwareBaseUrl", firmwareBaseUrl, 'must be an https URL ending with "/" (no query)');
+    }
+    const host = urlHost(firmwareBaseUrl);
+    if (host === undefined || host.includes(":")) throw invalid("firmwareBaseUrl", firmwareBaseUrl, "must name a host name or IPv4 address");
+    if (allowedHosts.length === 0) allowedHosts = [host];
+    else if (!allowedHosts.includes(host)) throw invalid("firmwareHosts", allowedHosts.join(","), `must include the host of firmwareBaseUrl (${host})`);
+  }
+  const projectName = text(raw, "projectName", { required: false }) || DEFAULT_PROJECT_NAME;
+  // esp_app_desc_t.project_name is 32 bytes with its NUL.
+  if (projectName.length > 31 || !/^[\x20-\x7e]+$/.test(projectName)) throw invalid("projectName", projectName, "must be 1..31 printable ASCII characters");
+  const out: DeviceOtaConfig = {
+    firmwareBaseUrl,
+    allowedHosts,
+    projectName,
+    allowDowngrade: boolean(raw, "allowDowngrade", false),
+    selfTestWindowMs: raw["selfTestWindowMs"] === undefined || raw["selfTestWindowMs"] === ""
+      ? DEFAULT_SELF_TEST_WINDOW_MS : integer(raw, "selfTestWindowMs", 5_000, 3_600_000),
+    updateReportKey: memberName(raw, "updateReportKey", DEFAULT_UPDATE_REPORT_KEY),
+  };
+  if (text(raw, "firmwareBaseUrlPath", { required: false }) !== "") out.firmwareBaseUrlPath = dottedPath(raw, "firmwareBaseUrlPath", "");
+  const chipId = optionalInteger(raw, "chipId", 0, 0xfffe); // 0xFFFF is ESP_CHIP_ID_INVALID
+  if (chipId !== undefined) out.chipId = chipId;
+  const chipRevFull = optionalInteger(raw, "chipRevision", 0, 0xfffe);
+  if (chipRevFull !== undefined) out.chipRevFull = chipRevFull;
+  const flashFile = text(raw, "otaFlashFile", { required: false });
+  if (flashFile !== "") out.flashFile = flashFile;
+  return out;
+}
+
 /**
  * Validates `raw` (mc/config) and fills in the defaults that depend on the cloud.
  * Throws DEVICE_CONFIG_INVALID with `detail.key` for the first bad key.
@@ -108,7 +225,9 @@ export function parseDeviceConfig(raw: Record<string, unknown>): DeviceConfig {
   const alpn = text(raw, "alpn", { required: false });
   const keepaliveMs = raw["keepaliveMs"] === undefined ? 60_000 : integer(raw, "keepaliveMs", 0, 65_535_000);
 
-  const out: DeviceConfig = { cloud, thing, host, port, firmwareVersion, firmwareVersionPath, reportedFirmwarePath, keepaliveMs };
+  const ota = otaConfig(raw);
+
+  const out: DeviceConfig = { cloud, thing, host, port, firmwareVersion, firmwareVersionPath, reportedFirmwarePath, keepaliveMs, ota };
   if (shadow !== "") out.shadowName = shadow;
   if (mqttUser !== "") out.mqttUser = mqttUser;
   if (alpn !== "") out.alpn = alpn;

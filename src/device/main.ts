@@ -3,30 +3,31 @@
  * The SDK runs its setup first (on the ESP32: Wi-Fi from `ssid`/`password`, then SNTP, so the clock is set
  * before TLS checks certificate dates), then calls the default export.
  *
- * It reads mc/config (device-config.ts), builds the Moddable adapters — ModdableMqttTransport (mqtt +
- * SecureSocket with the CA, client certificate and key from the build's resources), PreferenceStore, the
- * Timer/Time clock, a trace() log and System.restart — and runs the platform-neutral core: ShadowSync for the
- * configured cloud and firmware version path, with DeviceAgent as its handlers. So the device
- * - reports its running firmware version at start (DeviceAgent, unless the reported state already says so),
- * - applies desired configuration by reporting it, and
- * - reports errors the cloud should see in `reported.lastError` (ShadowSync's onError -> DeviceAgent).
- * A desired firmware version other than the running one is logged and reported as
- * `firmwareUpdate: {status: "pending", version}` — nothing more yet: downloading, writing the slot
- * (src/native/xs/ota-slot-xs.ts) and restarting belong to the OTA flow of a later issue, and nothing here
- * pretends to do them.
+ * Thin on purpose: it reads mc/config (device-config.ts), builds the Moddable ports and hands them to the one
+ * app assembly every platform runs, `DeviceApp.start` (src/core/device-app.ts), exactly as the Node simulated
+ * device (src/sim/device.ts) does. The ports:
+ * - mqtt: ModdableMqttTransport (mqtt + SecureSocket; the pinned CA, client certificate and key resources);
+ * - kv: PreferenceStore (NVS); clock: moddableClock (Timer/Time); log: TraceLog; restart: SystemRestart;
+ * - slot: XsOtaSlot, the xsmc binding of the native OTA module (src/native/xs/ota-slot-xs.ts; on the
+ *   simulator over the flash file `otaFlashFile`);
+ * - source: ModdableHttpsSource (http Request + SecureSocket, the same pinned CA, the configured allow-list).
+ * So at power-on the OTA controller reads the booted image (its descriptor's version, `firmwareVersion` only
+ * as the fallback for an unstamped image) and what the last restart meant, the sync reports that version,
+ * and a desired version other than it runs the update (download → verify → stage → restart → self-test →
+ * markValid or rollback), reported under `reported.{updateReportKey}`.
  *
- * Not here: protocol logic (src/core), retries (the transport and the sync own them).
+ * Not here: protocol and OTA logic (src/core), retries (the transport and the controller own them).
  */
 import config from "mc/config";
 import Resource from "Resource";
-import { DeviceAgent } from "../core/device-agent";
+import { DeviceApp, type DeviceAppConfig } from "../core/device-app";
 import { ShadowOtaError } from "../core/errors";
-import { jsonEqual, type JsonObject } from "../core/json";
-import { ShadowSync } from "../core/shadow-sync";
+import type { OtaControllerConfig } from "../core/ota-controller";
+import { XsOtaSlot, type XsOtaSlotOptions } from "../native/xs/ota-slot-xs";
 import type { Log } from "../ports/log";
-import type { Restart } from "../ports/restart";
-import { parseDeviceConfig, type DeviceConfig } from "./device-config";
+import { parseDeviceConfig } from "./device-config";
 import { DEVICE_CODES } from "./device-errors";
+import { ModdableHttpsSource } from "./https-moddable";
 import { moddableClock } from "./moddable-clock";
 import { ModdableMqttTransport } from "./mqtt-moddable";
 import { PreferenceStore } from "./preference-kv";
@@ -40,14 +41,6 @@ export const CERT_RESOURCES = {
   key: "device-key.der",
 } as const;
 
-/** What a running device app holds; the OTA flow (later issue) takes `restart` from here. */
-export interface DeviceApp {
-  config: DeviceConfig;
-  sync: ShadowSync;
-  agent: DeviceAgent;
-  restart: Restart;
-}
-
 function resource(name: string): ByteBuffer {
   if (!Resource.exists(name)) {
     throw new ShadowOtaError(DEVICE_CODES.DEVICE_RESOURCE_MISSING, `resource ${name} is not in the build`, { detail: { resource: name } });
@@ -55,54 +48,69 @@ function resource(name: string): ByteBuffer {
   return new Resource(name);
 }
 
-/** Builds the adapters and the core and starts the sync. Throws ShadowOtaError (config, resources, names). */
+/** Builds the ports and starts the app. Throws ShadowOtaError (config, resources, OTA slot, names, version). */
 export function startDevice(rawConfig: Record<string, unknown>, log: Log): DeviceApp {
   const cfg = parseDeviceConfig(rawConfig);
   log.log("info", "device.start", {
     cloud: cfg.cloud, thing: cfg.thing, host: cfg.host, port: cfg.port, firmwareVersion: cfg.firmwareVersion,
-    firmwareVersionPath: cfg.firmwareVersionPath.join("."),
+    firmwareVersionPath: cfg.firmwareVersionPath.join("."), firmwareBaseUrl: cfg.ota.firmwareBaseUrl,
+    firmwareHosts: cfg.ota.allowedHosts.join(","),
   });
 
+  const ca = resource(CERT_RESOURCES.ca);
   const mqttOptions: ConstructorParameters<typeof ModdableMqttTransport>[0] = {
     host: cfg.host,
     port: cfg.port,
     clientId: cfg.thing,
-    ca: resource(CERT_RESOURCES.ca),
+    ca,
     clientCertificate: resource(CERT_RESOURCES.certificate),
     clientKey: resource(CERT_RESOURCES.key),
     keepaliveMs: cfg.keepaliveMs,
   };
   if (cfg.mqttUser !== undefined) mqttOptions.user = cfg.mqttUser;
   if (cfg.alpn !== undefined) mqttOptions.alpn = cfg.alpn;
-  const mqtt = new ModdableMqttTransport(mqttOptions);
-  const restart = new SystemRestart(log);
 
-  let sync: ShadowSync | undefined;
-  const agent = new DeviceAgent({
-    firmwareVersion: cfg.firmwareVersion,
-    firmwareVersionPath: cfg.firmwareVersionPath,
-    reportedFirmwarePath: cfg.reportedFirmwarePath,
-    onFirmwareRequested: ({ version, running, newer }) => {
-      log.log("info", "device.firmware.requested", { version, running, newer });
-      if (sync === undefined) return;
-      const pending: JsonObject = { status: "pending", version };
-      if (jsonEqual(sync.getState().reported["firmwareUpdate"] ?? null, pending)) return; // already said so
-      sync.report({ firmwareUpdate: pending }).catch((e: unknown) => {
-        log.log("warn", "device.firmware.report-failed", { version, code: e instanceof ShadowOtaError ? e.code : "UNKNOWN" });
-      });
-    },
-  }, log);
+  const slotOptions: XsOtaSlotOptions = {};
+  if (cfg.ota.flashFile !== undefined) slotOptions.flashPath = cfg.ota.flashFile;
+  const slot = new XsOtaSlot(slotOptions);
 
-  const syncConfig: ConstructorParameters<typeof ShadowSync>[1] = {
+  const ota: OtaControllerConfig = {
+    source: { naming: cfg.cloud, baseUrl: cfg.ota.firmwareBaseUrl, allowedHosts: cfg.ota.allowedHosts },
+    projectName: cfg.ota.projectName,
+    allowDowngrade: cfg.ota.allowDowngrade,
+    selfTestWindowMs: cfg.ota.selfTestWindowMs,
+    fallbackVersion: cfg.firmwareVersion,
+  };
+  if (cfg.ota.chipId !== undefined) ota.chipId = cfg.ota.chipId;
+  if (cfg.ota.chipRevFull !== undefined) ota.chipRevFull = cfg.ota.chipRevFull;
+
+  const appConfig: DeviceAppConfig = {
     cloud: cfg.cloud,
     thingName: cfg.thing,
     firmwareVersionPath: cfg.firmwareVersionPath,
+    reportedFirmwarePath: cfg.reportedFirmwarePath,
+    updateReportKey: cfg.ota.updateReportKey,
+    ota,
   };
-  if (cfg.shadowName !== undefined) syncConfig.shadowName = cfg.shadowName;
-  sync = new ShadowSync({ mqtt, kv: new PreferenceStore(), clock: moddableClock, log }, syncConfig, agent);
-  agent.attach(sync);
-  sync.start();
-  return { config: cfg, sync, agent, restart };
+  if (cfg.shadowName !== undefined) appConfig.shadowName = cfg.shadowName;
+  if (cfg.ota.firmwareBaseUrlPath !== undefined) appConfig.firmwareBaseUrlPath = cfg.ota.firmwareBaseUrlPath;
+
+  try {
+    const app = DeviceApp.start({
+      mqtt: new ModdableMqttTransport(mqttOptions),
+      kv: new PreferenceStore(),
+      clock: moddableClock,
+      log,
+      slot,
+      source: new ModdableHttpsSource({ ca, allowedHosts: cfg.ota.allowedHosts }),
+      restart: new SystemRestart(log),
+    }, appConfig);
+    log.log("info", "device.boot", { version: app.boot.runningVersion, partition: app.boot.partition, ota: app.boot.state });
+    return app;
+  } catch (e) {
+    slot.close(); // the app did not start: nothing else holds the native slot
+    throw e;
+  }
 }
 
 let app: DeviceApp | undefined;
@@ -112,13 +120,13 @@ export default function main(): void {
   try {
     app = startDevice(config, log);
   } catch (e) {
-    // Nothing can reach the cloud without a valid configuration and certificates: say why, once.
-    if (e instanceof ShadowOtaError) log.log("error", e.code, { message: e.message, ...(e.detail ?? {}) });
+    // Nothing can reach the cloud without a valid configuration, certificates and OTA slot: say why, once.
+    if (e instanceof ShadowOtaError) log.log("error", e.code, { message: e.message, ...(e.detail ?? {}), platformCode: e.platformCode ?? null });
     else log.log("error", "device.start-failed", { message: e instanceof Error ? e.message : String(e) });
   }
 }
 
-/** The running app, for the debugger (xsbug) and later modules; undefined when start failed. */
+/** The running app, for the debugger (xsbug); undefined when start failed. */
 export function runningApp(): DeviceApp | undefined {
   return app;
 }

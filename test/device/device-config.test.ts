@@ -35,6 +35,10 @@ describe("parseDeviceConfig with manifest.json's config", () => {
       cloud: "aws", thing: "esp32-01", host: "localhost", port: 8883, firmwareVersion: "0.1.0",
       firmwareVersionPath: ["config", "firmware_version"], reportedFirmwarePath: ["config", "firmware_version"],
       keepaliveMs: 60_000,
+      ota: {
+        firmwareBaseUrl: "", allowedHosts: [], projectName: "xs_esp32", allowDowngrade: false,
+        selfTestWindowMs: 60_000, updateReportKey: "firmwareUpdate",
+      },
     });
   });
 
@@ -68,6 +72,25 @@ describe("parseDeviceConfig with manifest.json's config", () => {
     [{ firmwareVersionPath: "$version" }, "firmwareVersionPath"],
     [{ reportedFirmwarePath: "a b" }, "reportedFirmwarePath"],
     [{ cloud: "azure", shadow: "ota" }, "shadow"],
+    [{ firmwareBaseUrl: "http://fw.example.test/fw/" }, "firmwareBaseUrl"],
+    [{ firmwareBaseUrl: "https://fw.example.test/fw" }, "firmwareBaseUrl"],
+    [{ firmwareBaseUrl: "https://fw.example.test/fw/?sig=1" }, "firmwareBaseUrl"],
+    [{ firmwareBaseUrl: "https://user@fw.example.test/fw/" }, "firmwareBaseUrl"],
+    [{ firmwareBaseUrl: "https://[::1]/fw/" }, "firmwareBaseUrl"],
+    [{ firmwareBaseUrl: "https://fw.example.test/fw/", firmwareHosts: "other.example.test" }, "firmwareHosts"],
+    [{ firmwareHosts: "fw.example.test:443" }, "firmwareHosts"],
+    [{ firmwareHosts: "fw.example.test,,x" }, "firmwareHosts"],
+    [{ firmwareHosts: "-bad.example" }, "firmwareHosts"],
+    [{ firmwareBaseUrlPath: "a..b" }, "firmwareBaseUrlPath"],
+    [{ projectName: "x".repeat(32) }, "projectName"],
+    [{ chipId: "65535" }, "chipId"],
+    [{ chipId: "0x9" }, "chipId"],
+    [{ chipRevision: "-1" }, "chipRevision"],
+    [{ allowDowngrade: "yes" }, "allowDowngrade"],
+    [{ selfTestWindowMs: "1000" }, "selfTestWindowMs"],
+    [{ selfTestWindowMs: "3600001" }, "selfTestWindowMs"],
+    [{ updateReportKey: "firmware.update" }, "updateReportKey"],
+    [{ updateReportKey: "$fw" }, "updateReportKey"],
   ])("refuses %j with DEVICE_CONFIG_INVALID naming %s", (over, key) => {
     expect(codeOf(() => parseDeviceConfig(mcConfig(over as Record<string, string>)))).toEqual({ code: DEVICE_CODES.DEVICE_CONFIG_INVALID, key });
   });
@@ -75,6 +98,48 @@ describe("parseDeviceConfig with manifest.json's config", () => {
   it("refuses a non-string where a string belongs and a fractional port", () => {
     expect(codeOf(() => parseDeviceConfig({ ...mcConfig(), thing: 7 }))).toEqual({ code: "DEVICE_CONFIG_INVALID", key: "thing" });
     expect(codeOf(() => parseDeviceConfig({ ...mcConfig(), port: 8883.5 }))).toEqual({ code: "DEVICE_CONFIG_INVALID", key: "port" });
+  });
+});
+
+describe("parseDeviceConfig: the OTA keys", () => {
+  it("takes the base URL's host as the allow-list when firmwareHosts is empty", () => {
+    const c = parseDeviceConfig(mcConfig({ firmwareBaseUrl: "https://FW.example.test:8443/firmware/" }));
+    expect(c.ota.firmwareBaseUrl).toBe("https://FW.example.test:8443/firmware/");
+    expect(c.ota.allowedHosts).toEqual(["fw.example.test"]);
+  });
+
+  it("reads firmwareHosts as a comma-separated string (command line) or an array (manifest), lowercased", () => {
+    const base = "https://blob.example.test/c/";
+    expect(parseDeviceConfig(mcConfig({ firmwareBaseUrl: base, firmwareHosts: " blob.example.test , CDN.example.test" })).ota.allowedHosts)
+      .toEqual(["blob.example.test", "cdn.example.test"]);
+    expect(parseDeviceConfig({ ...mcConfig({ firmwareBaseUrl: base }), firmwareHosts: ["blob.example.test", "10.0.0.7"] }).ota.allowedHosts)
+      .toEqual(["blob.example.test", "10.0.0.7"]);
+  });
+
+  it("accepts the command line's strings for every OTA key", () => {
+    const c = parseDeviceConfig(mcConfig({
+      firmwareBaseUrl: "https://fw.example.test/f/", firmwareBaseUrlPath: "firmware.baseUrl", projectName: "shadow_ota",
+      chipId: "9", chipRevision: "301", allowDowngrade: "true", selfTestWindowMs: "90000", updateReportKey: "fwUpdate",
+      otaFlashFile: "/tmp/flash.bin",
+    }));
+    expect(c.ota).toEqual({
+      firmwareBaseUrl: "https://fw.example.test/f/", allowedHosts: ["fw.example.test"], firmwareBaseUrlPath: ["firmware", "baseUrl"],
+      projectName: "shadow_ota", chipId: 9, chipRevFull: 301, allowDowngrade: true, selfTestWindowMs: 90_000,
+      updateReportKey: "fwUpdate", flashFile: "/tmp/flash.bin",
+    });
+  });
+
+  it("takes JSON types from the manifest (booleans and numbers)", () => {
+    const c = parseDeviceConfig({ ...mcConfig(), allowDowngrade: true, chipId: 0, chipRevision: 100 });
+    expect(c.ota).toMatchObject({ allowDowngrade: true, chipId: 0, chipRevFull: 100 });
+    expect(parseDeviceConfig({ ...mcConfig(), allowDowngrade: "false" }).ota.allowDowngrade).toBe(false);
+  });
+
+  it("refuses a firmwareHosts that is neither a string nor an array, and non-string entries", () => {
+    expect(codeOf(() => parseDeviceConfig({ ...mcConfig(), firmwareHosts: 7 }))).toEqual({ code: "DEVICE_CONFIG_INVALID", key: "firmwareHosts" });
+    expect(codeOf(() => parseDeviceConfig({ ...mcConfig(), firmwareHosts: ["ok.example", 7] }))).toEqual({ code: "DEVICE_CONFIG_INVALID", key: "firmwareHosts" });
+    expect(codeOf(() => parseDeviceConfig({ ...mcConfig(), firmwareHosts: Array.from({ length: 17 }, (_, i) => `h${i}.example`) })))
+      .toEqual({ code: "DEVICE_CONFIG_INVALID", key: "firmwareHosts" });
   });
 });
 
