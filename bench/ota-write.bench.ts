@@ -12,7 +12,7 @@
  * Both write to the page cache of the same temp directory (the host flash is a MAP_SHARED mapping; neither
  * side fsyncs). It checks that both produced the right bytes, never how fast: no timing asserts.
  * Not here: set boot / reboot (otadata, a few KiB), a real ESP32's flash speed (see
- * shared/spec/esp32-ota-formats.md for field numbers; they are not reproduced here).
+ * docs/formats.md §7 for figures reported from the field).
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";

@@ -7,7 +7,7 @@
  * keeps state. Failures are ShadowOtaError with SYNC_CODES (sync-errors.ts); `matchTopic` returns its
  * failure as data (a TopicMatchStatus) because a non-shadow topic is an answer, not an error.
  *
- * Source of the rules: /work/shared/spec/shadow-twin-protocol.md ("AWS IoT Device Shadow").
+ * Source of the rules: docs/protocols.md §1 (topics §1.1, documents §1.2–1.6, topic grammar §1.7).
  * Not here: delta/merge rules (config-diff.ts), request correlation and versions (shadow-sync.ts).
  */
 import { ShadowOtaError } from "./errors";

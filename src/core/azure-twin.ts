@@ -9,7 +9,7 @@
  * Like aws-shadow.ts it never does I/O and keeps no state. Failures are ShadowOtaError with SYNC_CODES;
  * matchAzureTopic returns its failure as data (an AzureTopicStatus).
  *
- * Source of the rules: /work/shared/spec/shadow-twin-protocol.md ("Azure IoT Hub device twin over MQTT").
+ * Source of the rules: docs/protocols.md §3 ("Azure IoT Hub device twin over MQTT").
  * Not here: SAS tokens and the MQTT connect username (connection adapters), version bookkeeping
  * (shadow-sync.ts), semver checks of firmware versions (shadow-sync.ts uses semver.ts).
  */

@@ -4,7 +4,7 @@
  * decide what to apply and what to report; the local cloud uses the same functions to publish deltas,
  * so the two cannot disagree about the rules.
  *
- * Rules (see /work/shared/spec/shadow-twin-protocol.md "Rules"):
+ * Rules (docs/protocols.md §1.2 and §1.3):
  * - Delta = every desired leaf that is missing from reported or different there; reported-only keys are
  *   left out; nested objects keep their path; arrays are leaves compared as whole values.
  * - Update merges: only named keys change; objects merge deeply; arrays are replaced whole; a key set to

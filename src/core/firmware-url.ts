@@ -3,7 +3,7 @@
  * a base URL and a version, and the host of a URL (for the allow-list check), all pure and platform
  * neutral (XS has no URL class, so the host is parsed here by hand).
  *
- * Naming (spec shadow-twin-protocol.md, "seed conventions"):
+ * Naming (docs/protocols.md §4, the seeds' conventions):
  * - AWS seed: desired `config.firmware_version` "1.0.5" → `{base URL}1.0.5.bin`
  * - Azure seed: desired `updateVersion` "1.1.0" → `{container URL}/v1_1_0.bin` (every "." of the version
  *   becomes "_", so "1.1.0-rc.1" → `v1_1_0-rc_1.bin`)

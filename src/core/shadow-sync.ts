@@ -11,7 +11,7 @@
  *   the ports (MqttTransport, KeyValueStore, Clock, Log). It holds the promises of `report()` and the timer
  *   handles, nothing else.
  *
- * Behaviour (spec: shadow-twin-protocol.md):
+ * Behaviour (docs/protocols.md §1.3, §1.4 and §3.3):
  * - On every `connected`: subscribe, then get. The get response is the baseline: its version becomes the
  *   last seen version, and the device acts on the delta between desired and its reported state (computed
  *   here with config-diff.ts for both clouds, since Azure has no delta topic).
@@ -454,7 +454,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
         case "rejected": {
           if (ev.token !== undefined && ev.token === s.pendingGet) {
             if (ev.status === 404 && ctx.protocol.cloud === "aws") {
-              // No shadow yet (spec vector 1): an empty document; the resync report creates it.
+              // No shadow yet (docs/protocols.md §1.8, vector 1): an empty document; the resync report creates it.
               acts.push({ type: "cancel-timer", token: ev.token });
               s.pendingGet = undefined;
               // The version seen so far stays (AWS does not reset versions on delete); reports go without one.

@@ -74,7 +74,7 @@ export type TopicDecision =
 
 /** Request topics a device publishes on its shadows: `P/get`, `P/update`, `P/delete` (classic or named). */
 const SHADOW_REQUEST = /^(?:name\/[A-Za-z0-9:_-]{1,64}\/)?(?:get|update|delete)$/;
-/** Device-to-cloud twin topics (spec "Azure IoT Hub device twin over MQTT"). */
+/** Device-to-cloud twin topics (docs/protocols.md §3.1). */
 const AZURE_DEVICE_PUBLISH = ["$iothub/twin/GET/", "$iothub/twin/PATCH/properties/reported/", "$iothub/methods/res/"];
 
 /**

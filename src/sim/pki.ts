@@ -44,7 +44,7 @@ export const PKI_CODES = {
 /** Client certificate CN of the local cloud's services (shadow/twin services, test observers). */
 export const CLOUD_SERVICE_IDENTITY = "shadow-ota-cloud";
 
-/** Certificate names: the AWS thing-name grammar (spec "AWS IoT Device Shadow" → Limits). */
+/** Certificate names: the AWS thing-name grammar (docs/protocols.md §1.5). */
 export const PKI_NAME_PATTERN = /^[A-Za-z0-9:_-]{1,128}$/;
 
 /** The loopback names the server certificate carries. */

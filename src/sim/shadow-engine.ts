@@ -2,7 +2,7 @@
  * The AWS IoT Device Shadow service's rules as pure functions over plain data, for the local cloud: given
  * the stored shadows, one request (thing, optional shadow name, get/update/delete, the payload bytes and
  * the time) it returns the new stored state and the messages the service publishes — accepted, rejected,
- * delta and documents — exactly as shared/spec/shadow-twin-protocol.md ("AWS IoT Device Shadow")
+ * delta and documents — exactly as docs/protocols.md §1 ("AWS IoT Device Shadow")
  * describes them, with AWS's error messages. It also gives the cloud side's admin operations (read a
  * shadow, update desired, delete) through the same function, so they publish the same messages.
  *
@@ -12,7 +12,7 @@
  *
  * Choices where AWS's sources are vague (each one is pinned by a test vector in
  * test/vectors/shadow-service.json):
- * - Error documents carry `timestamp` except 404, as the spec's vectors 1 and 4 show; `clientToken` is
+ * - Error documents carry `timestamp` except 404, as vectors 1 and 4 of docs/protocols.md §1.8 show; `clientToken` is
  *   echoed whenever the payload holds a valid one, even when the request is rejected.
  * - A 404 names the classic shadow by its thing name and a named shadow by its shadow name.
  * - `update/documents.previous` is `null` when the shadow did not exist before the update (Greengrass does this).

@@ -4,7 +4,7 @@
  * return the new stored state and what to publish (GET → res/200 with the twin, reported PATCH → res/204
  * with the new reported `$version`, anything malformed → res/400), plus the admin operations (read a twin,
  * patch desired → desired notification, build a direct-method request) — per
- * shared/spec/shadow-twin-protocol.md ("Azure IoT Hub device twin over MQTT").
+ * docs/protocols.md §3 ("Azure IoT Hub device twin over MQTT").
  *
  * Topic scoping: Azure device topics carry no device id (IoT Hub scopes them per connection). The local
  * cloud sees them either raw on a dedicated broker per device, or on a shared broker that rewrites them

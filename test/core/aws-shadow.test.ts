@@ -1,8 +1,8 @@
 /**
  * Tests of src/core/aws-shadow.ts from data: every topic vector in test/vectors/aws-shadow-topics.json
- * (the spec page's list and the failing topics of shadow_utest.c) is built and/or matched, every
- * document vector in test/vectors/aws-shadow-documents.json (the spec's numbered vectors 1-5 and malformed
- * documents) is parsed, and the request builders reproduce the spec's request texts byte for byte.
+ * (docs/protocols.md §1.7 and the failing topics of shadow_utest.c) is built and/or matched, every
+ * document vector in test/vectors/aws-shadow-documents.json (the numbered vectors 1-5 of docs/protocols.md §1.8 and malformed
+ * documents) is parsed, and the request builders reproduce those vectors' request texts byte for byte.
  * Plus bad input: a 100 KB payload, nesting past the limit, hostile names. Jest subset only (runs on XS).
  */
 import topics from "../vectors/aws-shadow-topics.json";

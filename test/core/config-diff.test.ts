@@ -1,6 +1,6 @@
 /**
- * Tests of src/core/config-diff.ts: literal vectors (test/vectors/config-diff.json, including the spec
- * page's vectors 2 and 3 and the lights/color example), the depth limit, no mutation of inputs, hostile
+ * Tests of src/core/config-diff.ts: literal vectors (test/vectors/config-diff.json, including vectors 2
+ * and 3 of docs/protocols.md §1.8 and the lights/color example), the depth limit, no mutation of inputs, hostile
  * keys, and property tests over generated JSON objects (depth <= 5). Runs on Node (Jest) and on XS (the
  * Jest shim): only the Jest subset from the brief is used.
  */
@@ -53,7 +53,7 @@ describe("config-diff vectors", () => {
     for (const v of pathsVectors) expect(changedPaths(v.delta)).toStrictEqual(v.paths);
   });
 
-  it("spec vectors 2 → 3: the report shrinks the delta to the firmware version", () => {
+  it("vectors 2 → 3 (docs/protocols.md §1.8): the report shrinks the delta to the firmware version", () => {
     const desired = { firmware_version: "1.2.0", config: { interval: 60 } };
     let reported: JsonObject = {};
     expect(computeDelta(desired, reported)).toStrictEqual({ firmware_version: "1.2.0", config: { interval: 60 } });

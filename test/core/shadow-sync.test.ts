@@ -284,7 +284,7 @@ describe("AWS shadow sync", () => {
     expect(e.code).toBe(SYNC_CODES.SYNC_TRANSPORT);
   });
 
-  it("get/rejected 404 (no shadow yet, spec vector 1) creates the shadow from the device's state", async () => {
+  it("get/rejected 404 (no shadow yet, docs/protocols.md §1.8 vector 1) creates the shadow from the device's state", async () => {
     const kv = new MemoryKv();
     kv.set("rep", JSON.stringify({ firmware_version: "1.0.0" }));
     kv.set("ver", "5"); // e.g. the shadow was deleted since: the update must not carry a version

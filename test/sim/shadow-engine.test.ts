@@ -55,7 +55,7 @@ describe("vectors (test/vectors/shadow-service.json) against the engine", () => 
     });
   }
 
-  it("the vector file carries every error message of the spec page except 413 (tested below with generated payloads)", () => {
+  it("the vector file carries every error message of docs/protocols.md §1.6 except 413 (tested below with generated payloads)", () => {
     const texts = scenarios.flatMap((sc) => sc.steps.flatMap((s) => s.expect.map((e) => e.payload ?? "")));
     for (const m of ["Invalid JSON", "Missing required node: state", "State node must be an object", "Desired node must be an object",
       "Reported node must be an object", "Invalid version", "Invalid clientToken", "JSON contains too many levels of nesting; maximum is 6",
@@ -66,7 +66,7 @@ describe("vectors (test/vectors/shadow-service.json) against the engine", () => 
 });
 
 describe("admin path", () => {
-  it("an admin desired update publishes exactly what the same MQTT update publishes (spec vector 2)", () => {
+  it("an admin desired update publishes exactly what the same MQTT update publishes (docs/protocols.md §1.8 vector 2)", () => {
     const desired = { firmware_version: "1.2.0", config: { interval: 60 } };
     const viaMqtt = run(emptyShadowState(), request("esp32-01", "update", JSON.stringify({ state: { desired }, clientToken: "c1" }), T));
     const viaAdmin = run(emptyShadowState(), adminUpdateRequest("esp32-01", "desired", desired, T, { clientToken: "c1" }));

@@ -1,7 +1,7 @@
 /**
  * The AWS shadow service (src/sim/shadow-service.ts) over real MQTT: every scenario of
  * test/vectors/shadow-service.json through an aedes broker on 127.0.0.1 (devices publish the requests;
- * "cloud" steps go through the admin API) with exact texts, the spec vectors once more through an
+ * "cloud" steps go through the admin API) with exact texts, the vectors of docs/protocols.md §1.8 once more through an
  * independent mosquitto, restart persistence on the same data directory, malformed payloads that must be
  * rejected without stopping the service, the admin API's errors, and a failing store write (500, nothing
  * changed). "Nothing else was published" is checked with a sentinel request answered after the step's
@@ -114,7 +114,7 @@ describe("vectors through aedes", () => {
 noteMosquittoSkipped("test/sim/shadow-service.test.ts");
 
 describe("vectors through an independent mosquitto", () => {
-  itMosquitto("spec vectors 1-5 and the named-shadow scenario", async () => {
+  itMosquitto("vectors 1-5 (docs/protocols.md §1.8) and the named-shadow scenario", async () => {
     const mosquitto = await startPlainMosquitto();
     cleanups.push(() => mosquitto.close()); // runs after the rig's cleanup (reverse order)
     await runScenario(mosquitto, scenarios[0]!);
