@@ -258,8 +258,8 @@ export class SimDevice {
         const resp = await inner.open(req);
         return {
           status: resp.status, start: resp.start, total: resp.total, etag: resp.etag,
-          read: async () => {
-            const chunk = await resp.read();
+          read: async (maxBytes?: number) => {
+            const chunk = await resp.read(maxBytes);
             if (chunk !== undefined) this.bytesDownloaded += chunk.length;
             return chunk;
           },
