@@ -5,7 +5,7 @@
  * otadata entry choosing the boot slot. The host OTA layer (src/native/host/) opens such a file.
  *
  * otadata entry (esp_ota_select_entry_t, 32 bytes): ota_seq u32, seq_label u8[20] (0xFF), ota_state u32,
- * crc u32 = crc32_le(0xFFFFFFFF, ota_seq as 4 LE bytes) — shared/spec/esp32-ota-formats.md.
+ * crc u32 = crc32_le(0xFFFFFFFF, ota_seq as 4 LE bytes) — docs/formats.md §3.
  *
  * Not here: a bootloader image at 0x1000 (the simulated bootloader is C code, not flash content), NVS
  * contents, flash encryption. Not for the device.

@@ -2,7 +2,7 @@
  * ESP32 partition tables (a build/test tool): the CSV form that ESP-IDF's gen_esp32part.py and Moddable's
  * `build.PARTITIONS_FILE` read, validation, the binary form the bootloader and esp_partition read at flash
  * offset 0x8000, and parsing that binary back. Written from the format description in
- * shared/spec/esp32-ota-formats.md and ESP-IDF's "Partition Tables" guide, cross-checked against the
+ * docs/formats.md §2 and ESP-IDF's "Partition Tables" guide, cross-checked against the
  * behaviour of gen_esp32part.py (not a port of it).
  *
  * CSV grammar (one partition per line; `#` starts a comment line; blank lines ignored; fields trimmed;
