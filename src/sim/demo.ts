@@ -170,8 +170,8 @@ function measuredSource(ca: string, host: string, track: Track): ByteSource {
       const resp = await inner.open(req);
       return {
         status: resp.status, start: resp.start, total: resp.total, etag: resp.etag,
-        read: async () => {
-          const chunk = await resp.read();
+        read: async (maxBytes?: number) => {
+          const chunk = await resp.read(maxBytes);
           if (chunk !== undefined && chunk.length > track.maxChunk) track.maxChunk = chunk.length;
           return chunk;
         },
