@@ -86,6 +86,9 @@ export interface FirmwareSource {
   ca?: string;
   /** Hosts the device may download from (default: the base URL's host). */
   allowedHosts?: string[];
+  /** The HTTPS adapter's timeouts (default 10 s each). */
+  connectTimeoutMs?: number;
+  idleTimeoutMs?: number;
 }
 
 export interface SimDeviceOptions extends DeviceConnection {
@@ -251,7 +254,7 @@ export class SimDevice {
     const baseUrl = o.firmware?.baseUrl ?? "https://firmware.invalid/firmware/";
     const host0 = urlHost(baseUrl);
     const allowedHosts = o.firmware === undefined ? [] : o.firmware.allowedHosts ?? (host0 === undefined ? [] : [host0]);
-    const inner = o.source ?? new HttpsByteSource({ ca: o.firmware?.ca ?? o.ca, allowedHosts, connectTimeoutMs: 10_000, idleTimeoutMs: 10_000 });
+    const inner = o.source ?? new HttpsByteSource({ ca: o.firmware?.ca ?? o.ca, allowedHosts, connectTimeoutMs: o.firmware?.connectTimeoutMs ?? 10_000, idleTimeoutMs: o.firmware?.idleTimeoutMs ?? 10_000 });
     const source: ByteSource = {
       open: async (req) => {
         this.downloadRequests++;

@@ -12,6 +12,7 @@ import { getPath } from "../../src/core/config-diff";
 import type { JsonObject } from "../../src/core/json";
 import { runCli } from "../../src/sim/cli";
 import { LocalCloud } from "../../src/sim/local-cloud";
+import { buildImage } from "../../src/tools/esp-image";
 
 jest.setTimeout(60_000);
 
@@ -125,5 +126,27 @@ describe("as processes", () => {
     child.kill("SIGTERM");
     await new Promise((r) => child.once("exit", r));
     expect(stderr).toMatch(/"event":"sync.desired"/); // its JSON-lines log went to stderr
+  });
+
+  it("a device process updates itself: the restart into 1.1.0 is a process restart under its supervisor", async () => {
+    cloud.publishFirmware("firmware", "1.1.0.bin", buildImage({ version: "1.1.0", projectName: "shadow-ota", size: 128 * 1024, seed: 5 }));
+    const child = spawn(TSX, ["src/sim/device.ts", "--id", "esp32-01", "--cloud-dir", dir, "--data-dir", path.join(dir, "dev-ota")], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+    children.push(child);
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => { stderr += d.toString(); });
+    await cloud.shadows.updateDesired("esp32-01", { config: { firmware_version: "1.1.0" } });
+    const end = Date.now() + 60_000;
+    let reported: JsonObject | undefined;
+    while (Date.now() < end) {
+      const doc = await cloud.shadows.getShadow("esp32-01");
+      reported = (doc?.["state"] as JsonObject | undefined)?.["reported"] as JsonObject | undefined;
+      if ((reported?.["firmwareUpdate"] as JsonObject | undefined)?.["state"] === "Valid" && getPath(reported ?? {}, ["config", "firmware_version"]) === "1.1.0") break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(getPath(reported ?? {}, ["config", "firmware_version"])).toBe("1.1.0");
+    expect((reported?.["firmwareUpdate"] as JsonObject)["state"]).toBe("Valid");
+    expect(stderr).toMatch(/device: restarting \(1\)/);
+    child.kill("SIGTERM");
+    expect(await new Promise((r) => child.once("exit", r))).toBe(0);
   });
 });

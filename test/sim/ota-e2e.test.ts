@@ -211,6 +211,60 @@ describe("OTA end to end on aedes", () => {
     });
   }
 
+  for (const [name, fault, code] of [
+    ["a redirect to a host not on the allow-list", { redirect: "https://evil.example/firmware/1.1.0.bin" }, "DOWNLOAD_HOST_NOT_ALLOWED"],
+    ["more bytes than announced", { extraBytes: 100 }, "DOWNLOAD_TOO_LONG"],
+  ] as const) {
+    it(`refused: ${name} → ${code}`, async () => {
+      const cloud = await h.cloud();
+      cloud.blobs.publish("firmware", "1.1.0.bin", image("1.1.0"));
+      cloud.blobs.setFault("firmware/1.1.0.bin", fault, { times: "always" });
+      const d = h.device(cloud, "esp32-01");
+      await d.waitFor((s) => s.connected, 30_000, "connected");
+      await setDesiredVersion(cloud, "esp32-01", "1.1.0");
+      const u = await updateState(cloud, "esp32-01", "Failed");
+      expect((u["lastError"] as JsonObject)["code"]).toBe(code);
+      expect(d.runningVersion).toBe("1.0.0");
+      expect(d.boots).toBe(1);
+    });
+  }
+
+  for (const [name, fault] of [
+    ["a stalled server (idle timeout)", { stallAtByte: 50_000 }],
+    ["503 Service Unavailable", { status: 503 }],
+  ] as const) {
+    it(`retried: ${name}; the attempt and the first failure are visible while it retries`, async () => {
+      const cloud = await h.cloud();
+      cloud.blobs.publish("firmware", "1.1.0.bin", image("1.1.0"));
+      cloud.blobs.setFault("firmware/1.1.0.bin", fault);
+      const seen: JsonObject[] = [];
+      const d = h.device(cloud, "esp32-01", {
+        firmware: { baseUrl: cloud.blobBaseUrl, ca: cloud.credentials("esp32-01").ca, idleTimeoutMs: 300 },
+        ota: { retry: { initialMs: 500, maxMs: 1_000, maxAttempts: 3 }, selfTestWindowMs: 20_000 },
+      });
+      await d.waitFor((s) => s.connected, 30_000, "connected");
+      await setDesiredVersion(cloud, "esp32-01", "1.1.0");
+      const retrying = await waitUntil(async () => {
+        const u = (await reportedOf(cloud, "esp32-01"))["firmwareUpdate"] as JsonObject | undefined;
+        if (u !== undefined) seen.push(u);
+        return u?.["attempt"] === 2 ? u : undefined;
+      }, 30_000, "attempt 2 reported");
+      expect((retrying["lastError"] as JsonObject)["code"]).toBe("status" in fault ? "DOWNLOAD_HTTP_STATUS" : "DOWNLOAD_TIMEOUT");
+      await updateState(cloud, "esp32-01", "Valid");
+      expect(d.runningVersion).toBe("1.1.0");
+    });
+  }
+
+  it("a plain http:// base URL is refused before any connection: DOWNLOAD_URL_INVALID", async () => {
+    const cloud = await h.cloud();
+    const d = h.device(cloud, "esp32-01", { firmware: { baseUrl: cloud.blobBaseUrl.replace("https:", "http:"), ca: cloud.credentials("esp32-01").ca, allowedHosts: ["127.0.0.1"] } });
+    await d.waitFor((s) => s.connected, 30_000, "connected");
+    await setDesiredVersion(cloud, "esp32-01", "1.1.0");
+    const u = await updateState(cloud, "esp32-01", "Failed");
+    expect((u["lastError"] as JsonObject)["code"]).toBe("DOWNLOAD_URL_INVALID");
+    expect(d.downloadRequests).toBe(0);
+  });
+
   it("a blob server whose certificate is not from the pinned CA: DOWNLOAD_TLS", async () => {
     const cloud = await h.cloud();
     cloud.blobs.publish("firmware", "1.1.0.bin", image("1.1.0"));
