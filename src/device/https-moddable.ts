@@ -35,6 +35,9 @@
  *   Should SDK internals change so the phases cannot be seen, everything is DOWNLOAD_CONNECT: retried, never
  *   wrongly final.
  *
+ * `read(maxBytes)` returns at most that many bytes; the rest of the fragment stays at the queue's front (a
+ * view on the same bytes, counted against `maxBufferedBytes`).
+ *
  * What it enforces, before a byte reaches the caller (pure checks in src/device/http-range.ts): an https URL
  * whose host — and every redirect's — is exactly on `allowedHosts` (DOWNLOAD_URL_INVALID,
  * DOWNLOAD_HOST_NOT_ALLOWED, before connecting); at most `maxRedirects` redirects (DOWNLOAD_REDIRECT_REFUSED);
@@ -241,7 +244,7 @@ class Exchange implements ByteSourceResponse {
   #delivered = false;
   /** The failure reads report (after the queue, unless it was dropped). */
   #error: ShadowOtaError | undefined;
-  #pending: { resolve(v: Uint8Array | undefined): void; reject(e: unknown): void } | undefined;
+  #pending: { resolve(v: Uint8Array | undefined): void; reject(e: unknown): void; maxBytes: number | undefined } | undefined;
 
   constructor(target: HttpsTarget, offset: number, etag: string | undefined, settings: Settings) {
     this.#target = target;
@@ -281,19 +284,31 @@ class Exchange implements ByteSourceResponse {
 
   // ------------------------------------------------------------------------------------------ the port
 
-  read(): Promise<Uint8Array | undefined> {
+  read(maxBytes?: number): Promise<Uint8Array | undefined> {
     if (this.#pending !== undefined) return Promise.reject(new TypeError("read() while another read() is pending"));
+    if (maxBytes !== undefined && !(Number.isSafeInteger(maxBytes) && maxBytes > 0)) {
+      return Promise.reject(new RangeError(`read(maxBytes): maxBytes must be a positive integer, not ${maxBytes}`));
+    }
     const chunk = this.#queue.shift();
     if (chunk !== undefined) {
       this.#buffered -= chunk.length;
-      return Promise.resolve(chunk);
+      return Promise.resolve(this.#bounded(chunk, maxBytes));
     }
     if (this.#error !== undefined) return Promise.reject(this.#error);
     if (this.#complete) {
       this.#delivered = true;
       return Promise.resolve(undefined);
     }
-    return new Promise((resolve, reject) => { this.#pending = { resolve, reject }; });
+    return new Promise((resolve, reject) => { this.#pending = { resolve, reject, maxBytes }; });
+  }
+
+  /** At most `maxBytes` of `chunk`; the rest goes back to the front of the queue (a view, no copy). */
+  #bounded(chunk: Uint8Array, maxBytes: number | undefined): Uint8Array {
+    if (maxBytes === undefined || chunk.length <= maxBytes) return chunk;
+    const rest = chunk.subarray(maxBytes);
+    this.#queue.unshift(rest);
+    this.#buffered += rest.length;
+    return chunk.subarray(0, maxBytes);
   }
 
   abort(): void {
@@ -398,11 +413,16 @@ class Exchange implements ByteSourceResponse {
     const pending = this.#pending;
     if (pending !== undefined) {
       this.#pending = undefined;
-      pending.resolve(chunk);
+      pending.resolve(this.#bounded(chunk, pending.maxBytes)); // a pending read means the queue was empty
+      this.#checkBuffer(expected);
       return;
     }
     this.#queue.push(chunk);
     this.#buffered += chunk.length;
+    this.#checkBuffer(expected);
+  }
+
+  #checkBuffer(expected: number | undefined): void {
     if (this.#buffered > this.#settings.maxBufferedBytes) {
       this.#fail(fail(DOWNLOAD_CODES.DOWNLOAD_TRUNCATED,
         `the reader fell ${this.#buffered} bytes behind (limit ${this.#settings.maxBufferedBytes}); the SDK's socket cannot be paused, so the download stops here`,

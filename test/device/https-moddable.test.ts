@@ -350,6 +350,22 @@ describe("ModdableHttpsSource: bodies", () => {
     expect(await end).toBeUndefined();
   });
 
+  it("read(maxBytes) returns at most that many bytes and keeps the rest, queued or pending", async () => {
+    const { r, resp } = await opened({ "content-length": "10" });
+    fragment(r, [0xe9, 1, 2, 3, 4]);
+    expect(Array.from((await resp.read(2))!)).toEqual([0xe9, 1]);
+    expect(Array.from((await resp.read(2))!)).toEqual([2, 3]);
+    expect(Array.from((await resp.read(2))!)).toEqual([4]);
+    const p = resp.read(3);
+    fragment(r, [5, 6, 7, 8, 9]);
+    expect(Array.from((await p)!)).toEqual([5, 6, 7]);
+    expect(Array.from((await resp.read())!)).toEqual([8, 9]);
+    await expect(resp.read(0)).rejects.toThrow(RangeError);
+    await expect(resp.read(1.5)).rejects.toThrow(RangeError);
+    r.callback!(5);
+    expect(await resp.read(4)).toBeUndefined();
+  });
+
   it("abort() rejects a pending read with DOWNLOAD_ABORTED, closes, and is safe twice", async () => {
     const { r, resp } = await opened({ "content-length": "2" });
     const p = resp.read();
