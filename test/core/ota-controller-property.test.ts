@@ -33,7 +33,7 @@ async function turns(n = 60): Promise<void> {
   for (let i = 0; i < n; i++) await settle();
 }
 
-async function scenario(seed: number): Promise<{ running: string; state: string; extra: number; interruptions: number; report: JsonObject | undefined }> {
+async function scenario(seed: number): Promise<{ running: string; state: string; extra: number; interruptions: number; report: JsonObject }> {
   const rand = rng(seed);
   const kv = new MemoryKv();
   const clock = new ManualClock();
@@ -44,6 +44,8 @@ async function scenario(seed: number): Promise<{ running: string; state: string;
   const selfTestPasses = rand() < 0.7;
   let ota: OtaController | undefined;
   let reports: JsonObject[] = [];
+  /** The cloud's copy of reported.firmwareUpdate: every report merged in, across power-ons. */
+  let twin: JsonObject = {};
   let interruptions = 0;
   const powerOn = (): void => {
     if (ota !== undefined) interruptions++;
@@ -51,7 +53,7 @@ async function scenario(seed: number): Promise<{ running: string; state: string;
     flash.boot();
     reports = [];
     ota = new OtaController({ slot: new FakeSlot(flash), source, kv, clock, log: new MemoryLog(), restart, random: rand },
-      CONFIG, { report: (u) => { reports.push(u); return Promise.resolve(); }, appCheck: () => (selfTestPasses ? true : "fails") });
+      CONFIG, { report: (u) => { reports.push(u); twin = { ...twin, ...u }; return Promise.resolve(); }, appCheck: () => (selfTestPasses ? true : "fails") });
     ota.boot();
     ota.start();
   };
@@ -92,7 +94,7 @@ async function scenario(seed: number): Promise<{ running: string; state: string;
   }
   await turns();
   if (restart.reasons.length > 0) { restart.reasons.length = 0; powerOn(); await turns(); }
-  return { running: ota!.runningVersion, state: ota!.state, extra: source.served - SIZE, interruptions, report: reports[reports.length - 1] };
+  return { running: ota!.runningVersion, state: ota!.state, extra: source.served - SIZE, interruptions, report: twin };
 }
 
 describe("OtaController under random power cuts, network cuts and restarts", () => {
@@ -105,6 +107,8 @@ describe("OtaController under random power cuts, network cuts and restarts", () 
       expect([where, ["1.0.0", "1.1.0"].includes(r.running)]).toEqual([where, true]);
       if (r.running === "1.1.0") expect([where, r.state]).toEqual([where, "Valid"]);
       else expect([where, ["RolledBack", "Failed"].includes(r.state)]).toEqual([where, true]);
+      // The cloud's view converged on what the device knows.
+      expect([where, r.report["state"], r.report["to"]]).toEqual([where, r.state, "1.1.0"]);
       // Each interruption (power-on, cut connection) may cost what came after the last persisted sector
       // boundary: at most one sector. Never the image again.
       expect([where, r.extra <= r.interruptions * 4096]).toEqual([where, true]);
