@@ -651,8 +651,11 @@ export class OtaController {
     // Resume only what a validator ties to the same object; the slot re-reads and re-checks the prefix.
     let offset = 0;
     if (r.durable > 0 && r.etag !== undefined) {
+      // All bytes written (a restart while Verifying): resume below the end, since the slot refuses to
+      // resume an image that is already complete, and fetching the last sector again is cheap.
+      const want = r.total !== undefined && r.durable >= r.total ? r.total - 1 : r.durable;
       try {
-        offset = slot.resume(r.durable, r.total === undefined ? begin : { ...begin, imageSize: r.total });
+        offset = slot.resume(want, r.total === undefined ? begin : { ...begin, imageSize: r.total });
       } catch (e) {
         if (e instanceof ShadowOtaError && (e.code === "OTA_RESUME_MISMATCH" || e.code === "OTA_IMAGE_INVALID")) {
           this.#log.log("warn", "ota.resume.mismatch", { durable: r.durable, code: e.code });

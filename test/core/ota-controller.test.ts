@@ -323,6 +323,19 @@ describe("OtaController: retries and resume", () => {
     expect(r.source.served - 50_000).toBeLessThanOrEqual(4096);
   });
 
+  test("a power cut while verifying: the next boot fetches only the last sector again", async () => {
+    const r = new Rig(CONFIG, fakeImage({ version: "1.1.0", size: 40_960 }));
+    r.slot.failNextEnd = new ShadowOtaError("OTA_POWER_LOST", "power lost");
+    r.ota.request("1.1.0");
+    await run(r, 80);
+    expect(r.ota.state).toBe("Verifying");
+    r.powerOn();
+    await run(r, 80);
+    expect(r.ota.state).toBe("Staged");
+    expect(r.source.opens[1]).toEqual({ url: `${BASE}1.1.0.bin`, offset: 36_864, etag: '"v1"' });
+    expect(r.source.served).toBe(40_960 + 4096);
+  });
+
   test("a newer request supersedes a running download", async () => {
     const r = new Rig();
     r.source.faults.push({ kind: "stall", at: 5_000 });

@@ -118,6 +118,8 @@ export class FakeSlot implements OtaSlot {
   restarts: string[] = [];
   /** Throws this error from the next write (once). */
   failNextWrite: ShadowOtaError | undefined;
+  /** Throws this error from the next end() (once). */
+  failNextEnd: ShadowOtaError | undefined;
 
   constructor(readonly flash: FakeFlash) {}
 
@@ -182,6 +184,7 @@ export class FakeSlot implements OtaSlot {
   }
 
   end(): void {
+    if (this.failNextEnd !== undefined) { const e = this.failNextEnd; this.failNextEnd = undefined; throw e; }
     const b = this.flash.slots[this.#target]!;
     const size = u32(b, 4);
     if (this.written !== size) throw new ShadowOtaError("OTA_IMAGE_TRUNCATED", `have ${this.written} of ${size} bytes`);
