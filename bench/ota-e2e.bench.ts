@@ -422,7 +422,9 @@ async function main(): Promise<number> {
           if (Date.now() > end) throw new Error(`bench: bench-fb did not settle after ${version} (${fbDevice.ota.state})`);
           await sleep(10);
         }
-        await sleep(50); // let the Failed report reach the cloud before the next desired change
+        // Paced: the shadow service allows 20 requests per second per shadow (AWS's limit, 429 beyond), and
+        // each run is an update plus the device's reports.
+        await sleep(500);
       }
     } finally {
       onRequest = undefined;
