@@ -36,6 +36,12 @@ export const DOWNLOAD_CODES = {
   DOWNLOAD_TRUNCATED: "DOWNLOAD_TRUNCATED",
   /** The server sent more bytes than it announced. Not retried. */
   DOWNLOAD_TOO_LONG: "DOWNLOAD_TOO_LONG",
+  /** The response's status line or headers are malformed, too many or too long (Node: an HPE_* parser
+   *  error). Retried: a proxy or load balancer in between may have garbled one answer. `detail.reason`. */
+  DOWNLOAD_BAD_RESPONSE: "DOWNLOAD_BAD_RESPONSE",
+  /** The adapter had to drop the connection because the reader fell too far behind a socket it cannot
+   *  pause (Moddable's SecureSocket). Retried with resume. `detail`: {buffered, limit}. */
+  DOWNLOAD_OVERRUN: "DOWNLOAD_OVERRUN",
   /** The download was aborted by the device (a newer request, shutdown). */
   DOWNLOAD_ABORTED: "DOWNLOAD_ABORTED",
 } as const;
@@ -47,6 +53,8 @@ const RETRYABLE: ReadonlySet<string> = new Set([
   DOWNLOAD_CODES.DOWNLOAD_TIMEOUT,
   DOWNLOAD_CODES.DOWNLOAD_TRUNCATED,
   DOWNLOAD_CODES.DOWNLOAD_RANGE_INVALID,
+  DOWNLOAD_CODES.DOWNLOAD_BAD_RESPONSE,
+  DOWNLOAD_CODES.DOWNLOAD_OVERRUN,
 ]);
 
 /** True for failures worth another attempt: network trouble and 408/429/5xx answers. */

@@ -742,7 +742,20 @@ export class OtaController {
     await this.#sendBounded();
     if (this.#closed) return;
     this.#log.log("info", "ota.restart", { reason });
-    this.#ports.restart.restart(reason);
+    this.#restart(reason);
+  }
+
+  /** Asks the platform to restart. A platform that cannot (the Moddable simulator) leaves the state as it
+   *  is — the boot partition is already switched, the next power-on boots the new image — and says so. */
+  #restart(reason: string): void {
+    try {
+      this.#ports.restart.restart(reason);
+    } catch (e) {
+      this.#log.log("error", "ota.restart-failed", { reason, message: e instanceof Error ? e.message : String(e) });
+      this.#record.lastError = this.#reportedError(e);
+      this.#persist();
+      this.#report(true);
+    }
   }
 
   // ---- self-test ---------------------------------------------------------------------------------
@@ -787,7 +800,7 @@ export class OtaController {
         this.#report(true);
         return;
       }
-      this.#ports.restart.restart(`self-test of ${this.#running} failed: ${err.code}`);
+      this.#restart(`self-test of ${this.#running} failed: ${err.code}`);
     });
   }
 }

@@ -20,7 +20,7 @@
  *   promise job (XS runs promise jobs after every host callback), so it is drained before the next socket
  *   event; what can pile up is one socket event's worth (at most the TCP window plus one 16 KiB record).
  *   `maxBufferedBytes` (32 KiB) is the safety net: beyond it the connection is closed and reads end with
- *   DOWNLOAD_TRUNCATED (`detail.reason: "buffer-full"`) after the queued bytes, so the controller resumes
+ *   DOWNLOAD_OVERRUN (retried) after the queued bytes, so the controller resumes
  *   from what it wrote.
  * - SecureSocket options (ssl_cert.js, session_original.js): `protocolVersion: 0x303` (TLS 1.2),
  *   `certificate` (the pinned CA, DER), `verify: true` (chain, validity dates — the clock must be set — and
@@ -350,7 +350,7 @@ class Exchange implements ByteSourceResponse {
     this.#headerCount++;
     this.#headerBytes += name.length + value.length;
     if (this.#headerCount > MAX_HEADERS || this.#headerBytes > MAX_HEADER_BYTES) {
-      this.#rejectHead(fail(DOWNLOAD_CODES.DOWNLOAD_CONNECT, `more than ${MAX_HEADERS} headers or ${MAX_HEADER_BYTES} bytes of them from ${this.#target.host}`,
+      this.#rejectHead(fail(DOWNLOAD_CODES.DOWNLOAD_BAD_RESPONSE, `more than ${MAX_HEADERS} headers or ${MAX_HEADER_BYTES} bytes of them from ${this.#target.host}`,
         { errno: "MALFORMED_RESPONSE", phase: "headers", reason: "headers too large" }));
       return;
     }
@@ -424,16 +424,16 @@ class Exchange implements ByteSourceResponse {
 
   #checkBuffer(expected: number | undefined): void {
     if (this.#buffered > this.#settings.maxBufferedBytes) {
-      this.#fail(fail(DOWNLOAD_CODES.DOWNLOAD_TRUNCATED,
+      this.#fail(fail(DOWNLOAD_CODES.DOWNLOAD_OVERRUN,
         `the reader fell ${this.#buffered} bytes behind (limit ${this.#settings.maxBufferedBytes}); the SDK's socket cannot be paused, so the download stops here`,
-        { expected: expected ?? null, received: this.#received, reason: "buffer-full" }), false);
+        { expected: expected ?? null, received: this.#received, buffered: this.#buffered, limit: this.#settings.maxBufferedBytes }), false);
     }
   }
 
   #onComplete(): void {
     if (!this.#headSettled) {
       // http.js ends a response at once on a Transfer-Encoding it does not know, before headers complete.
-      this.#rejectHead(fail(DOWNLOAD_CODES.DOWNLOAD_CONNECT, `response from ${this.#target.host} ended before its headers did`,
+      this.#rejectHead(fail(DOWNLOAD_CODES.DOWNLOAD_BAD_RESPONSE, `response from ${this.#target.host} ended before its headers did`,
         { errno: "MALFORMED_RESPONSE", phase: "headers", reason: "ended in the headers" }));
       return;
     }

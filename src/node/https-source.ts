@@ -222,7 +222,9 @@ export class HttpsByteSource implements ByteSource {
         // Before the TCP connection, and for socket-level errno codes during the handshake, the network
         // failed; anything else during the handshake (certificate checks, alerts, protocol) is TLS's.
         const network = /^E[A-Z]+$/.test(errno) && errno !== "EPROTO";
-        if (phase === "tls" && !network) {
+        if (errno.startsWith("HPE_")) {
+          settle(fail(DOWNLOAD_CODES.DOWNLOAD_BAD_RESPONSE, `malformed response from ${url.host}: ${errno}`, { reason: errno }, e));
+        } else if (phase === "tls" && !network) {
           settle(fail(DOWNLOAD_CODES.DOWNLOAD_TLS, `TLS with ${url.host} failed: ${errno}`, { reason: errno }, e));
         } else {
           settle(fail(DOWNLOAD_CODES.DOWNLOAD_CONNECT, `connection to ${url.host} failed (${phase}): ${errno}`, { errno, phase }, e));

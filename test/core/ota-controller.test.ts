@@ -246,6 +246,20 @@ describe("OtaController: the update", () => {
   });
 });
 
+describe("OtaController: a platform that cannot restart", () => {
+  test("staged stays Staged (the boot partition is switched) and the restart's error is reported", async () => {
+    const r = new Rig();
+    r.restart.restart = () => { throw new ShadowOtaError("DEVICE_RESTART_UNSUPPORTED", "this platform cannot restart"); };
+    r.ota.request("1.1.0");
+    await run(r);
+    expect(r.ota.state).toBe("Staged");
+    expect(r.flash.next).toBe(1);
+    expect((r.last()["lastError"] as JsonObject)["code"]).toBe("DEVICE_RESTART_UNSUPPORTED");
+    r.powerOn(); // a power cycle by hand boots the new image
+    expect(r.ota.state).toBe("PendingVerify");
+  });
+});
+
 describe("OtaController: retries and resume", () => {
   test("a cut connection is retried after backoff and resumed with If-Range; at most one sector again", async () => {
     const r = new Rig(CONFIG, fakeImage({ version: "1.1.0", size: 40_000 }));

@@ -211,7 +211,7 @@ describe("ModdableHttpsSource: statuses and heads", () => {
     expect((await rejection(p)).code).toBe("DOWNLOAD_RANGE_INVALID");
   });
 
-  it("a response the SDK ends inside its headers (unknown Transfer-Encoding) → DOWNLOAD_CONNECT, phase headers", async () => {
+  it("a response the SDK ends inside its headers (unknown Transfer-Encoding) → DOWNLOAD_BAD_RESPONSE", async () => {
     const p = source().open({ url: URL0, offset: 0 });
     const r = last();
     r.socket.sock.callback(1);
@@ -219,17 +219,17 @@ describe("ModdableHttpsSource: statuses and heads", () => {
     r.callback!(1, 200);
     r.callback!(2, "transfer-encoding", "gzip");
     r.callback!(5);
-    expect(await rejection(p)).toMatchObject({ code: "DOWNLOAD_CONNECT", detail: { phase: "headers", errno: "MALFORMED_RESPONSE" } });
+    expect(await rejection(p)).toMatchObject({ code: "DOWNLOAD_BAD_RESPONSE", detail: { phase: "headers", errno: "MALFORMED_RESPONSE" } });
   });
 
-  it("too many headers → DOWNLOAD_CONNECT, phase headers", async () => {
+  it("too many headers → DOWNLOAD_BAD_RESPONSE", async () => {
     const p = source().open({ url: URL0, offset: 0 });
     const r = last();
     r.socket.sock.callback(1);
     delete r.socket.handshaking;
     r.callback!(1, 200);
     for (let i = 0; i < 70; i++) r.callback!(2, `x-h${i}`, "v");
-    expect(await rejection(p)).toMatchObject({ code: "DOWNLOAD_CONNECT", detail: { reason: "headers too large" } });
+    expect(await rejection(p)).toMatchObject({ code: "DOWNLOAD_BAD_RESPONSE", detail: { reason: "headers too large" } });
     expect(r.closed).toBe(true);
   });
 });
@@ -328,7 +328,7 @@ describe("ModdableHttpsSource: bodies", () => {
     expect(r.closed).toBe(true);
   });
 
-  it("a reader that falls behind past maxBufferedBytes → DOWNLOAD_TRUNCATED (buffer-full) after the queued bytes", async () => {
+  it("a reader that falls behind past maxBufferedBytes → DOWNLOAD_OVERRUN (retried) after the queued bytes", async () => {
     const { r, resp } = await opened({ "content-length": "4000" }, { maxBufferedBytes: 1024 });
     const piece = (first: number): number[] => Array.from({ length: 1000 }, (_, i) => (i === 0 ? first : i & 0xff));
     fragment(r, piece(0xe9));
@@ -336,7 +336,7 @@ describe("ModdableHttpsSource: bodies", () => {
     expect(r.closed).toBe(true);
     expect((await resp.read())!.length).toBe(1000);
     expect((await resp.read())!.length).toBe(1000);
-    expect(await rejection(resp.read())).toEqual({ code: "DOWNLOAD_TRUNCATED", detail: { expected: 4000, received: 2000, reason: "buffer-full" } });
+    expect(await rejection(resp.read())).toEqual({ code: "DOWNLOAD_OVERRUN", detail: { expected: 4000, received: 2000, buffered: 2000, limit: 1024 } });
   });
 
   it("a pending read gets the next fragment directly; one read at a time", async () => {

@@ -394,6 +394,14 @@ describe("malformed answers (raw server)", () => {
     expect(isRetryableDownloadError(e)).toBe(true);
   });
 
+  it("a garbled status line is DOWNLOAD_BAD_RESPONSE (retried)", async () => {
+    const port = await rawTlsServer("HTTP/1.1 2xx Whatever\r\nContent-Length: 4\r\n\r\n\xe9abc");
+    const e = await rejection(source().open({ url: `https://127.0.0.1:${port}/x.bin`, offset: 0 }));
+    expect(e.code).toBe(DOWNLOAD_CODES.DOWNLOAD_BAD_RESPONSE);
+    expect(String(e.detail?.["reason"])).toMatch(/^HPE_/);
+    expect(isRetryableDownloadError(e)).toBe(true);
+  });
+
   it("a 206 without Content-Range is DOWNLOAD_RANGE_INVALID", async () => {
     const port = await rawTlsServer("HTTP/1.1 206 Partial Content\r\nContent-Length: 4\r\n\r\nabcd");
     expect((await rejection(source().open({ url: `https://127.0.0.1:${port}/x.bin`, offset: 5 }))).code).toBe(DOWNLOAD_CODES.DOWNLOAD_RANGE_INVALID);

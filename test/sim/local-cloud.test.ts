@@ -87,6 +87,10 @@ describeEachBroker("local cloud on %s", (broker: BrokerKind) => {
     await cloud.shadows.updateDesired("esp32-01", { config: { interval: 30, firmware_version: "1.1.0" } });
     await waitUntil(async () => (getPath(await reportedOf(cloud, "esp32-01") ?? {}, ["config", "interval"]) === 30 ? true : undefined), 10_000, "interval reported");
     expect(requests).toEqual(["1.1.0"]);
+    // This device has no firmware source configured (no allowed host): the controller refuses and says so.
+    const update = await waitUntil(async () => (await reportedOf(cloud, "esp32-01"))?.["firmwareUpdate"] as JsonObject | undefined, 10_000, "firmwareUpdate reported");
+    expect(update["state"]).toBe("Failed");
+    expect((update["lastError"] as JsonObject)["code"]).toBe("DOWNLOAD_HOST_NOT_ALLOWED");
     const doc = (await cloud.shadows.getShadow("esp32-01"))!;
     expect((doc["state"] as JsonObject)["delta"]).toEqual({ config: { firmware_version: "1.1.0" } });
 
