@@ -138,6 +138,17 @@ describeEachBroker("OTA end to end on %s", (broker: BrokerKind) => {
 describe("OTA end to end on aedes", () => {
   const h = harness("aedes");
 
+  it("Azure direct method firmwareUpdate {version} starts the same update", async () => {
+    const cloud = await h.cloud();
+    cloud.blobs.publish("firmware", azureBlobName("1.1.0"), image("1.1.0"));
+    const d = h.device(cloud, "esp32-az-01");
+    await d.waitFor((s) => s.connected, 30_000, "connected");
+    const reply = await cloud.twins.invokeMethod("esp32-az-01", "firmwareUpdate", { version: "1.1.0" });
+    expect(reply.status).toBe(200);
+    await updateState(cloud, "esp32-az-01", "Valid");
+    expect(d.runningVersion).toBe("1.1.0");
+  });
+
   it("an image whose self-test fails is marked invalid; the old image reports RolledBack and why", async () => {
     const cloud = await h.cloud();
     cloud.blobs.publish("firmware", awsBlobName("1.1.0"), image("1.1.0", SELFTEST_FAIL_MARKER));
