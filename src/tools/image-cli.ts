@@ -419,5 +419,7 @@ export function main(argv: string[], print: (line: string) => void = console.log
 }
 
 if (require.main === module) {
+  // `npm run image -- inspect x.bin | head`: a reader that stops early is not an error.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => { if (e.code === "EPIPE") process.exit(process.exitCode ?? 0); else throw e; });
   process.exitCode = main(process.argv.slice(2));
 }
