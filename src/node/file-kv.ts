@@ -1,17 +1,51 @@
 /**
- * KeyValueStore (src/ports/kv-store.ts) in one JSON file, for the Node simulator of the device: the stand-in
- * for NVS. Every `set`/`delete` rewrites the whole file through a temporary file, fsync and rename (then
- * fsyncs the directory), so a crash or power cut leaves the old file or the new one, never a mix; when the
- * write fails the store keeps its previous contents in memory and on disk and throws KV_WRITE_FAILED.
+ * KeyValueStore (src/ports/kv-store.ts) in one file, for the Node simulator of the device: the stand-in for
+ * NVS, and built the way NVS is — a log. ESP-IDF's NVS appends each write as a new entry in a flash page
+ * (with a CRC) and marks the old one erased; a write torn by a power cut fails its CRC and the previous
+ * value stands. Here every `set`/`delete` appends one entry to the file, and opening the file replays them.
+ *
+ * File format (little-endian; only this file reads or writes it):
+ *
+ *   file    = MAGIC entry*                         MAGIC = "NVSLOG1\n" (8 bytes)
+ *   entry   = crc:u32 len:u32 payload[len]          crc = CRC-32 (IEEE, zlib's) of len and payload
+ *   payload = op:u8 keyLen:u8 key[keyLen] value     op 1 = set (value = the UTF-8 rest), 2 = delete (no value)
+ *
+ * Replay stops at the first entry that is incomplete or whose CRC does not match: that entry and anything
+ * after it are ignored (`droppedBytes` says how many bytes), so the values before it stand. The process
+ * can only tear the last entry (see durability); a failed append makes the next write a compaction, so no
+ * garbage is ever followed by entries. An entry whose CRC matches but which does not parse (unknown op, key
+ * length, not UTF-8) was not written by this code: KV_FILE_INVALID.
+ *
+ * Compaction: when an append would take the file past `compactBytes` (default 1 MiB) or twice the size of
+ * its live values, whichever is larger, the live values are written instead as a new file (MAGIC + one set
+ * per key) through writeFileAtomic (temporary file, fsync, rename, directory fsync). The first write after opening a file in the old format, or one with a
+ * dropped tail, is such a rewrite too.
+ *
+ * Durability, decided: an append is one write(2) at the end of the valid log, without fsync. When `set`
+ * returns, the entry is in the kernel's page cache, so it survives the death of the process at any instant
+ * (SIGKILL, a crash, the simulator's power cut — an in-process cut after which a new FileKvStore opens the
+ * same file; the host flash file is likewise a MAP_SHARED mapping without msync). It does not survive a
+ * crash or power loss of the host machine (an fsync per entry would cost about 1 ms, ×2000 for an 8 MB
+ * update); after one, the log may end early or in garbage, and the replay still yields the values of a
+ * prefix of the writes. Compactions are fsync'd.
+ *
+ * Old format: a file that holds a JSON object of strings (what this store wrote before the log) is read
+ * as is, and rewritten in the log format at the first write. Anything else is refused with
+ * KV_FILE_INVALID and left untouched.
  *
  * The device's limits are enforced here so that the simulator refuses what NVS would: keys of 1..15 bytes
- * (NVS_KEY_NAME_MAX_SIZE is 16 with the NUL), values up to KV_VALUE_MAX_BYTES (3999) UTF-8 bytes (NVS: 4000 with the NUL), strings only.
- * A file that is not such a JSON object is refused with KV_FILE_INVALID and left untouched.
+ * (NVS_KEY_NAME_MAX_SIZE is 16 with the NUL), values up to KV_VALUE_MAX_BYTES (3999) UTF-8 bytes (NVS:
+ * 4000 with the NUL), strings only. When a write fails the store keeps its previous contents in memory and
+ * throws KV_WRITE_FAILED.
  *
- * Not here: namespaces, concurrent writers (one process owns the file), NVS's total capacity.
+ * Ownership: the store holds the file open for appending; `close()` releases it (safe twice; a later
+ * write opens it again), and a store that is garbage-collected closes it too. One store writes a file at a
+ * time: a new store over the same file (a reboot) takes over, the old one must not write any more.
+ * Not here: namespaces, concurrent writers, NVS's total capacity.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { crc32 } from "node:zlib";
 import { writeFileAtomic } from "./atomic-file";
 
 import { ShadowOtaError } from "../core/errors";
@@ -24,7 +58,7 @@ import type { KeyValueStore } from "../ports/kv-store";
 export const KV_CODES = {
   /** A key that is empty or longer than 15 UTF-8 bytes (the NVS limit). `detail`: {key, size, max}. */
   KV_KEY_INVALID: "KV_KEY_INVALID",
-  /** The file exists but is not a JSON object of strings; nothing was changed. `detail.path`; `cause`. */
+  /** The file exists but is neither a key-value log (with every CRC-valid entry well-formed) nor a JSON object of strings (the old format); nothing was changed. `detail.path`; `cause`. */
   KV_FILE_INVALID: "KV_FILE_INVALID",
   /** The file could not be written; the previous contents are kept. `detail.path`; `cause` = the fs error. */
   KV_WRITE_FAILED: "KV_WRITE_FAILED",
@@ -32,52 +66,99 @@ export const KV_CODES = {
 
 export const KV_KEY_MAX_BYTES = 15;
 
+/** First bytes of a log file. */
+export const KV_LOG_MAGIC = Buffer.from("NVSLOG1\n", "latin1");
+/** crc + len. */
+const ENTRY_HEAD = 8;
+const OP_SET = 1;
+const OP_DELETE = 2;
+/** The largest payload a valid entry has: op, key length, a 15-byte key, a 3999-byte value. */
+const MAX_PAYLOAD = 2 + KV_KEY_MAX_BYTES + KV_VALUE_MAX_BYTES;
+const DEFAULT_COMPACT_BYTES = 1024 * 1024;
+
+/** The one file operation appends go through (tests inject a failing or short one). */
+export type KvWriteAt = (fd: number, data: Uint8Array, position: number) => number;
+
+export interface FileKvStoreOptions {
+  /** An append that would take the file past this many bytes (or past twice its live values, whichever
+   *  is larger) compacts it instead. Default 1 MiB: about 3,000 of the OTA controller's records, so an 8 MB
+   *  update (1,954 sectors) compacts at most once; a compaction costs an fsync (1 to 10 ms). */
+  compactBytes?: number;
+  /** How an entry is written at an offset (default fs.writeSync); returns the bytes written. */
+  writeAt?: KvWriteAt;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
 function utf8Length(s: string): number {
   return Buffer.byteLength(s, "utf8");
 }
 
+/** Closes the append descriptor of a store that was collected without close(). */
+const fdCloser = new FinalizationRegistry<number>((fd) => {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // Collected after the descriptor was closed some other way: nothing is left to release.
+  }
+});
+
 export class FileKvStore implements KeyValueStore {
   readonly file: string;
+  /** Bytes of an incomplete or damaged tail the replay ignored when the store was opened (0: none). */
+  readonly droppedBytes: number;
+  /** The format the file was in when opened: "log", "json" (the old whole-file format) or "none" (absent). */
+  readonly openedFormat: "log" | "json" | "none";
+  readonly #compactBytes: number;
+  readonly #writeAt: KvWriteAt;
   #data: Map<string, string>;
+  /** Bytes of valid log in the file: where the next entry goes. */
+  #size: number;
+  /** The file is not a clean log (absent, old format, dropped tail, a failed append): rewrite it. */
+  #rewrite: boolean;
+  /** The size of the log holding only the live values, at the last compaction (or opening). */
+  #liveBytes: number;
+  #fd: number | undefined;
+  readonly #token = {};
 
-  /** Loads `file` (absent = empty store). Throws KV_FILE_INVALID for a file that is not a JSON object of strings. */
-  constructor(file: string) {
+  /** Loads `file` (absent = empty store). Throws KV_FILE_INVALID for a file that is neither format. */
+  constructor(file: string, options: FileKvStoreOptions = {}) {
     this.file = path.resolve(file);
-    this.#data = FileKvStore.#load(this.file);
+    const compact = options.compactBytes ?? DEFAULT_COMPACT_BYTES;
+    if (!Number.isSafeInteger(compact) || compact < 1) throw new RangeError("compactBytes must be a positive integer");
+    this.#compactBytes = compact;
+    this.#writeAt = options.writeAt ?? ((fd, data, position) => fs.writeSync(fd, data, 0, data.length, position));
+    const loaded = FileKvStore.#load(this.file);
+    this.#data = loaded.data;
+    this.#size = loaded.size;
+    this.droppedBytes = loaded.dropped;
+    this.openedFormat = loaded.format;
+    this.#rewrite = loaded.format !== "log" || loaded.dropped > 0;
+    this.#liveBytes = logBytes(this.#data).length;
   }
 
-  static #load(file: string): Map<string, string> {
-    let text: string;
+  static #load(file: string): { data: Map<string, string>; size: number; dropped: number; format: "log" | "json" | "none" } {
+    let bytes: Buffer;
     try {
-      text = fs.readFileSync(file, "utf8");
+      bytes = fs.readFileSync(file);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return new Map();
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return { data: new Map(), size: 0, dropped: 0, format: "none" };
       throw new ShadowOtaError(KV_CODES.KV_FILE_INVALID, `cannot read ${file}`, { cause: e, detail: { path: file } });
     }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (cause) {
-      throw new ShadowOtaError(KV_CODES.KV_FILE_INVALID, `${file} is not JSON`, { cause, detail: { path: file } });
+    if (bytes.length >= KV_LOG_MAGIC.length && bytes.subarray(0, KV_LOG_MAGIC.length).equals(KV_LOG_MAGIC)) {
+      return { ...replay(file, bytes), format: "log" };
     }
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-      throw new ShadowOtaError(KV_CODES.KV_FILE_INVALID, `${file} is not a JSON object`, { detail: { path: file } });
-    }
-    const m = new Map<string, string>();
-    for (const [k, v] of Object.entries(parsed)) {
-      if (typeof v !== "string") throw new ShadowOtaError(KV_CODES.KV_FILE_INVALID, `${file}: value of ${JSON.stringify(k)} is not a string`, { detail: { path: file, key: k } });
-      m.set(k, v);
-    }
-    return m;
+    return { data: loadJson(file, bytes), size: 0, dropped: 0, format: "json" };
   }
 
   get(key: string): string | undefined {
     return this.#data.get(key);
   }
 
-  /** Stores `value` durably. Throws KV_KEY_INVALID, SYNC_PAYLOAD_TOO_LARGE, KV_WRITE_FAILED; TypeError for a non-string. */
+  /** Stores `value` (durable as the header says). Throws KV_KEY_INVALID, SYNC_PAYLOAD_TOO_LARGE,
+   *  KV_WRITE_FAILED; TypeError for a non-string. */
   set(key: string, value: string): void {
-    checkKey(key);
+    const keySize = checkKey(key);
     if (typeof value !== "string") throw new TypeError(`value for ${key} must be a string`);
     const size = utf8Length(value);
     if (size > KV_VALUE_MAX_BYTES) {
@@ -85,18 +166,14 @@ export class FileKvStore implements KeyValueStore {
         { detail: { key, size, max: KV_VALUE_MAX_BYTES } });
     }
     if (this.#data.get(key) === value) return;
-    const next = new Map(this.#data);
-    next.set(key, value);
-    this.#commit(next);
+    this.#commit(encodeEntry(OP_SET, key, keySize, value, size), (m) => m.set(key, value));
   }
 
-  /** Removes `key` durably (nothing is written when it is absent). Throws KV_KEY_INVALID, KV_WRITE_FAILED. */
+  /** Removes `key` (nothing is written when it is absent). Throws KV_KEY_INVALID, KV_WRITE_FAILED. */
   delete(key: string): void {
-    checkKey(key);
+    const keySize = checkKey(key);
     if (!this.#data.has(key)) return;
-    const next = new Map(this.#data);
-    next.delete(key);
-    this.#commit(next);
+    this.#commit(encodeEntry(OP_DELETE, key, keySize, "", 0), (m) => m.delete(key));
   }
 
   /** The stored keys (for tools and tests). */
@@ -104,36 +181,142 @@ export class FileKvStore implements KeyValueStore {
     return [...this.#data.keys()];
   }
 
-  #commit(next: Map<string, string>): void {
-    const text = JSON.stringify(Object.fromEntries(next), null, 1) + "\n";
+  /** Releases the file descriptor; safe twice. The store stays usable (the next write reopens). */
+  close(): void {
+    if (this.#fd === undefined) return;
+    const fd = this.#fd;
+    this.#fd = undefined;
+    fdCloser.unregister(this.#token);
+    fs.closeSync(fd);
+  }
+
+  /** Appends `entry`, or rewrites the file with `change` applied; only then changes the memory. */
+  #commit(entry: Buffer, change: (m: Map<string, string>) => void): void {
+    if (this.#rewrite || this.#size + entry.length > Math.max(this.#compactBytes, 2 * this.#liveBytes)) {
+      const next = new Map(this.#data);
+      change(next);
+      this.#compact(next);
+      this.#data = next;
+      return;
+    }
+    try {
+      const fd = this.#open();
+      const n = this.#writeAt(fd, entry, this.#size);
+      if (n !== entry.length) throw new Error(`short write: ${n} of ${entry.length} bytes`);
+    } catch (cause) {
+      // The file may now hold part of the entry past #size: the next write rewrites the file, so no entry
+      // ever follows a torn one.
+      this.#rewrite = true;
+      throw new ShadowOtaError(KV_CODES.KV_WRITE_FAILED, `cannot append to ${this.file}`, { cause, detail: { path: this.file } });
+    }
+    this.#size += entry.length;
+    change(this.#data);
+  }
+
+  /** Writes `data` as a fresh log (atomically) and points the store at it. Throws KV_WRITE_FAILED. */
+  #compact(data: Map<string, string>): void {
+    const bytes = logBytes(data);
     try {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
-      writeFileAtomic(this.file, text, { tmp: `${this.file}.tmp` });
+      this.close(); // the rename replaces the file: appends must go to the new one
+      // A failed directory fsync (returned, not thrown) only weakens the host-crash guarantee, which this
+      // store does not give for appends either (see the header).
+      writeFileAtomic(this.file, bytes, { tmp: `${this.file}.tmp` });
     } catch (cause) {
       throw new ShadowOtaError(KV_CODES.KV_WRITE_FAILED, `cannot write ${this.file}`, { cause, detail: { path: this.file } });
     }
-    this.#data = next;
-    fsyncDir(path.dirname(this.file));
+    this.#size = bytes.length;
+    this.#liveBytes = bytes.length;
+    this.#rewrite = false;
+  }
+
+  #open(): number {
+    if (this.#fd === undefined) {
+      this.#fd = fs.openSync(this.file, "r+");
+      fdCloser.register(this, this.#fd, this.#token);
+    }
+    return this.#fd;
   }
 }
 
-function checkKey(key: string): void {
+function checkKey(key: string): number {
   if (typeof key !== "string") throw new TypeError("key must be a string");
   const size = utf8Length(key);
   if (size === 0 || size > KV_KEY_MAX_BYTES) {
     throw new ShadowOtaError(KV_CODES.KV_KEY_INVALID, `key ${JSON.stringify(key)} must be 1..${KV_KEY_MAX_BYTES} bytes (NVS)`, { detail: { key, size, max: KV_KEY_MAX_BYTES } });
   }
+  return size;
 }
 
-/** Makes the rename durable. Some file systems refuse fsync on a directory; the rename itself is done. */
-function fsyncDir(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(dir, "r");
-    fs.fsyncSync(fd);
-  } catch {
-    // EISDIR/EINVAL on file systems without directory fsync: nothing more can be done from Node
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
+/** One entry of the header's grammar. `keySize`/`valueSize` are the UTF-8 lengths. */
+function encodeEntry(op: number, key: string, keySize: number, value: string, valueSize: number): Buffer {
+  const len = 2 + keySize + valueSize;
+  const b = Buffer.allocUnsafe(ENTRY_HEAD + len);
+  b.writeUInt32LE(len, 4);
+  b[8] = op;
+  b[9] = keySize;
+  b.write(key, 10, keySize, "utf8");
+  if (valueSize > 0) b.write(value, 10 + keySize, valueSize, "utf8");
+  b.writeUInt32LE(crc32(b.subarray(4)), 0);
+  return b;
+}
+
+/** A log holding `data` only: MAGIC and one set per key. */
+function logBytes(data: Map<string, string>): Buffer {
+  const parts: Buffer[] = [KV_LOG_MAGIC];
+  for (const [k, v] of data) parts.push(encodeEntry(OP_SET, k, utf8Length(k), v, utf8Length(v)));
+  return Buffer.concat(parts);
+}
+
+/** The log's values, its valid length and the bytes of the ignored tail. */
+function replay(file: string, bytes: Buffer): { data: Map<string, string>; size: number; dropped: number } {
+  const data = new Map<string, string>();
+  let pos = KV_LOG_MAGIC.length;
+  while (bytes.length - pos >= ENTRY_HEAD) {
+    const len = bytes.readUInt32LE(pos + 4);
+    if (len < 3 || len > MAX_PAYLOAD || pos + ENTRY_HEAD + len > bytes.length) break; // torn or damaged
+    if (crc32(bytes.subarray(pos + 4, pos + ENTRY_HEAD + len)) !== bytes.readUInt32LE(pos)) break;
+    const p = bytes.subarray(pos + ENTRY_HEAD, pos + ENTRY_HEAD + len);
+    const op = p[0]!;
+    const keyLen = p[1]!;
+    const bad = (why: string): ShadowOtaError =>
+      new ShadowOtaError(KV_CODES.KV_FILE_INVALID, `${file}: the entry at byte ${pos} ${why}`, { detail: { path: file, offset: pos } });
+    if (keyLen < 1 || keyLen > KV_KEY_MAX_BYTES || 2 + keyLen > len) throw bad(`has a key of ${keyLen} bytes`);
+    let key: string;
+    let value: string;
+    try {
+      key = utf8.decode(p.subarray(2, 2 + keyLen));
+      value = utf8.decode(p.subarray(2 + keyLen));
+    } catch (cause) {
+      throw new ShadowOtaError(KV_CODES.KV_FILE_INVALID, `${file}: the entry at byte ${pos} is not UTF-8`, { cause, detail: { path: file, offset: pos } });
+    }
+    if (op === OP_SET) data.set(key, value);
+    else if (op === OP_DELETE && value === "") data.delete(key);
+    else throw bad(`has op ${op}`);
+    pos += ENTRY_HEAD + len;
   }
+  return { data, size: pos, dropped: bytes.length - pos };
+}
+
+/** The old format: one JSON object of strings. */
+function loadJson(file: string, bytes: Buffer): Map<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(utf8.decode(bytes));
+  } catch (cause) {
+    throw new ShadowOtaError(KV_CODES.KV_FILE_INVALID, `${file} is neither a key-value log nor JSON`, { cause, detail: { path: file } });
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ShadowOtaError(KV_CODES.KV_FILE_INVALID, `${file} is not a JSON object`, { detail: { path: file } });
+  }
+  const m = new Map<string, string>();
+  for (const [k, v] of Object.entries(parsed)) {
+    if (typeof v !== "string") throw new ShadowOtaError(KV_CODES.KV_FILE_INVALID, `${file}: value of ${JSON.stringify(k)} is not a string`, { detail: { path: file, key: k } });
+    const keySize = utf8Length(k);
+    if (keySize === 0 || keySize > KV_KEY_MAX_BYTES || utf8Length(v) > KV_VALUE_MAX_BYTES) {
+      throw new ShadowOtaError(KV_CODES.KV_FILE_INVALID, `${file}: key ${JSON.stringify(k)} or its value is beyond the NVS limits`, { detail: { path: file, key: k } });
+    }
+    m.set(k, v);
+  }
+  return m;
 }
