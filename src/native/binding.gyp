@@ -1,6 +1,8 @@
 # The N-API module of the OTA slot (host flash + simulated bootloader): build/Release/ota_slot.node.
 # Built by scripts/build-native.sh (node-gyp bundled with npm, offline, against the machine's Node
-# headers). The C core is compiled with -Wall -Wextra -Werror; it links Debian's libmbedcrypto.
+# headers). The C core is compiled with -Wall -Wextra -Werror; it links Debian's libmbedcrypto (MD5 of the
+# partition table) and hashes SHA-256 through napi/sha256-openssl/mbedtls/sha256.h, mbedTLS's API over the
+# OpenSSL inside Node (first on the include path; see that header for why).
 {
   "targets": [
     {
@@ -12,6 +14,7 @@
         "host/ota_host.c",
         "napi/ota_napi.c"
       ],
+      "include_dirs": ["napi/sha256-openssl"],
       "defines": ["NAPI_VERSION=8"],
       "cflags_c": ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"],
       "cflags_c!": ["-std=gnu99"],

@@ -25,6 +25,15 @@
 
 #define MAX_PARTITIONS (OTA_PARTITION_TABLE_MAX_LEN / 32u)
 
+/* The process keeps one window of the mapping at a time: before an operation touches bytes outside the
+ * current 256 KiB-aligned window, the pages of that window are released from the process with
+ * MADV_DONTNEED. On a MAP_SHARED file mapping that drops only the process's page-table entries: the data
+ * stays in the file's page cache (dirty pages included) and the next access maps it again. Without it
+ * every page an update writes and verifies stays resident, and the process grows with the image (8 MB
+ * image: +8 MB). Releasing before the access, not after, matters when the page cache holds large folios
+ * (a 2 MiB folio is mapped whole on the first touch): then at most one folio is mapped at a time. */
+#define WINDOW_BYTES (256u * 1024u)
+
 struct ota_host_flash {
     int fd;
     uint8_t *mem;
@@ -43,6 +52,8 @@ struct ota_host_flash {
     uint64_t ops;
     bool cut_done;
     ota_host_op_t cut;
+    /* the part of the mapping the process may hold now (see WINDOW_BYTES) */
+    uint64_t win_lo, win_hi;
     /* operation trace (tests) */
     bool tracing;
     ota_host_op_t *trace;
@@ -68,6 +79,24 @@ static void record(ota_host_flash_t *f, char kind, uint32_t address, size_t len)
         f->trace_cap = cap;
     }
     f->trace[f->trace_len++] = op;
+}
+
+/* Releases the current window's pages (see WINDOW_BYTES), then makes the window the one(s) holding
+ * [address, address + len). Call before touching those bytes. */
+static void will_touch(ota_host_flash_t *f, uint32_t address, size_t len)
+{
+    if (len == 0) return;
+    uint64_t lo = address - address % WINDOW_BYTES;
+    uint64_t hi = (uint64_t)address + len;
+    hi += (WINDOW_BYTES - hi % WINDOW_BYTES) % WINDOW_BYTES;
+    if (hi > f->size) hi = f->size;
+    if (f->win_hi > f->win_lo && lo >= f->win_lo && hi <= f->win_hi) return;
+    if (f->win_hi > f->win_lo) {
+        /* Only a memory hint: if it fails the pages stay resident; the data is unaffected either way. */
+        (void)madvise(f->mem + f->win_lo, (size_t)(f->win_hi - f->win_lo), MADV_DONTNEED);
+    }
+    f->win_lo = lo;
+    f->win_hi = hi;
 }
 
 static uint32_t next_rand(ota_host_flash_t *f)
@@ -159,6 +188,7 @@ static esp_err_t h_read(void *ctx, const ota_partition_t *part, uint32_t offset,
     if (f->lost) return OTA_ERR_SIM_POWER_LOST;
     esp_err_t err = range_ok(f, part, offset, len);
     if (err != ESP_OK) return err;
+    will_touch(f, part->address + offset, len);
     if (len > 0) memcpy(dst, f->mem + part->address + offset, len);
     return ESP_OK;
 }
@@ -172,6 +202,7 @@ static esp_err_t h_erase(void *ctx, const ota_partition_t *part, uint32_t offset
     if (err != ESP_OK) return err;
     uint8_t *s = f->mem + part->address + offset;
     record(f, 'E', part->address + offset, OTA_SECTOR_SIZE);
+    will_touch(f, part->address + offset, OTA_SECTOR_SIZE);
     size_t done = spend(f, OTA_SECTOR_SIZE);
     if (done == OTA_SECTOR_SIZE && !f->lost) {
         memset(s, 0xFF, OTA_SECTOR_SIZE);
@@ -204,6 +235,7 @@ static esp_err_t h_write(void *ctx, const ota_partition_t *part, uint32_t offset
     uint8_t *d = f->mem + part->address + offset;
     const uint8_t *s = src;
     record(f, 'P', part->address + offset, len);
+    will_touch(f, part->address + offset, len);
     size_t done = spend(f, len);
     for (size_t i = 0; i < done; i++) d[i] &= s[i];
     if (!f->lost) return ESP_OK;
@@ -373,6 +405,9 @@ esp_err_t ota_host_open(const char *path, uint16_t chip_id, ota_host_flash_t **o
         .mark_valid = h_mark_valid,
         .mark_invalid_and_reboot = h_mark_invalid_and_reboot,
     };
+    if (f->size >= OTA_PARTITION_TABLE_OFFSET + OTA_PARTITION_TABLE_MAX_LEN) {
+        will_touch(f, OTA_PARTITION_TABLE_OFFSET, OTA_PARTITION_TABLE_MAX_LEN);
+    }
     esp_err_t err = load_table(f);
     if (err != ESP_OK) {
         ota_host_close(f);

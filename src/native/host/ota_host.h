@@ -6,7 +6,9 @@
  * Flash model (docs/formats.md, "Flash behaviour"): 4 KiB erase sectors that read 0xFF
  * after erase; programming ANDs data into what is there (bits only go 1 -> 0). The file is mapped
  * MAP_SHARED, so every operation is in the file as soon as it returns; "rebooting" = closing and reopening
- * the file, then ota_host_boot().
+ * the file, then ota_host_boot(). The process does not keep what it touched: it holds one 256 KiB window of
+ * the mapping at a time and releases the previous one (MADV_DONTNEED; the data stays in the file's page
+ * cache) before touching another, so its resident memory does not grow with the image.
  *
  * Power cuts: ota_host_arm_power_cut(budget, seed) lets `budget` more byte-level operations happen (an
  * erase counts 4096, a program counts its length; reads count nothing). The operation that exhausts the

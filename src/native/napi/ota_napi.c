@@ -705,6 +705,12 @@ static napi_value init(napi_env env, napi_value exports)
     CHECK(napi_define_class(env, "OtaHost", NAPI_AUTO_LENGTH, js_construct, NULL,
                             sizeof(methods) / sizeof(methods[0]), methods, &cls));
     CHECK(napi_set_named_property(env, exports, "OtaHost", cls));
+#ifdef OTA_SHA256_BACKEND
+    const char *sha = OTA_SHA256_BACKEND; /* napi/sha256-openssl/mbedtls/sha256.h */
+#else
+    const char *sha = "mbedtls";
+#endif
+    CHECK(napi_set_named_property(env, exports, "sha256Backend", make_str(env, sha)));
     return exports;
 }
 
