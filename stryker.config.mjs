@@ -21,7 +21,7 @@ export const CORE_TESTS = {
   "backoff.ts": ["backoff.test.ts"],
   "cloud-protocol.ts": ["shadow-sync.test.ts", "frozen-builtins.test.ts"],
   "config-diff.ts": ["config-diff.test.ts"],
-  "device-agent.ts": ["device-agent.test.ts"],
+  "device-agent.ts": ["device-agent.test.ts", "device-agent-reports.test.ts"],
   "device-app.ts": ["device-app.test.ts"],
   "download-errors.ts": ["firmware-url.test.ts", "error-codes.test.ts"],
   "errors.ts": ["error-codes.test.ts", "xs-smoke.test.ts"],

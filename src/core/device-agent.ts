@@ -66,8 +66,6 @@ export class DeviceAgent implements ShadowSyncHandlers {
   readonly #reportedFirmwarePath: readonly string[];
   readonly #log: Log;
   #sync: SyncLike | undefined;
-  /** The last lastError reported (so one error is reported once, not on every repetition). */
-  #lastReportedError: JsonObject | undefined;
   /** The firmware version last handed to onFirmwareRequested in this boot. */
   #handedOn: string | undefined;
 
@@ -136,11 +134,11 @@ export class DeviceAgent implements ShadowSyncHandlers {
       return;
     }
     const lastError: JsonObject = { ...err.toReported() };
-    if (this.#lastReportedError !== undefined && jsonEqual(this.#lastReportedError, lastError)) return;
-    // ShadowSync reports some errors itself (an invalid desired firmware version): do not send them twice.
+    // Once per repetition: not when the reported state already holds this error, whoever reported it
+    // (ShadowSync reports an invalid desired firmware version itself). The reported state, not a memory of
+    // the agent's own last report, so an error that comes back after another one is reported again.
     const already = this.#sync?.getState().reported["lastError"];
     if (already !== undefined && jsonEqual(already, lastError)) return;
-    this.#lastReportedError = lastError;
     this.#report({ lastError }, "agent.report.error");
   }
 
