@@ -18,6 +18,16 @@
  *   of an `$iothub/...` filter is rewritten after aedes has answered it (aedes has no unsubscribe hook), so
  *   a delivery may still slip through between the UNSUBACK and the rewrite.
  *
+ * - Hostile clients (BrokerLimits, broker-policy.ts): the TLS handshake must finish within
+ *   `handshakeTimeoutMs` and CONNECT arrive within `connectTimeoutMs`; a remote address may hold at most
+ *   `maxConnectionsPerAddress` sockets (more are closed on accept); a packet whose fixed header announces
+ *   more than `maxPacketBytes` closes the connection before it is buffered (mqtt-frame-guard.ts), and a
+ *   device's PUBLISH over its cloud's payload limit (AWS 128 KB, IoT Hub 256 KB) is refused like a policy
+ *   violation. Each is logged as `broker.limit` with the rule.
+ * - Nothing a client sends may end the process: the certificate CN is read once, when the handshake
+ *   completes (a socket aedes has already destroyed has no certificate left to read), and every aedes
+ *   callback refuses the client, instead of throwing, if its own code fails (`broker.callback-failed`).
+ *
  * Loading: aedes 1.x is an ES module. Jest's module system cannot load it, so it is required through
  * Node's own loader (require(esm), Node >= 20.19), fetched with process.getBuiltinModule because Jest also
  * replaces `node:module`'s createRequire.
@@ -34,9 +44,10 @@ import { ShadowOtaError } from "../core/errors";
 import type { Log } from "../ports/log";
 import { silentLog } from "../ports/log";
 import {
-  AWS_MQTT_ALPN, AZURE_TOPIC_ROOT, BROKER_CODES, azureToBroker, decidePublish, decideSubscribe, deliveredTopic,
-  identityOf, type Identity,
+  AWS_MQTT_ALPN, AZURE_TOPIC_ROOT, BROKER_CODES, azureToBroker, brokerLimits, decidePublish, decideSubscribe,
+  deliveredTopic, identityOf, payloadLimitOf, type BrokerLimits, type Identity,
 } from "./broker-policy";
+import { FramedConnection } from "./mqtt-frame-guard";
 import { CLOUD_SERVICE_IDENTITY, PKI_NAME_PATTERN, type LocalPki } from "./pki";
 
 export interface AedesBrokerOptions {
@@ -48,6 +59,8 @@ export interface AedesBrokerOptions {
   port?: number;
   /** CNs with the cloud services' rights (default ["shadow-ota-cloud"]). */
   serviceIdentities?: readonly string[];
+  /** Deadlines and caps against hostile clients (default DEFAULT_BROKER_LIMITS, per member). */
+  limits?: Partial<BrokerLimits>;
   log?: Log;
 }
 
@@ -70,6 +83,18 @@ export function loadAedes(): AedesModule {
 
 function authError(message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode: 5 }) as AuthenticateError; // 5 = not authorized
+}
+
+/** The verified client certificate's CN of a socket whose handshake has just completed, else undefined. */
+function peerCn(socket: tls.TLSSocket): string | undefined {
+  if (!socket.authorized) return undefined;
+  const cert = socket.getPeerCertificate() as tls.PeerCertificate | null; // null once the socket is gone
+  const cn = cert?.subject?.CN as unknown;
+  return typeof cn === "string" ? cn : undefined;
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 export class AedesBroker {
@@ -103,18 +128,31 @@ export class AedesBroker {
     }
     const port = options.port ?? 0;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ShadowOtaError(BROKER_CODES.BROKER_OPTION_INVALID, `port ${port} is out of range`);
+    const limits = brokerLimits(options.limits);
+    if (typeof limits === "string") throw new ShadowOtaError(BROKER_CODES.BROKER_OPTION_INVALID, limits);
     const log = options.log ?? silentLog;
     const server = options.pki.server();
 
+    /** The CN read when each connection's handshake completed, by the stream aedes got for it. */
+    const peers = new WeakMap<object, string | undefined>();
     const identities = new WeakMap<Client, Identity>();
     const who = (client: Client | null): Identity | undefined => (client ? identities.get(client) : undefined);
+    const limit = (rule: string, fields: Record<string, string | number | null>): void =>
+      log.log("warn", "broker.limit", { code: BROKER_CODES.BROKER_LIMIT_EXCEEDED, rule, ...fields });
+    const failed = (callback: string, client: Client | null, e: unknown): void =>
+      log.log("error", "broker.callback-failed", { code: BROKER_CODES.BROKER_CALLBACK_FAILED, callback, clientId: client?.id ?? null, message: messageOf(e) });
 
     const aedes = await loadAedes().Aedes.createBroker({
       drainTimeout: 10_000, // a frozen subscriber must not stall delivery to everyone (see aedes docs)
+      connectTimeout: limits.connectTimeoutMs,
       authenticate(client, _username, _password, done) {
-        const socket = client.conn as tls.TLSSocket;
-        const cn = socket.authorized ? (socket.getPeerCertificate().subject?.CN as string | undefined) : undefined;
-        const id = identityOf(typeof cn === "string" ? cn : undefined, services);
+        let id: Identity | undefined;
+        try {
+          id = identityOf(peers.get(client.conn), services);
+        } catch (e) {
+          failed("authenticate", client, e);
+          return done(authError("internal error"), false);
+        }
         if (id === undefined) {
           log.log("warn", "broker.connect-refused", { clientId: client.id, reason: "no usable certificate CN" });
           return done(authError("no usable client certificate"), false);
@@ -127,28 +165,27 @@ export class AedesBroker {
         done(null, true);
       },
       authorizePublish(client, packet, done) {
-        const id = who(client);
         if (client === null) return done(null); // aedes replaying a will with no client: nothing to check
-        if (id === undefined) return done(new Error("unauthenticated"));
-        if (packet.qos === 2) {
-          log.log("warn", "broker.publish-refused", { clientId: client.id, topic: packet.topic, reason: "QoS 2" });
-          return done(new Error("QoS 2 is not supported"));
+        let refusal: string | undefined;
+        try {
+          refusal = checkPublish(who(client), client, packet as PublishPacket);
+        } catch (e) {
+          failed("authorizePublish", client, e);
+          refusal = "internal error";
         }
-        const d = decidePublish(id, packet.topic);
-        if (!d.allow) {
-          log.log("warn", "broker.publish-refused", { clientId: client.id, topic: packet.topic, reason: d.reason });
-          return done(new Error(d.reason));
-        }
-        // aedes publishes this very packet object after the hook, so rewriting it here takes effect.
-        (packet as PublishPacket).topic = d.topic;
-        (packet as PublishPacket).retain = false;
-        done(null);
+        done(refusal === undefined ? null : new Error(refusal));
       },
       authorizeSubscribe(client, sub, done) {
-        const id = who(client);
-        const d = id === undefined ? { allow: false as const, reason: "unauthenticated" } : decideSubscribe(id, sub.topic);
+        let d: ReturnType<typeof decideSubscribe>;
+        try {
+          const id = who(client);
+          d = id === undefined ? { allow: false as const, reason: "unauthenticated" } : decideSubscribe(id, sub.topic);
+        } catch (e) {
+          failed("authorizeSubscribe", client, e);
+          d = { allow: false, reason: "internal error" };
+        }
         if (!d.allow) {
-          log.log("warn", "broker.subscribe-refused", { clientId: client.id, topic: sub.topic, reason: d.reason });
+          log.log("warn", "broker.subscribe-refused", { clientId: client?.id ?? null, topic: String(sub.topic), reason: d.reason });
           return done(null, null); // SUBACK 0x80 for this filter; the connection stays up
         }
         // In place, not on a copy: aedes stores the SUBSCRIBE packet's own subscription objects for a
@@ -157,44 +194,111 @@ export class AedesBroker {
         done(null, sub);
       },
       authorizeForward(client, packet) {
-        const id = who(client);
-        if (id === undefined) return null;
-        const topic = deliveredTopic(id, packet.topic);
-        if (topic === undefined) return null;
-        return topic === packet.topic ? packet : ({ ...packet, topic } as AedesPublishPacket);
+        try {
+          const id = who(client);
+          if (id === undefined) return null;
+          const topic = deliveredTopic(id, packet.topic);
+          if (topic === undefined) return null;
+          return topic === packet.topic ? packet : ({ ...packet, topic } as AedesPublishPacket);
+        } catch (e) {
+          failed("authorizeForward", client, e);
+          return null; // not delivered
+        }
       },
     });
 
+    /** Why a publish is refused (the connection is then closed), or undefined; rewrites an allowed one. */
+    function checkPublish(id: Identity | undefined, client: Client, packet: PublishPacket): string | undefined {
+      if (id === undefined) return "unauthenticated";
+      if (packet.qos === 2) {
+        log.log("warn", "broker.publish-refused", { clientId: client.id, topic: packet.topic, reason: "QoS 2" });
+        return "QoS 2 is not supported";
+      }
+      const d = decidePublish(id, packet.topic);
+      if (!d.allow) {
+        log.log("warn", "broker.publish-refused", { clientId: client.id, topic: packet.topic, reason: d.reason });
+        return d.reason;
+      }
+      const max = id.kind === "device" ? payloadLimitOf(d.topic) : undefined;
+      const size = packet.payload?.length ?? 0;
+      if (max !== undefined && size > max) {
+        limit("payload-size", { clientId: client.id, topic: packet.topic, bytes: size, limit: max });
+        return `payload of ${size} bytes over the ${max}-byte limit`;
+      }
+      // aedes publishes this very packet object after the hook, so rewriting it here takes effect.
+      packet.topic = d.topic;
+      packet.retain = false;
+      return undefined;
+    }
+
     aedes.on("unsubscribe", (topics, client) => {
-      const id = who(client);
-      if (id?.kind !== "device") return;
-      const own = topics.filter((t) => t.startsWith(AZURE_TOPIC_ROOT)).map((t) => azureToBroker(id.name, t));
-      if (own.length === 0) return;
-      client.unsubscribe({ unsubscriptions: own } as never, (err) => {
-        if (err) log.log("warn", "broker.unsubscribe-failed", { clientId: client.id, message: err.message });
-      });
-      // aedes removed the unprefixed name from a persistent session's store, and without a message id
-      // client.unsubscribe does not touch the store: remove the stored (prefixed) filter here.
-      if (!client.clean) {
-        (aedes as unknown as { persistence: { removeSubscriptions(c: Client, t: string[]): Promise<void> } }).persistence
-          .removeSubscriptions(client, own)
-          .catch((err: Error) => log.log("warn", "broker.unsubscribe-failed", { clientId: client.id, message: err.message }));
+      try {
+        const id = who(client);
+        if (id?.kind !== "device") return;
+        const own = topics.filter((t) => t.startsWith(AZURE_TOPIC_ROOT)).map((t) => azureToBroker(id.name, t));
+        if (own.length === 0) return;
+        client.unsubscribe({ unsubscriptions: own } as never, (err) => {
+          if (err) log.log("warn", "broker.unsubscribe-failed", { clientId: client.id, message: err.message });
+        });
+        // aedes removed the unprefixed name from a persistent session's store, and without a message id
+        // client.unsubscribe does not touch the store: remove the stored (prefixed) filter here.
+        if (!client.clean) {
+          (aedes as unknown as { persistence: { removeSubscriptions(c: Client, t: string[]): Promise<void> } }).persistence
+            .removeSubscriptions(client, own)
+            .catch((err: Error) => log.log("warn", "broker.unsubscribe-failed", { clientId: client.id, message: err.message }));
+        }
+      } catch (e) {
+        failed("unsubscribe", client, e);
       }
     });
     aedes.on("clientError", (client, err) => log.log("info", "broker.client-error", { clientId: client.id, message: err.message }));
-    aedes.on("connectionError", (_client, err) => log.log("info", "broker.connection-error", { message: err.message }));
+    aedes.on("connectionError", (_client, err) => {
+      if (/connect did not arrive in time/.test(err.message)) limit("connect-timeout", { limit: limits.connectTimeoutMs });
+      else log.log("info", "broker.connection-error", { message: err.message });
+    });
 
     const tlsServer = tls.createServer({
       key: server.keyPem, cert: server.certPem, ca: server.caPem,
       requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2",
       ALPNProtocols: [AWS_MQTT_ALPN, "mqtt"],
-    }, (socket) => { aedes.handle(socket); });
-    const sockets = new Set<net.Socket>();
-    tlsServer.on("connection", (raw: net.Socket) => {
-      sockets.add(raw);
-      raw.once("close", () => sockets.delete(raw));
+      handshakeTimeout: limits.handshakeTimeoutMs,
+    }, (socket) => {
+      try {
+        const conn = new FramedConnection(socket, limits.maxPacketBytes, (v) =>
+          limit(v.reason === "too-large" ? "packet-size" : "packet-malformed", { bytes: v.declaredBytes ?? null, limit: v.limit }));
+        peers.set(conn, peerCn(socket));
+        aedes.handle(conn);
+      } catch (e) {
+        failed("secureConnection", null, e);
+        socket.destroy();
+      }
     });
-    tlsServer.on("tlsClientError", (err) => log.log("info", "broker.tls-refused", { message: err.message }));
+    const sockets = new Set<net.Socket>();
+    const perAddress = new Map<string, number>();
+    tlsServer.on("connection", (raw: net.Socket) => {
+      const address = raw.remoteAddress ?? "";
+      const count = perAddress.get(address) ?? 0;
+      if (count >= limits.maxConnectionsPerAddress) {
+        limit("connections-per-address", { address, limit: limits.maxConnectionsPerAddress });
+        raw.destroy();
+        return;
+      }
+      perAddress.set(address, count + 1);
+      sockets.add(raw);
+      raw.once("close", () => {
+        sockets.delete(raw);
+        const left = (perAddress.get(address) ?? 1) - 1;
+        if (left > 0) perAddress.set(address, left);
+        else perAddress.delete(address);
+      });
+    });
+    // With a tlsClientError listener Node leaves the socket open, even after its own handshake timeout:
+    // destroy it here, or an idle TCP connection holds its descriptor forever.
+    tlsServer.on("tlsClientError", (err, socket) => {
+      socket.destroy();
+      if ((err as NodeJS.ErrnoException).code === "ERR_TLS_HANDSHAKE_TIMEOUT") limit("handshake-timeout", { limit: limits.handshakeTimeoutMs });
+      else log.log("info", "broker.tls-refused", { message: err.message });
+    });
 
     try {
       await new Promise<void>((resolve, reject) => {

@@ -11,9 +11,13 @@
  * - A cloud-service identity (default CN "shadow-ota-cloud") may use every topic but `$SYS/...`.
  * - Nobody may publish at QoS 2 (AWS never acknowledges it, Azure closes the connection); RETAIN is ignored.
  *
+ * - What a client may cost the broker (BrokerLimits): deadlines for the TLS handshake and for CONNECT, a
+ *   cap on connections per remote address, and a cap on packet size at the clouds' message limits.
+ *
  * Pure functions and constants only; no I/O.
  * Not here: shadow or twin semantics (the services own those), AWS's per-connection quotas.
  */
+import { AWS_SHADOW_LIMITS } from "../core/aws-shadow";
 import { CLOUD_SERVICE_IDENTITY, PKI_NAME_PATTERN } from "./pki";
 
 /** Stable codes of the brokers and their launchers (a contract). */
@@ -25,9 +29,84 @@ export const BROKER_CODES = {
   BROKER_START_FAILED: "BROKER_START_FAILED",
   /** The broker did not listen within the start timeout. `detail.timeoutMs`. */
   BROKER_START_TIMEOUT: "BROKER_START_TIMEOUT",
-  /** A start option is invalid (an identity that is not a valid certificate name, a bad port). */
+  /** A start option is invalid (an identity that is not a valid certificate name, a bad port, a limit that
+   *  is not a positive integer). */
   BROKER_OPTION_INVALID: "BROKER_OPTION_INVALID",
+  /** A client was disconnected for breaking a BrokerLimits rule: no TLS handshake or no CONNECT within
+   *  the deadline, over the per-address connection cap, a packet over the size cap, a device publish over
+   *  its cloud's payload limit. Logged by the broker (event `broker.limit`, with `detail.rule`); the
+   *  client only sees its connection closed, as AWS and IoT Hub do. */
+  BROKER_LIMIT_EXCEEDED: "BROKER_LIMIT_EXCEEDED",
+  /** One of the broker's own callbacks threw on a client's input (a bug the broker survived: the client
+   *  is refused or disconnected and the process keeps running). Logged as event `broker.callback-failed`. */
+  BROKER_CALLBACK_FAILED: "BROKER_CALLBACK_FAILED",
 } as const;
+
+/**
+ * The largest message payload a device may publish on AWS IoT Core: 128 KB ("AWS IoT Core message broker
+ * and protocol limits and quotas": "Message size ... 128 KB"), the same number the shadow service checks.
+ */
+export const AWS_MAX_PAYLOAD_BYTES = AWS_SHADOW_LIMITS.PUBLISH_MAX_BYTES;
+/** The largest device-to-cloud message on Azure IoT Hub: 256 KB ("IoT Hub quotas and throttling"). */
+export const AZURE_MAX_PAYLOAD_BYTES = 256 * 1024;
+/**
+ * Bytes a PUBLISH carries besides its payload, allowed on top of the payload limit when the cap is on the
+ * whole packet: fixed header (at most 5), topic length (2), topic (AWS allows 256 bytes; 1 KiB leaves room
+ * for Azure's property bags), packet id (2).
+ */
+export const MQTT_HEADER_ALLOWANCE = 1024;
+
+/** What one client may cost a broker. Every field is a positive integer. */
+export interface BrokerLimits {
+  /** TCP accept → TLS handshake done; a socket that has not finished by then is destroyed. */
+  handshakeTimeoutMs: number;
+  /** TLS established → CONNECT received (aedes's connectTimeout); mosquitto has no such setting. */
+  connectTimeoutMs: number;
+  /** Open TCP connections from one remote address, handshakes included; more are closed on accept.
+   *  On loopback every device shares 127.0.0.1, so this bounds the whole fleet's connections. */
+  maxConnectionsPerAddress: number;
+  /** Largest whole MQTT packet (header included), checked from the fixed header before the packet is
+   *  buffered (mosquitto: `max_packet_size`). */
+  maxPacketBytes: number;
+}
+
+/**
+ * Defaults: 10 s for the handshake and for CONNECT (a device on a slow link finishes a TLS 1.2 RSA
+ * handshake in well under that); 2,048 connections per address, above the 1,000–2,000 simulated devices the
+ * local cloud is measured with — lower it below the process's file-descriptor limit (`ulimit -n`) when that
+ * is smaller, since it is what keeps idle sockets from using up every descriptor; packets up to Azure's
+ * 256 KB message plus headers (AWS devices' payloads are held to 128 KB per publish by the aedes broker
+ * and by the AWS mosquitto instance's own cap).
+ */
+export const DEFAULT_BROKER_LIMITS: Readonly<BrokerLimits> = {
+  handshakeTimeoutMs: 10_000,
+  connectTimeoutMs: 10_000,
+  maxConnectionsPerAddress: 2_048,
+  maxPacketBytes: AZURE_MAX_PAYLOAD_BYTES + MQTT_HEADER_ALLOWANCE,
+};
+
+/** The limits with `overrides` applied; undefined members keep the default. Returns a reason for an invalid one. */
+export function brokerLimits(overrides: Partial<BrokerLimits> = {}): BrokerLimits | string {
+  const out: BrokerLimits = { ...DEFAULT_BROKER_LIMITS };
+  for (const key of Object.keys(DEFAULT_BROKER_LIMITS) as Array<keyof BrokerLimits>) {
+    const v = overrides[key];
+    if (v === undefined) continue;
+    if (!Number.isSafeInteger(v) || v <= 0) return `limit ${key} must be a positive integer, not ${String(v)}`;
+    out[key] = v;
+  }
+  if (out.maxPacketBytes < 20) return "limit maxPacketBytes must be at least 20 (mosquitto refuses less)";
+  return out;
+}
+
+/**
+ * The largest payload a device may publish on a broker-side topic: AWS's 128 KB on `$aws/...`, IoT Hub's
+ * 256 KB on a device's `devices/{id}/$iothub/...`; undefined on any other topic (no cloud limit to mirror).
+ */
+export function payloadLimitOf(topic: string): number | undefined {
+  if (topic.startsWith("$aws/")) return AWS_MAX_PAYLOAD_BYTES;
+  if (topic.startsWith(AZURE_DEVICE_TOPIC_PREFIX) || topic.startsWith(AZURE_TOPIC_ROOT)) return AZURE_MAX_PAYLOAD_BYTES;
+  return undefined;
+}
 
 export const AWS_THINGS_PREFIX = "$aws/things/";
 /** Azure IoT Hub's device-side topic root (no device id in it). */
