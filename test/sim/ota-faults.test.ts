@@ -1,11 +1,12 @@
 /**
  * Random faults against the whole stack (local cloud on aedes, HTTPS blob server, simulated device on its
- * flash file): for seeded random sequences of power cuts at a download byte, connections cut by the server
+ * flash file): for seeded random sequences of power cuts (at a download byte, or after a random number of
+ * flash operations), connections cut by the server
  * and restarts at random moments, the device always ends on the old or the new version with a bootable
  * flash, its reported state converges on what it runs, and it downloads at most one sector again per
  * interruption. The same property over fake ports, with many more sequences, is in
  * test/core/ota-controller-property.test.ts; this one shows it holds for the real parts.
- * Bounded: 3 sequences, a few events each, every wait with a limit.
+ * Bounded: 4 sequences, a few events each, every wait with a limit.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -46,7 +47,7 @@ describe("OTA under random faults (aedes, HTTPS, native slot)", () => {
   beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-faults-")); });
   afterEach(() => { fs.rmSync(dir, { recursive: true, force: true }); });
 
-  for (const seed of [101, 202, 303]) {
+  for (const seed of [101, 202, 303, 404]) {
     it(`seed ${seed}: ends on 1.0.0 or 1.1.0, reported state converges, ≤ 1 sector again per interruption`, async () => {
       const rand = rng(seed);
       const cloud = await LocalCloud.start({ broker: "aedes", dataDir: path.join(dir, "cloud"), certsDir: PKI, devices: [{ id: "esp32-01", cloud: "aws" }], blobs: { bytesPerSecond: 400 * 1024 } });
@@ -64,7 +65,8 @@ describe("OTA under random faults (aedes, HTTPS, native slot)", () => {
         const events = 2 + Math.floor(rand() * 3);
         for (let i = 0; i < events; i++) {
           const pick = rand();
-          if (pick < 0.4) { d.powerCutAtByte(Math.floor(rand() * SIZE), i + 1); interruptions++; }
+          if (pick < 0.3) { d.powerCutAtByte(Math.floor(rand() * SIZE), i + 1); interruptions++; }
+          else if (pick < 0.45) { d.powerCutAfterOps(1 + Math.floor(rand() * 100), i + 1); interruptions++; }
           else if (pick < 0.7) { cloud.blobs.setFault("firmware/1.1.0.bin", { cutAtByte: Math.floor(rand() * SIZE) }); interruptions++; }
         }
         await cloud.shadows.updateDesired("esp32-01", { config: { firmware_version: "1.1.0" } });
