@@ -27,7 +27,7 @@ export const CORE_TESTS = {
   "errors.ts": ["error-codes.test.ts", "xs-smoke.test.ts"],
   "firmware-url.ts": ["firmware-url.test.ts"],
   "json.ts": ["xs-smoke.test.ts"],
-  "ota-controller.ts": ["ota-controller.test.ts", "ota-controller-property.test.ts"],
+  "ota-controller.ts": ["ota-controller.test.ts", "ota-controller-property.test.ts", "ota-controller-edges.test.ts"],
   "semver.ts": ["semver.test.ts", "semver-messages.test.ts"],
   "shadow-sync.ts": ["shadow-sync.test.ts", "shadow-sync-reports.test.ts"],
   "sync-errors.ts": ["error-codes.test.ts"],
