@@ -24,7 +24,12 @@
  * URL, to {dataDir}/cloud.json (0600). Errors come back as {"code","message"} with the status the service
  * gave (a shadow rejection keeps its AWS status: 400, 404, 409, 413, 429 …), 401 without the token, 404
  * for an unknown route (and for /firmware when the cloud runs without a blob server), 413 for a JSON body
- * over 64 KB or a firmware body over 16 MiB, 400/404 for a bad or missing blob name.
+ * over 64 KB or a firmware body over 16 MiB, 400/404 for a bad or missing blob name. Every malformed input
+ * is a 4xx naming what is wrong: a bad thing, shadow or device name 400 SYNC_NAME_INVALID /
+ * CLOUD_DEVICE_ID_INVALID (for POST and DELETE as for GET), a malformed percent-escape 400
+ * CLOUD_ADMIN_URL_INVALID, a JSON body nested deeper than 64 levels 400 SYNC_DEPTH_EXCEEDED (checked without
+ * recursion, before anything walks the document), a reserved device id 400 CLOUD_DEVICE_ID_RESERVED.
+ * A 500 (ADMIN_INTERNAL) means a bug in the local cloud, and is logged.
  *
  * Not here: TLS (loopback only; the device-facing broker is the TLS surface), any shadow rule.
  */
@@ -33,13 +38,16 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { CloudKind } from "../core/cloud-protocol";
 import { ShadowOtaError } from "../core/errors";
-import { isJsonObject, type Json, type JsonObject } from "../core/json";
+import { isJsonObject, jsonDepth, type Json, type JsonObject } from "../core/json";
 import type { Log } from "../ports/log";
 import { MAX_BLOB_SIZE, parseBlobFault } from "./blob-server";
 import { CLOUD_CODES } from "./cloud-errors";
 import type { LocalCloud } from "./local-cloud";
 
 const MAX_BODY = 64 * 1024;
+/** Deepest JSON body accepted: far above the clouds' own limits (AWS 6, Azure 10 under their wrappers), so
+ *  the services still give their own messages, and far below what would exhaust a recursive walk. */
+const MAX_BODY_DEPTH = 64;
 
 class HttpError extends Error {
   constructor(readonly status: number, readonly code: string, message: string) {
@@ -53,6 +61,7 @@ function statusOf(e: unknown): number {
     const s = e.detail?.["status"];
     if (typeof s === "number" && s >= 400 && s < 600) return s;
     if (e.code === "CLOUD_DEVICE_ID_INVALID" || e.code.startsWith("SYNC_") || e.code.startsWith("PKI_NAME")) return 400;
+    if (e.code === CLOUD_CODES.CLOUD_DEVICE_ID_RESERVED || e.code === CLOUD_CODES.CLOUD_ADMIN_URL_INVALID) return 400;
     if (e.code === "CLOUD_SERVICE_CLOSED") return 503;
     if (e.code === CLOUD_CODES.CLOUD_BLOB_NAME_INVALID || e.code === CLOUD_CODES.CLOUD_BLOB_FAULT_INVALID) return 400;
     if (e.code === CLOUD_CODES.CLOUD_BLOB_NOT_FOUND || e.code === CLOUD_CODES.CLOUD_BLOB_SERVER_DISABLED) return 404;
@@ -76,6 +85,8 @@ async function readJson(req: http.IncomingMessage): Promise<JsonObject> {
     throw new HttpError(400, "SYNC_JSON_INVALID", "request body is not JSON");
   }
   if (!isJsonObject(v as Json)) throw new HttpError(400, "SYNC_DOCUMENT_INVALID", "request body must be a JSON object");
+  const depth = jsonDepth(v as Json); // iterative: safe at any depth JSON.parse accepted
+  if (depth > MAX_BODY_DEPTH) throw new HttpError(400, "SYNC_DEPTH_EXCEEDED", `request body nests ${depth} levels; the admin API accepts at most ${MAX_BODY_DEPTH}`);
   return v as JsonObject;
 }
 
@@ -116,7 +127,15 @@ export class AdminHttpServer {
     const expected = Buffer.from(`Bearer ${token}`);
     const server = http.createServer((req, res) => {
       const send = (status: number, body: Json): void => {
-        const text = JSON.stringify(body);
+        let text: string;
+        try {
+          text = JSON.stringify(body);
+        } catch (e) { // a document the services accepted but JSON.stringify cannot write (too deep): a bug here
+          o.log.log("error", "admin.failed", { method: req.method ?? null, url: req.url ?? null, code: "ADMIN_INTERNAL", message: String(e) });
+          status = 500;
+          text = JSON.stringify({ code: "ADMIN_INTERNAL", message: "the response could not be encoded" });
+        }
+        if (res.headersSent) return;
         res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
         res.end(text);
       };
@@ -133,7 +152,8 @@ export class AdminHttpServer {
           const message = e instanceof Error ? e.message : String(e);
           if (status >= 500) o.log.log("error", "admin.failed", { method: req.method, url: req.url, code, message });
           send(status, { code, message });
-        });
+        })
+        .catch((e: unknown) => o.log.log("error", "admin.failed", { method: req.method ?? null, url: req.url ?? null, code: "ADMIN_INTERNAL", message: String(e) }));
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -153,8 +173,14 @@ export class AdminHttpServer {
 }
 
 async function route(cloud: LocalCloud, req: http.IncomingMessage): Promise<Json> {
-  const url = new URL(req.url ?? "/", "http://admin");
-  const parts = url.pathname.split("/").filter((p) => p.length > 0).map(decodeURIComponent);
+  let url: URL;
+  let parts: string[];
+  try {
+    url = new URL(req.url ?? "/", "http://admin");
+    parts = url.pathname.split("/").filter((p) => p.length > 0).map(decodeURIComponent);
+  } catch {
+    throw new HttpError(400, CLOUD_CODES.CLOUD_ADMIN_URL_INVALID, `the request path ${JSON.stringify((req.url ?? "").slice(0, 200))} is not a valid URL (malformed percent-escape?)`);
+  }
   const method = req.method ?? "GET";
   const shadowName = url.searchParams.get("name") ?? undefined;
 
@@ -175,7 +201,9 @@ async function route(cloud: LocalCloud, req: http.IncomingMessage): Promise<Json
       if (desired !== null && !isJsonObject(desired ?? null)) throw new HttpError(400, "SYNC_DOCUMENT_INVALID", "state.desired must be an object or null");
       const options: { shadowName?: string; version?: number } = {};
       if (shadowName !== undefined) options.shadowName = shadowName;
-      if (typeof body["version"] === "number") options.version = body["version"];
+      const version = body["version"];
+      if (version !== undefined && typeof version !== "number") throw new HttpError(400, "SYNC_DOCUMENT_INVALID", "version must be a number");
+      if (typeof version === "number") options.version = version;
       return cloud.shadows.updateDesired(thing, (desired ?? null) as JsonObject | null, options);
     }
     if (method === "DELETE") return cloud.shadows.deleteShadow(thing, shadowName);

@@ -6,7 +6,8 @@
  *   local CA, TLS 1.2 or newer; ALPN `x-amzn-mqtt-ca` (and `mqtt`) is accepted, as on AWS's port 443.
  * - Identity = the client certificate's CN. A device must connect with client id = CN (refused with
  *   CONNACK 5 "not authorized" otherwise, before it could take over anyone's session); a second connection
- *   with the same id drops the first (aedes does that). Service identities may use any client id.
+ *   with the same id drops the first (aedes does that). Service identities may use any client id; a device
+ *   certificate with a name reserved for the services (isReservedIdentity, pki.ts) is refused.
  * - Publish: devices only to their own shadow request topics and the twin's request topics; a refused
  *   publish closes the connection (AWS does the same for a policy violation on MQTT 3.1.1). QoS 2 closes it
  *   too. RETAIN is cleared (AWS and Azure ignore it on these topics).
@@ -48,7 +49,7 @@ import {
   deliveredTopic, identityOf, payloadLimitOf, type BrokerLimits, type Identity,
 } from "./broker-policy";
 import { FramedConnection } from "./mqtt-frame-guard";
-import { CLOUD_SERVICE_IDENTITY, PKI_NAME_PATTERN, type LocalPki } from "./pki";
+import { CLOUD_SERVICE_IDENTITY, PKI_NAME_PATTERN, isReservedIdentity, type LocalPki } from "./pki";
 
 export interface AedesBrokerOptions {
   /** The CA and server certificate come from here. */
@@ -156,6 +157,10 @@ export class AedesBroker {
         if (id === undefined) {
           log.log("warn", "broker.connect-refused", { clientId: client.id, reason: "no usable certificate CN" });
           return done(authError("no usable client certificate"), false);
+        }
+        if (id.kind === "device" && isReservedIdentity(id.name)) {
+          log.log("warn", "broker.connect-refused", { clientId: client.id, cn: id.name, reason: "a device certificate with a name reserved for the services" });
+          return done(authError("reserved identity"), false);
         }
         if (id.kind === "device" && client.id !== id.name) {
           log.log("warn", "broker.connect-refused", { clientId: client.id, cn: id.name, reason: "client id is not the certificate CN" });

@@ -42,6 +42,13 @@ export const CLOUD_CODES = {
   CLOUD_BLOB_TOO_LARGE: "CLOUD_BLOB_TOO_LARGE",
   /** The local cloud was started without its blob server (`blobPort: false`). */
   CLOUD_BLOB_SERVER_DISABLED: "CLOUD_BLOB_SERVER_DISABLED",
+  /** A device id reserved for the cloud itself: the services' certificate name `shadow-ota-cloud` (it would
+   *  get the services' broker rights) or `shadow-ota-cloud-*` (the services' client ids). Nothing is issued.
+   *  `detail.id`. The admin API answers 400. */
+  CLOUD_DEVICE_ID_RESERVED: "CLOUD_DEVICE_ID_RESERVED",
+  /** An admin API request whose path or query is not a valid URL: a malformed percent-escape such as `%E0%A4%A`.
+   *  The admin API answers 400. */
+  CLOUD_ADMIN_URL_INVALID: "CLOUD_ADMIN_URL_INVALID",
 } as const;
 
 export type CloudCode = (typeof CLOUD_CODES)[keyof typeof CLOUD_CODES];

@@ -39,10 +39,11 @@ import { AdminHttpServer } from "./admin-http";
 import { AedesBroker } from "./broker-aedes";
 import { BlobServer, type BlobInfo } from "./blob-server";
 import { AzureMosquittoInstances, MosquittoBroker } from "./broker-mosquitto";
+import type { BrokerLimits } from "./broker-policy";
 import { CLOUD_CODES } from "./cloud-errors";
 import { CloudStore } from "./cloud-store";
 import { CLOUD_INFO_FILE, type CloudConnectionInfo, type DeviceConnection } from "./device";
-import { CLOUD_SERVICE_IDENTITY, LocalPki, type PkiOptions } from "./pki";
+import { CLOUD_SERVICE_IDENTITY, LocalPki, isReservedIdentity, type PkiOptions } from "./pki";
 import type { ShadowEngineOptions } from "./shadow-engine";
 import { ShadowService } from "./shadow-service";
 import { TwinService } from "./twin-service";
@@ -77,6 +78,9 @@ export interface LocalCloudOptions {
   blobPort?: number | false;
   /** Blob server behaviour for every response: throttle (bytes per second), chunked transfer. */
   blobs?: { bytesPerSecond?: number; chunked?: boolean };
+  /** The brokers' limits against hostile clients (broker-policy.ts DEFAULT_BROKER_LIMITS per member);
+   *  mosquitto takes maxConnectionsPerAddress and maxPacketBytes only. */
+  brokerLimits?: Partial<BrokerLimits>;
 }
 
 /** The blob container the seeds' firmware lives in by default. */
@@ -151,11 +155,12 @@ export class LocalCloud {
     let azure: AzureMosquittoInstances | undefined;
     let blobs: BlobServer | undefined;
     try {
-      const brokerOptions = { pki, host, log, ...(options.port === undefined ? {} : { port: options.port }) };
+      const limits = options.brokerLimits === undefined ? {} : { limits: options.brokerLimits };
+      const brokerOptions = { pki, host, log, ...limits, ...(options.port === undefined ? {} : { port: options.port }) };
       broker = brokerKind === "aedes"
         ? await AedesBroker.start(brokerOptions)
         : await MosquittoBroker.start({ ...brokerOptions, mode: "aws" });
-      if (brokerKind === "mosquitto") azure = new AzureMosquittoInstances({ pki, host, log });
+      if (brokerKind === "mosquitto") azure = new AzureMosquittoInstances({ pki, host, log, ...limits });
       const main = await connectService(pki, host, broker.port, `${CLOUD_SERVICE_IDENTITY}-${process.pid}`);
       clients.push(main);
       const serviceOptions = { store, log, ...(options.clock === undefined ? {} : { clock: options.clock }) };
@@ -244,10 +249,14 @@ export class LocalCloud {
 
   /**
    * Makes a device known: issues (or reuses) its certificate, and for an Azure device on mosquitto starts
-   * its dedicated broker and links the twin service to it. Idempotent. Throws PKI_* for a bad name.
+   * its dedicated broker and links the twin service to it. Idempotent. Throws PKI_* for a bad name,
+   * CLOUD_DEVICE_ID_RESERVED for the cloud's own identities (isReservedIdentity in pki.ts).
    */
   async addDevice(id: string, cloud: CloudKind): Promise<DeviceCredentials> {
     this.#checkOpen();
+    if (typeof id === "string" && isReservedIdentity(id)) {
+      throw new ShadowOtaError(CLOUD_CODES.CLOUD_DEVICE_ID_RESERVED, `device id ${id} is reserved for the local cloud's own services`, { detail: { id } });
+    }
     const known = this.#devices.get(id);
     if (known !== undefined && known !== cloud) {
       throw new ShadowOtaError(CLOUD_CODES.CLOUD_DEVICE_ID_INVALID, `device ${id} is already registered for ${known}`, { detail: { id, cloud: known } });

@@ -44,6 +44,15 @@ export const PKI_CODES = {
 /** Client certificate CN of the local cloud's services (shadow/twin services, test observers). */
 export const CLOUD_SERVICE_IDENTITY = "shadow-ota-cloud";
 
+/**
+ * True for names no device may have: the service identity (its certificate carries the services' broker
+ * rights) and `shadow-ota-cloud-*`, the client ids of the services' own connections (a device with such a
+ * CN connects with that client id, and a second connection with an id drops the first).
+ */
+export function isReservedIdentity(name: string): boolean {
+  return name === CLOUD_SERVICE_IDENTITY || name.startsWith(`${CLOUD_SERVICE_IDENTITY}-`);
+}
+
 /** Certificate names: the AWS thing-name grammar (docs/protocols.md §1.5). */
 export const PKI_NAME_PATTERN = /^[A-Za-z0-9:_-]{1,128}$/;
 

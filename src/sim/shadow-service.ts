@@ -13,7 +13,7 @@
  * reconnects and resubscribes on its own), no authorization (the broker's ACLs), no shadow rules.
  */
 import type { MqttClient } from "mqtt";
-import { buildErrorDocument, shadowTopic } from "../core/aws-shadow";
+import { buildErrorDocument, shadowTopic, validateShadowName, validateThingName } from "../core/aws-shadow";
 import type { OutgoingMessage } from "../core/cloud-protocol";
 import { ShadowOtaError } from "../core/errors";
 import type { JsonObject } from "../core/json";
@@ -52,6 +52,13 @@ export interface ShadowServiceOptions {
 }
 
 type MessageListener = (topic: string, payload: Buffer) => void;
+
+/** Throws SYNC_NAME_INVALID for a bad thing or shadow name, before the request reaches the engine (which
+ *  treats a bad name as its caller's bug and would answer 500). */
+function checkNames(thingName: string, shadowName: string | undefined): void {
+  validateThingName(thingName);
+  if (shadowName !== undefined) validateShadowName(shadowName);
+}
 
 export class ShadowService {
   readonly #client: MqttClient;
@@ -174,6 +181,7 @@ export class ShadowService {
    */
   async updateDesired(thingName: string, desired: JsonObject | null, options: AdminUpdateOptions = {}): Promise<JsonObject> {
     this.#checkOpen();
+    checkNames(thingName, options.shadowName);
     return this.#admin(adminUpdateRequest(thingName, "desired", desired, this.#clock.epochSeconds(), options));
   }
 
@@ -181,6 +189,7 @@ export class ShadowService {
    *  Errors: CLOUD_REQUEST_REJECTED (404 when there is no shadow), SYNC_NAME_INVALID, CLOUD_SERVICE_CLOSED. */
   async deleteShadow(thingName: string, shadowName?: string): Promise<JsonObject> {
     this.#checkOpen();
+    checkNames(thingName, shadowName);
     return this.#admin(adminDeleteRequest(thingName, this.#clock.epochSeconds(), shadowName));
   }
 

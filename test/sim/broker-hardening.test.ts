@@ -156,6 +156,13 @@ describe("aedes against hostile clients", () => {
     expect(await tryConnect(broker.port, devA, "dev-a")).toEqual({ connected: true, errors: [] });
   }
 
+  test("a device certificate with a name reserved for the services is refused (CONNACK 5)", async () => {
+    const fake = pki.client(`${CLOUD_SERVICE_IDENTITY}-1`);
+    const r = await tryConnect(broker.port, fake, fake.name);
+    expect(r.connected).toBe(false);
+    expect(r.errors.map((e) => e.message).join(" ")).toMatch(/Not authorized/i);
+  });
+
   test("CONNECT followed by two junk bytes from a valid device certificate does not end the process", async () => {
     const s = await tlsConnect(broker.port, devA);
     s.on("error", () => undefined);
