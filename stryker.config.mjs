@@ -29,7 +29,7 @@ export const CORE_TESTS = {
   "json.ts": ["xs-smoke.test.ts"],
   "ota-controller.ts": ["ota-controller.test.ts", "ota-controller-property.test.ts", "ota-controller-edges.test.ts"],
   "semver.ts": ["semver.test.ts", "semver-messages.test.ts"],
-  "shadow-sync.ts": ["shadow-sync.test.ts", "shadow-sync-reports.test.ts"],
+  "shadow-sync.ts": ["shadow-sync.test.ts", "shadow-sync-reports.test.ts", "shadow-sync-ports.test.ts"],
   "sync-errors.ts": ["error-codes.test.ts"],
   "update-errors.ts": ["error-codes.test.ts"],
   "utf8.ts": ["xs-smoke.test.ts"],
