@@ -1,6 +1,7 @@
 /**
  * The N-API build's host-side costs: the C core hashes through Node's OpenSSL (the mbedTLS API shim in
- * src/native/napi/sha256-openssl) and gets the same answers, and the host flash does not keep the pages it
+ * src/native/napi/sha256-openssl) and gets the same answers; mapFile, which the simulator's NVS log stores
+ * its entries through, shares every store with the file; and the host flash does not keep the pages it
  * touched — a process that installs a multi-megabyte image keeps one window of the mapped flash file
  * resident, not the image (Linux: read from /proc/self/smaps).
  */
@@ -97,4 +98,26 @@ const linux = process.platform === "linux" && fs.existsSync("/proc/self/smaps");
   expect(d.reboot().descriptor.version).toBe("2.0.0"); // the data went to the file, not away with the pages
   expect(readPartition(d.file, "ota_0", BIG).subarray(0, img.length).equals(Buffer.from(img))).toBe(true);
   d.close();
+});
+
+interface Mapper { mapFile(path: string, length: number): ArrayBuffer; unmapFile(buffer: ArrayBuffer): void }
+
+test("mapFile (the NVS log's stores): shared with the file at once, unmapFile detaches (twice is safe), errors carry the platform code", () => {
+  const m = loadNativeOtaModule() as unknown as Mapper;
+  const file = path.join(dir, "mapped.bin");
+  fs.writeFileSync(file, Buffer.alloc(8192));
+  const ab = m.mapFile(file, 8192);
+  expect(ab.byteLength).toBe(8192);
+  new Uint8Array(ab).set([1, 2, 3], 4096);
+  expect([...fs.readFileSync(file).subarray(4096, 4099)]).toEqual([1, 2, 3]); // no write(2), no msync
+  m.unmapFile(ab);
+  expect(ab.byteLength).toBe(0);
+  m.unmapFile(ab);
+  const code = (fn: () => unknown): unknown => { try { fn(); } catch (e) { return [(e as { platformCode?: number }).platformCode, (e as { errno?: number }).errno]; } return undefined; };
+  expect(code(() => m.mapFile(path.join(dir, "absent.bin"), 4096))).toEqual([0x7202, 2]); // OTA_ERR_SIM_IO, ENOENT
+  expect(code(() => m.mapFile(file, 8193))).toEqual([0x104, undefined]); // ESP_ERR_INVALID_SIZE: shorter than asked
+  // (the native errors come from Node's realm, not Jest's: compared by name)
+  const name = (fn: () => unknown): unknown => { try { fn(); } catch (e) { return (e as Error).name; } return undefined; };
+  expect(name(() => m.mapFile(file, 0))).toBe("RangeError");
+  expect(name(() => m.unmapFile(new Uint8Array(4) as unknown as ArrayBuffer))).toBe("TypeError");
 });

@@ -12,16 +12,24 @@
  *   minSecureVersion) -> resumeAt; write(chunk) -> consumed; accept(); end(); abort(); setBoot();
  *   writerState(); written(); candidateDescriptor(); runningDescriptor(); markValid(); markInvalidAndReboot()
  *   armPowerCut(budget, seed); disarmPowerCut(); powerLost(); opCount(); trace(on?); cutOperation()
+ * and, beside OtaHost: sha256Backend ("openssl": napi/sha256-openssl), mapFile(path, length) ->
+ *   ArrayBuffer and unmapFile(buffer) (the simulator's NVS log, src/node/file-kv.ts; see js_map_file)
  * Ownership: the JS object owns the flash handle and the writer; close() releases them (safe twice) and
  * the finalizer does so if close() was never called.
  */
 #ifndef NAPI_VERSION
 #define NAPI_VERSION 8
 #endif
+#define _DEFAULT_SOURCE
 #include <node_api.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../core/ota_core.h"
 #include "../host/ota_host.h"
@@ -669,6 +677,98 @@ static napi_value js_cut_op(napi_env env, napi_callback_info info)
     return ota_host_cut_op(s->flash, &op) ? make_op(env, &op) : null_value(env);
 }
 
+/* ---- mapped files (the simulator's NVS log, src/node/file-kv.ts) ------------------------------------
+ *
+ * mapFile(path, length): the first `length` bytes of an existing file of at least that size, mapped
+ * MAP_SHARED read-write, as an external ArrayBuffer. A store into it is in the file's page cache at once —
+ * what a write(2) gives, without the system call — so it survives the death of the process (not a host
+ * crash: nothing here msyncs). Ownership: the mapping belongs to the ArrayBuffer; it is unmapped when the
+ * buffer is collected or detached (unmapFile). The file must not be truncated while mapped (SIGBUS).
+ * Errors: TypeError/RangeError for the arguments; Error with .platformCode OTA_ERR_SIM_IO (.errno) when
+ * the file cannot be opened or mapped, ESP_ERR_INVALID_SIZE when it is shorter than `length`. */
+typedef struct {
+    void *addr;
+    size_t len;
+} mapped_file_t;
+
+static void unmap_file(napi_env env, void *data, void *hint)
+{
+    (void)env;
+    (void)data;
+    mapped_file_t *m = hint;
+    munmap(m->addr, m->len);
+    free(m);
+}
+
+static napi_value js_map_file(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2];
+    size_t argc = 2;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    napi_valuetype t = napi_undefined;
+    if (argc < 2 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_string) {
+        napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "mapFile(path: string, length: number)");
+        return NULL;
+    }
+    char path[4096];
+    size_t plen = 0;
+    CHECK(napi_get_value_string_utf8(env, argv[0], path, sizeof(path), &plen));
+    if (plen == 0 || plen >= sizeof(path) - 1 || strlen(path) != plen) {
+        napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "path must be 1..4094 bytes without NUL");
+        return NULL;
+    }
+    uint32_t len;
+    if (!arg_u32(env, argv[1], "length", 1, 0x10000000, &len)) return NULL;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return throw_esp(env, "mapFile", OTA_ERR_SIM_IO, errno);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return throw_esp(env, "mapFile", OTA_ERR_SIM_IO, e);
+    }
+    if (st.st_size < (off_t)len) {
+        close(fd);
+        return throw_esp(env, "mapFile", ESP_ERR_INVALID_SIZE, 0);
+    }
+    void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd); /* the mapping keeps the file */
+    if (mem == MAP_FAILED) return throw_esp(env, "mapFile", OTA_ERR_SIM_IO, e);
+    mapped_file_t *m = malloc(sizeof(*m));
+    napi_value ab;
+    if (m == NULL) {
+        munmap(mem, len);
+        return throw_esp(env, "mapFile", ESP_ERR_NO_MEM, 0);
+    }
+    m->addr = mem;
+    m->len = len;
+    if (napi_create_external_arraybuffer(env, mem, len, unmap_file, m, &ab) != napi_ok) {
+        munmap(mem, len);
+        free(m);
+        return throw_napi_failure(env, "napi_create_external_arraybuffer");
+    }
+    return ab;
+}
+
+/* unmapFile(buffer): detaches a buffer from mapFile (its views read as empty from then on); the mapping
+ * goes with it. Safe twice. TypeError for anything but an ArrayBuffer. */
+static napi_value js_unmap_file(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    size_t argc = 1;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    bool is_ab = false;
+    if (argc < 1 || napi_is_arraybuffer(env, argv[0], &is_ab) != napi_ok || !is_ab) {
+        napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "unmapFile(buffer: ArrayBuffer)");
+        return NULL;
+    }
+    bool detached = false;
+    CHECK(napi_is_detached_arraybuffer(env, argv[0], &detached));
+    if (!detached) CHECK(napi_detach_arraybuffer(env, argv[0]));
+    return undefined(env);
+}
+
 static napi_value init(napi_env env, napi_value exports)
 {
 #define M(name, fn) { name, NULL, fn, NULL, NULL, NULL, napi_default_method, NULL }
@@ -711,6 +811,11 @@ static napi_value init(napi_env env, napi_value exports)
     const char *sha = "mbedtls";
 #endif
     CHECK(napi_set_named_property(env, exports, "sha256Backend", make_str(env, sha)));
+    napi_value fn;
+    CHECK(napi_create_function(env, "mapFile", NAPI_AUTO_LENGTH, js_map_file, NULL, &fn));
+    CHECK(napi_set_named_property(env, exports, "mapFile", fn));
+    CHECK(napi_create_function(env, "unmapFile", NAPI_AUTO_LENGTH, js_unmap_file, NULL, &fn));
+    CHECK(napi_set_named_property(env, exports, "unmapFile", fn));
     return exports;
 }
 
