@@ -270,6 +270,56 @@ describe("resume", () => {
   });
 });
 
+describe("resume refused by the slot", () => {
+  async function cutAt12k(): Promise<Rig> {
+    const r = new Rig();
+    r.source.chunkSize = 4096;
+    r.source.faults.push({ kind: "cut", at: 12_288 });
+    r.ota.request("1.1.0");
+    await run();
+    expect(r.ota.record.durable).toBe(12_288);
+    return r;
+  }
+
+  it("a prefix the slot no longer recognises (OTA_RESUME_MISMATCH) is fetched again from byte 0", async () => {
+    const r = await cutAt12k();
+    r.powerOn();
+    r.slot.resume = () => { throw new ShadowOtaError("OTA_RESUME_MISMATCH", "flash prefix differs"); };
+    r.clock.advance(10_000);
+    await run(100);
+    expect(r.events("ota.resume.mismatch")).toEqual([{ level: "warn", fields: { durable: 12_288, code: "OTA_RESUME_MISMATCH" } }]);
+    expect(r.source.opens.map((o) => o.offset)).toEqual([0, 0]);
+    expect(r.ota.state).toBe("Staged");
+  });
+
+  it("so is an invalid stored image (OTA_IMAGE_INVALID)", async () => {
+    const r = await cutAt12k();
+    r.powerOn();
+    r.slot.resume = () => { throw new ShadowOtaError("OTA_IMAGE_INVALID", "bad prefix"); };
+    await run(100);
+    expect(r.source.opens.map((o) => o.offset)).toEqual([0, 0]);
+    expect(r.ota.state).toBe("Staged");
+  });
+
+  it("any other resume failure fails the update with the slot's code", async () => {
+    const r = await cutAt12k();
+    r.powerOn();
+    r.slot.resume = () => { throw new ShadowOtaError("OTA_FLASH_READ", "read failed", { platformCode: 0x103 }); };
+    await run(100);
+    expect(r.source.opens).toHaveLength(1);
+    expect(r.ota.state).toBe("Failed");
+    expect(r.lastError()).toEqual(expect.objectContaining({ code: "OTA_FLASH_READ", platformCode: 0x103 }));
+  });
+
+  it("a resumed download asks for the durable offset with the validator it had", async () => {
+    const r = await cutAt12k();
+    r.powerOn();
+    await run(100);
+    expect(r.source.opens.map((o) => [o.offset, o.etag])).toEqual([[0, undefined], [12_288, '"v1"']]);
+    expect(r.ota.state).toBe("Staged");
+  });
+});
+
 describe("self-test", () => {
   it("an application check that throws fails the self-test with its message and rolls back", async () => {
     const r = new Rig();
