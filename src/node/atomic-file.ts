@@ -16,6 +16,9 @@ import * as path from "node:path";
 export interface AtomicWriteOptions {
   /** The file's mode, exactly (not filtered by the umask). Default 0o600. */
   mode?: number;
+  /** The file's length when larger than `data`: the rest reads as zeros, made by extending the file
+   *  (ftruncate: a hole, nothing written or flushed for it). FileKvStore's free space. */
+  size?: number;
   /** The temporary file (default `{file}.{pid}.tmp`); it must be in the same directory as `file`. */
   tmp?: string;
 }
@@ -27,6 +30,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, options
   try {
     fd = fs.openSync(tmp, "w", options.mode ?? 0o600);
     fs.writeFileSync(fd, data);
+    if (options.size !== undefined && options.size > data.length) fs.ftruncateSync(fd, options.size);
     fs.fchmodSync(fd, options.mode ?? 0o600); // openSync's mode is filtered by the umask
     fs.fsyncSync(fd);
     fs.closeSync(fd);

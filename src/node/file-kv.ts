@@ -20,8 +20,8 @@
  * not UTF-8) was not written by this code: KV_FILE_INVALID.
  *
  * Compaction: when an entry does not fit in the free space, the live values are written instead as a new
- * file (MAGIC, one set per key, free space) through writeFileAtomic (temporary file, fsync, rename,
- * directory fsync). Its capacity is `compactBytes` (default 1 MiB) or twice the live values plus one
+ * file (MAGIC, one set per key, free space as a hole) through writeFileAtomic (temporary file, fsync,
+ * rename, directory fsync). Its capacity is `compactBytes` (default 1 MiB) or twice the live values plus one
  * largest entry, whichever is larger. The first write after opening a file in the old format, or one with
  * a dropped tail, is such a rewrite too.
  *
@@ -267,19 +267,20 @@ export class FileKvStore implements KeyValueStore {
   #compact(data: Map<string, string>): void {
     const live = logBytes(data);
     const want = Math.max(this.#compactBytes, 2 * live.length + ENTRY_HEAD + MAX_PAYLOAD);
-    const bytes = Buffer.alloc(Math.ceil(want / 4096) * 4096); // the rest is free space (zeros)
-    live.copy(bytes);
+    const capacity = Math.ceil(want / 4096) * 4096;
     try {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
       this.close(); // the rename replaces the file: entries must go to the new one
       // A failed directory fsync (returned, not thrown) only weakens the host-crash guarantee, which this
       // store does not give for single entries either (see the header).
-      writeFileAtomic(this.file, bytes, { tmp: `${this.file}.tmp` });
+      // The free space is a hole (zeros nobody writes or flushes): a compaction writes and fsyncs only
+      // the live values. mapFile reserves the blocks before storing into them.
+      writeFileAtomic(this.file, live, { tmp: `${this.file}.tmp`, size: capacity });
     } catch (cause) {
       throw new ShadowOtaError(KV_CODES.KV_WRITE_FAILED, `cannot write ${this.file}`, { cause, detail: { path: this.file } });
     }
     this.#size = live.length;
-    this.#capacity = bytes.length;
+    this.#capacity = capacity;
     this.#rewrite = false;
   }
 

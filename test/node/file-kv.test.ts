@@ -322,6 +322,20 @@ test("an entry whose CRC matches but which does not parse was not written by the
   }
 });
 
+test("a compaction writes and flushes only the live values: the free space is a hole until entries are stored", () => {
+  const file = fresh();
+  const kv = new FileKvStore(file, { mapped: false });
+  kv.set("ota", "x".repeat(100)); // creates the file: a compaction
+  const st = fs.statSync(file);
+  expect(st.size).toBe(1024 * 1024);
+  expect(st.blocks * 512).toBeLessThan(64 * 1024); // ext4, tmpfs, btrfs, xfs: a hole reads as zeros
+  expect(new FileKvStore(file).get("ota")).toBe("x".repeat(100));
+  const mapped = new FileKvStore(file);
+  mapped.set("ota", "y"); // mapFile reserves the blocks (no SIGBUS on a full disk), then stores
+  expect(fs.statSync(file).blocks * 512).toBeGreaterThanOrEqual(1024 * 1024);
+  expect(new FileKvStore(file).get("ota")).toBe("y");
+});
+
 test("compaction: past the threshold the live values are rewritten atomically; the file stays bounded", () => {
   const file = fresh();
   const kv = new FileKvStore(file, { compactBytes: 4096 });

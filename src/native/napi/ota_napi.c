@@ -682,10 +682,12 @@ static napi_value js_cut_op(napi_env env, napi_callback_info info)
  * mapFile(path, length): the first `length` bytes of an existing file of at least that size, mapped
  * MAP_SHARED read-write, as an external ArrayBuffer. A store into it is in the file's page cache at once —
  * what a write(2) gives, without the system call — so it survives the death of the process (not a host
- * crash: nothing here msyncs). Ownership: the mapping belongs to the ArrayBuffer; it is unmapped when the
- * buffer is collected or detached (unmapFile). The file must not be truncated while mapped (SIGBUS).
+ * crash: nothing here msyncs). Holes in that range are allocated first (posix_fallocate). Ownership: the
+ * mapping belongs to the ArrayBuffer; it is unmapped when the buffer is collected or detached
+ * (unmapFile). The file must not be truncated while mapped (SIGBUS).
  * Errors: TypeError/RangeError for the arguments; Error with .platformCode OTA_ERR_SIM_IO (.errno) when
- * the file cannot be opened or mapped, ESP_ERR_INVALID_SIZE when it is shorter than `length`. */
+ * the file cannot be opened, allocated (ENOSPC) or mapped, ESP_ERR_INVALID_SIZE when it is shorter than
+ * `length`. */
 typedef struct {
     void *addr;
     size_t len;
@@ -730,6 +732,13 @@ static napi_value js_map_file(napi_env env, napi_callback_info info)
     if (st.st_size < (off_t)len) {
         close(fd);
         return throw_esp(env, "mapFile", ESP_ERR_INVALID_SIZE, 0);
+    }
+    /* Reserve the blocks of any hole first: a store into a hole the file system cannot allocate (disk
+     * full) would be SIGBUS; this way it is an error here (ENOSPC) instead. */
+    int ferr = posix_fallocate(fd, 0, (off_t)len);
+    if (ferr != 0) {
+        close(fd);
+        return throw_esp(env, "mapFile", OTA_ERR_SIM_IO, ferr);
     }
     void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int e = errno;
