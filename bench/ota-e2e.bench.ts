@@ -21,8 +21,9 @@
  *    runs the OTA path once and reports process.resourceUsage().maxRSS; target: growth under 2 MB. The
  *    host flash is a MAP_SHARED mapping of the flash file, so the pages it holds count in maxRSS (it holds
  *    one 256 KiB window at a time, or the page-cache folio holding it); the child also samples RssAnon
- *    (heap and native allocations) and RssFile (mostly the mapped flash) to
- *    tell the two apart.
+ *    (heap and native allocations) and RssFile (mostly the mapped flash) to tell the two apart. A
+ *    diagnostic repeats the runs with node --max-semi-space-size=1 (not how the device process runs):
+ *    the download's array buffers are garbage that V8's young generation collects late by default.
  * 3. Desired-state update → first byte requested: the real local cloud (aedes) and a simulated device; the
  *    cloud sets desired config.firmware_version to a new version and the clock stops when the blob server
  *    records the device's GET (N runs, median). The blob does not exist, so each run ends in a quick 404
@@ -295,9 +296,14 @@ interface ChildResult {
   arrayBuffersAfterGc: number;
 }
 
-function runChild(t: OtaTarget): Promise<ChildResult> {
+/** V8 flag of the diagnostic RSS runs: new-space semi-spaces of at most 1 MB (default 16 MB). V8 collects
+ *  the young generation when its array-buffer backing stores pass twice that, so the download's garbage
+ *  (each TLS record's buffer and the HTTP parser's copy of the body) is collected every 2 MB, not 32 MB. */
+const YOUNG_GEN_FLAG = "--max-semi-space-size=1";
+
+function runChild(t: OtaTarget, nodeFlags: readonly string[] = []): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--expose-gc", ...process.execArgv, __filename, "--rss-child", JSON.stringify(t)], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["--expose-gc", ...nodeFlags, ...process.execArgv, __filename, "--rss-child", JSON.stringify(t)], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     child.stdout.on("data", (d: Buffer) => { out += d.toString(); });
     child.once("exit", (code) => {
@@ -398,12 +404,16 @@ async function main(): Promise<number> {
 
     // ---- 2. peak RSS ------------------------------------------------------------------------------
     // One child per run, sizes interleaved; per size the run with the median maxRSS is reported.
-    const rssRuns = new Map<number, ChildResult[]>();
+    // The same runs with YOUNG_GEN_FLAG are a diagnostic (not how the device process runs).
+    const rssRuns = new Map<string, ChildResult[]>(); // `${size}` or `${size}:young`
     for (let i = 0; i < RSS_RUNS; i++) {
-      for (const size of [1 * MB, 8 * MB]) rssRuns.set(size, [...(rssRuns.get(size) ?? []), await runChild(targets.get(size)!)]);
+      for (const size of [1 * MB, 8 * MB]) {
+        rssRuns.set(`${size}`, [...(rssRuns.get(`${size}`) ?? []), await runChild(targets.get(size)!)]);
+        rssRuns.set(`${size}:young`, [...(rssRuns.get(`${size}:young`) ?? []), await runChild(targets.get(size)!, [YOUNG_GEN_FLAG])]);
+      }
     }
-    const rss = new Map<number, ChildResult>();
-    for (const [size, runs] of rssRuns) rss.set(size, [...runs].sort((a, b) => a.maxRssKiB - b.maxRssKiB)[runs.length >> 1]!);
+    const rss = new Map<string, ChildResult>();
+    for (const [key, runs] of rssRuns) rss.set(key, [...runs].sort((a, b) => a.maxRssKiB - b.maxRssKiB)[runs.length >> 1]!);
 
     // ---- 3. desired → first byte requested -----------------------------------------------------
     const fbRequests = cloud.blobs.requests;
@@ -501,8 +511,10 @@ async function main(): Promise<number> {
     say(`    the rest: TLS download, reads, controller           ${SIZES.map((s) => col(rest("otaMemKv", s))).join("")}`);
     say(`  where the time goes: the controller persists its record at every sector (${sectors8} sets for 8 MB); one FileKvStore.set`);
     say(`    (one log entry, ${kv.writeMode === "mapped" ? "stored into the mapped file" : "written with pwrite"}, no fsync) takes ${kvSetUs.toFixed(1)} µs on its own (median of 200 outside a download)`);
-    const r1 = rss.get(1 * MB)!;
-    const r8 = rss.get(8 * MB)!;
+    const r1 = rss.get(`${1 * MB}`)!;
+    const r8 = rss.get(`${8 * MB}`)!;
+    const y1 = rss.get(`${1 * MB}:young`)!;
+    const y8 = rss.get(`${8 * MB}:young`)!;
     const mbOf = (kib: number): number => (kib * 1024) / MB;
     const rssGrowthMB = mbOf(r8.maxRssKiB - r1.maxRssKiB);
     const anonGrowthMB = mbOf(r8.anonPeakKiB - r1.anonPeakKiB);
@@ -515,6 +527,10 @@ async function main(): Promise<number> {
     say(`  array buffers still referenced after the run and a full GC (MB)  1 MB: ${f1(r1.arrayBuffersAfterGc / MB)}   8 MB: ${f1(r8.arrayBuffersAfterGc / MB)}`);
     say(`  (the host flash keeps one 256 KiB window of its MAP_SHARED mapping, or the page-cache folio holding it;`);
     say(`   array buffers the download allocated are garbage a young-generation GC has not collected yet)`);
+    const youngGrowthMB = mbOf(y8.maxRssKiB - y1.maxRssKiB);
+    say(`  diagnostic, not how the device runs: node ${YOUNG_GEN_FLAG}`);
+    say(`    maxRSS                                                1 MB: ${f1(mbOf(y1.maxRssKiB))} MB   8 MB: ${f1(mbOf(y8.maxRssKiB))} MB   growth ${f2(youngGrowthMB)} MB`);
+    say(`    RssAnon peak / array buffers peak (MB)                1 MB: ${f1(mbOf(y1.anonPeakKiB))} / ${f1(y1.peak.arrayBuffers / MB)}   8 MB: ${f1(mbOf(y8.anonPeakKiB))} / ${f1(y8.peak.arrayBuffers / MB)}   run ${f1(y1.ms)} / ${f1(y8.ms)} ms (default flags: ${f1(r1.ms)} / ${f1(r8.ms)} ms)`);
     const fbMedian = median(firstByteMs);
     say("");
     say(`desired → first byte requested (local cloud on aedes, ${firstByteMs.length} runs)  median ${f1(fbMedian)} ms, min ${f1(Math.min(...firstByteMs))}, max ${f1(Math.max(...firstByteMs))}`);
@@ -539,6 +555,7 @@ async function main(): Promise<number> {
       otaMemoryKvMBps: Object.fromEntries(SIZES.map((s) => [`${s / MB}MB`, Number(f1(med("otaMemKv", s)))])),
       kvSetUs: Number(kvSetUs.toFixed(1)),
       rssFileGrowthMB: Number(f2(mbOf(r8.filePeakKiB - r1.filePeakKiB))),
+      rssGrowthYoungGen1MB: Number(f2(youngGrowthMB)),
       kvShareOfOta8MB: Number(median(split.get(`ota:${8 * MB}:kv`)!).toFixed(2)),
       reps: REPS,
       targetsMissed: misses,
