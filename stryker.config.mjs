@@ -19,7 +19,7 @@ export const CORE_TESTS = {
   "aws-shadow.ts": ["aws-shadow.test.ts", "aws-shadow-refusals.test.ts"],
   "azure-twin.ts": ["azure-twin.test.ts", "azure-twin-refusals.test.ts"],
   "backoff.ts": ["backoff.test.ts"],
-  "cloud-protocol.ts": ["shadow-sync.test.ts", "frozen-builtins.test.ts"],
+  "cloud-protocol.ts": ["cloud-protocol.test.ts", "frozen-builtins.test.ts"],
   "config-diff.ts": ["config-diff.test.ts"],
   "device-agent.ts": ["device-agent.test.ts", "device-agent-reports.test.ts"],
   "device-app.ts": ["device-app.test.ts"],
