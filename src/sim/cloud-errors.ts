@@ -13,6 +13,11 @@ export const CLOUD_CODES = {
   /** The store file exists but is not a store this code wrote: not UTF-8 JSON, wrong `format`, or a shadow
    *  or twin entry of the wrong shape. Nothing is loaded and nothing is overwritten. `detail`: {path, reason}. */
   CLOUD_STORE_CORRUPT: "CLOUD_STORE_CORRUPT",
+  /** Another local cloud holds the store's lock (`{dataDir}/cloud-store.lock`): one writer per data
+   *  directory, or they overwrite each other's sections. The message names the holder's pid (and says when
+   *  it is this very process). A lock whose process is gone is taken over; if the message names a pid that
+   *  is not a local cloud (reused after a crash), delete the lock file. `detail`: {path, pid, hostname}. */
+  CLOUD_STORE_LOCKED: "CLOUD_STORE_LOCKED",
   /** Reading or writing the store failed (permissions, disk full, the data directory is a file).
    *  `detail`: {path, operation}; `cause`: the Node error. On a failed write the change is not applied. */
   CLOUD_STORE_IO: "CLOUD_STORE_IO",

@@ -9,13 +9,23 @@
  * (a write per accepted update; the services' own rate limits keep that small).
  *
  * Loading never guesses: a missing file is an empty store; an unreadable, non-JSON or wrongly shaped file
- * throws CLOUD_STORE_CORRUPT naming the file and is left untouched. One CloudStore per directory: two
- * processes (or two CloudStore objects) writing the same directory overwrite each other's sections.
+ * throws CLOUD_STORE_CORRUPT naming the file and is left untouched.
+ *
+ * One writer per directory, enforced: `open` takes `{dataDir}/cloud-store.lock` (created whole with
+ * link(2), so it is never seen half-written; it holds {pid, hostname, since}) and `close` (or the process's
+ * normal exit) removes it. A second open — from another process or from this one — throws
+ * CLOUD_STORE_LOCKED naming the holder's pid. A lock whose pid is no longer running on this host is stale
+ * (a killed cloud) and is taken over: renamed away, then checked to be the stale one that was read (if a
+ * live process re-created the lock in between, it is put back and the open fails). A lock from another
+ * host, or whose pid was reused by an unrelated process, is never taken over: the message says which file
+ * to delete. `CloudStore.read` loads without the lock, for inspection while a cloud runs (the file is
+ * replaced by rename, so a reader sees the old or the new file, never a mix).
  *
  * Not here: the shadow and twin rules (shadow-engine.ts, twin-engine.ts), rate-limit windows, pending
  * direct methods (not persisted: a restart starts them over).
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import { writeFileAtomic } from "../node/atomic-file";
 import * as path from "node:path";
 import { ShadowOtaError } from "../core/errors";
@@ -25,6 +35,8 @@ import { checkShadowTable, type ShadowTable } from "./shadow-engine";
 import { checkTwinTable, type TwinTable } from "./twin-engine";
 
 export const CLOUD_STORE_FILE = "cloud-store.json";
+/** The writer's lock beside the store file. */
+export const CLOUD_STORE_LOCK_FILE = "cloud-store.lock";
 export const CLOUD_STORE_FORMAT = "shadow-ota-cloud-store";
 export const CLOUD_STORE_FORMAT_VERSION = 1;
 
@@ -66,6 +78,111 @@ function removeStaleTemporaries(dataDir: string): void {
   }
 }
 
+/** What the lock file holds. */
+export interface CloudStoreLockOwner {
+  pid: number;
+  hostname: string;
+  /** ISO time the lock was taken. */
+  since: string;
+}
+
+/** Locks held by this process, by lock path: a second open in the same process is refused too. */
+const heldLocks = new Set<string>();
+let exitHookInstalled = false;
+
+function readLockOwner(file: string): CloudStoreLockOwner | undefined {
+  try {
+    const v = JSON.parse(fs.readFileSync(file, "utf8")) as Partial<CloudStoreLockOwner>;
+    if (typeof v.pid === "number" && Number.isSafeInteger(v.pid) && v.pid > 0 && typeof v.hostname === "string") {
+      return { pid: v.pid, hostname: v.hostname, since: String(v.since ?? "") };
+    }
+  } catch {
+    // missing (released meanwhile) or not ours: the caller decides
+  }
+  return undefined;
+}
+
+/** True when `pid` runs on this host (EPERM: it runs, as another user). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function lockedError(file: string, owner: CloudStoreLockOwner | undefined): ShadowOtaError {
+  const who = owner === undefined ? "a process that left an unreadable lock"
+    : owner.pid === process.pid && owner.hostname === os.hostname() ? `this process (pid ${owner.pid}; close() the other CloudStore first)`
+    : `pid ${owner.pid} on ${owner.hostname}${owner.since ? ` since ${owner.since}` : ""}`;
+  return new ShadowOtaError(CLOUD_CODES.CLOUD_STORE_LOCKED,
+    `the cloud store in ${path.dirname(file)} is in use by ${who}: one local cloud per data directory (if no cloud runs there, delete ${file})`,
+    { detail: { path: file, pid: owner?.pid ?? null, hostname: owner?.hostname ?? null } });
+}
+
+/** Takes the lock or throws CLOUD_STORE_LOCKED / CLOUD_STORE_IO. Bounded: at most three attempts. */
+function acquireLock(file: string): void {
+  if (heldLocks.has(file)) throw lockedError(file, { pid: process.pid, hostname: os.hostname(), since: "" });
+  const mine: CloudStoreLockOwner = { pid: process.pid, hostname: os.hostname(), since: new Date().toISOString() };
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    fs.writeFileSync(tmp, JSON.stringify(mine) + "\n", { mode: 0o600 });
+  } catch (e) {
+    throw ioError(tmp, "write lock", e);
+  }
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        fs.linkSync(tmp, file); // atomic, and fails with EEXIST when the lock is there
+        heldLocks.add(file);
+        if (!exitHookInstalled) {
+          exitHookInstalled = true;
+          process.once("exit", () => { for (const f of heldLocks) releaseLock(f); });
+        }
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw ioError(file, "lock", e);
+      }
+      const owner = readLockOwner(file);
+      if (owner === undefined && fs.existsSync(file)) throw lockedError(file, undefined);
+      if (owner === undefined) continue; // released meanwhile: try again
+      if (owner.hostname !== os.hostname() || processAlive(owner.pid)) throw lockedError(file, owner);
+      // Stale: move it aside, and make sure what moved is the stale lock that was read.
+      const aside = `${file}.stale.${process.pid}`;
+      try {
+        fs.renameSync(file, aside);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "ENOENT") continue; // someone else took it over first
+        throw ioError(file, "take over stale lock", e);
+      }
+      const moved = readLockOwner(aside);
+      if (moved !== undefined && moved.pid !== owner.pid && processAlive(moved.pid)) {
+        try { fs.linkSync(aside, file); } catch { /* a third process holds it now; it stays locked either way */ }
+        fs.rmSync(aside, { force: true });
+        throw lockedError(file, moved);
+      }
+      fs.rmSync(aside, { force: true });
+    }
+    throw lockedError(file, readLockOwner(file));
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+/** Removes the lock if it is still this process's. Never throws (called on exit too). */
+function releaseLock(file: string): void {
+  heldLocks.delete(file);
+  const owner = readLockOwner(file);
+  if (owner !== undefined && owner.pid === process.pid && owner.hostname === os.hostname()) {
+    try {
+      fs.rmSync(file, { force: true });
+    } catch {
+      // Left behind: the next open sees this pid gone and takes the lock over.
+    }
+  }
+}
+
 /** Checks a parsed file; returns the data or a reason. */
 function checkData(v: unknown): CloudStoreData | string {
   if (!isJsonObject(v)) return "not a JSON object";
@@ -85,6 +202,8 @@ export class CloudStore {
   #data: CloudStoreData;
   #writes = 0;
   #directorySyncError: Error | undefined;
+  /** The lock file while this store holds it (undefined for a read-only load and after close). */
+  #lock: string | undefined;
 
   private constructor(file: string, data: CloudStoreData) {
     this.path = file;
@@ -92,9 +211,12 @@ export class CloudStore {
   }
 
   /**
-   * Opens (creating the directory when missing) the store of `dataDir` and loads it.
-   * Errors: CLOUD_STORE_CORRUPT (the file is not a store: invalid UTF-8/JSON, wrong format or shape),
-   * CLOUD_STORE_IO (the directory cannot be created or the file cannot be read).
+   * Opens (creating the directory when missing) the store of `dataDir` for writing: takes its lock, then
+   * loads it. Call close() when done (the lock is also released when the process exits normally).
+   * Errors: CLOUD_STORE_LOCKED (another cloud, or another CloudStore of this process, holds the directory),
+   * CLOUD_STORE_CORRUPT (the file is not a store: invalid UTF-8/JSON, wrong format or shape),
+   * CLOUD_STORE_IO (the directory cannot be created, the file cannot be read, the lock cannot be written).
+   * On error no lock is held.
    */
   static open(dataDir: string): CloudStore {
     const file = path.join(dataDir, CLOUD_STORE_FILE);
@@ -103,7 +225,29 @@ export class CloudStore {
     } catch (e) {
       throw ioError(file, "mkdir", e);
     }
-    removeStaleTemporaries(dataDir);
+    const lock = path.join(dataDir, CLOUD_STORE_LOCK_FILE);
+    acquireLock(lock);
+    try {
+      removeStaleTemporaries(dataDir); // safe now: no other writer can be mid-write
+      const store = CloudStore.#load(file);
+      store.#lock = lock;
+      return store;
+    } catch (e) {
+      releaseLock(lock);
+      throw e;
+    }
+  }
+
+  /**
+   * Loads the store of `dataDir` without its lock, to look at it (tests, tools) while a cloud may run.
+   * The result must not be saved: saveShadows/saveTwins throw CLOUD_STORE_IO on it. Errors as open's
+   * except CLOUD_STORE_LOCKED.
+   */
+  static read(dataDir: string): CloudStore {
+    return CloudStore.#load(path.join(dataDir, CLOUD_STORE_FILE));
+  }
+
+  static #load(file: string): CloudStore {
     let bytes: Buffer;
     try {
       bytes = fs.readFileSync(file);
@@ -149,7 +293,20 @@ export class CloudStore {
     this.#save({ ...this.#data, azure: { twins } });
   }
 
+  /** True while this store holds its directory's lock (from open until close). */
+  get locked(): boolean {
+    return this.#lock !== undefined;
+  }
+
+  /** Releases the lock; the store can no longer be saved. Safe to call twice. */
+  close(): void {
+    if (this.#lock === undefined) return;
+    releaseLock(this.#lock);
+    this.#lock = undefined;
+  }
+
   #save(next: CloudStoreData): void {
+    if (this.#lock === undefined) throw ioError(this.path, "write", new Error("the store is not open for writing (read-only load, or closed)"));
     const text = JSON.stringify(next, null, 1);
     let dirError: Error | undefined;
     try {

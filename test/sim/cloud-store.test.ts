@@ -1,14 +1,19 @@
 /**
  * Tests of src/sim/cloud-store.ts: a new directory starts empty, saves round-trip through a reopen, a
  * corrupt or foreign file is refused with CLOUD_STORE_CORRUPT naming the file (and left untouched), I/O
- * failures are CLOUD_STORE_IO and change nothing, stale temporaries are cleaned up, and — through the
- * services on a real broker — an update a device has seen accepted is already in the file.
+ * failures are CLOUD_STORE_IO and change nothing, stale temporaries are cleaned up, one writer per
+ * directory (the lock: another open in this process or in another one is CLOUD_STORE_LOCKED naming the
+ * pid, a dead holder's lock is taken over), and — through the services on a real broker — an update a
+ * device has seen accepted is already in the file.
  */
+import { spawn } from "node:child_process";
+import * as os from "node:os";
 import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { CLOUD_CODES } from "../../src/sim/cloud-errors";
-import { CLOUD_STORE_FILE, CloudStore } from "../../src/sim/cloud-store";
+import { CLOUD_STORE_FILE, CLOUD_STORE_LOCK_FILE, CloudStore } from "../../src/sim/cloud-store";
+import { LocalCloud } from "../../src/sim/local-cloud";
 import { ShadowService } from "../../src/sim/shadow-service";
 import type { StoredShadow } from "../../src/sim/shadow-engine";
 import { TwinService } from "../../src/sim/twin-service";
@@ -34,10 +39,12 @@ describe("open and save", () => {
     s.saveShadows({ "esp32-01": shadow, "esp32-01~ota": { ...shadow, exists: false, version: 9, state: {}, metadata: {} } });
     s.saveTwins({ "esp32-01": twin });
     expect(s.writes).toBe(2);
+    s.close();
     const again = CloudStore.open(dir);
     expect(again.shadows).toEqual(s.shadows);
     expect(again.twins).toEqual({ "esp32-01": twin });
-    expect(fs.readdirSync(dir)).toEqual([CLOUD_STORE_FILE]);
+    expect(fs.readdirSync(dir).sort()).toEqual([CLOUD_STORE_FILE, CLOUD_STORE_LOCK_FILE]);
+    again.close();
     const file = JSON.parse(fs.readFileSync(s.path, "utf8"));
     expect([file.format, file.formatVersion]).toEqual(["shadow-ota-cloud-store", 1]);
   });
@@ -46,7 +53,7 @@ describe("open and save", () => {
     const dir = tempDir("store");
     fs.writeFileSync(path.join(dir, `${CLOUD_STORE_FILE}.12345.tmp`), "half a file");
     fs.writeFileSync(path.join(dir, "notes.tmp"), "not ours");
-    CloudStore.open(dir);
+    CloudStore.open(dir).close();
     expect(fs.readdirSync(dir).sort()).toEqual(["notes.tmp"]);
   });
 });
@@ -118,7 +125,7 @@ describe("write before publish", () => {
       // ahead (the service may have handled later requests already) but never behind.
       const seen: Array<[number, number | undefined]> = [];
       device.on("message", (topic, payload) => {
-        const s = CloudStore.open(dir);
+        const s = CloudStore.read(dir);
         if (topic.startsWith("$aws")) seen.push([JSON.parse(payload.toString("utf8")).version, s.shadows.order?.version]);
         else seen.push([Number(/\$version=(\d+)$/.exec(topic)![1]), s.twins.order?.reportedVersion]);
       });
@@ -139,5 +146,83 @@ describe("write before publish", () => {
       await endClient(device);
       await broker.close();
     }
+  });
+});
+
+describe("one writer per directory", () => {
+  /** Runs `cmd` and resolves with its pid once it has started; `done` resolves when it exits. */
+  function child(cmd: string, args: string[]): { pid: number; done: Promise<void>; kill(): void } {
+    const c = spawn(cmd, args, { stdio: "ignore" });
+    const done = new Promise<void>((r) => c.once("exit", () => r()));
+    return { pid: c.pid!, done, kill: () => { c.kill("SIGKILL"); } };
+  }
+
+  it("a second open in this process is CLOUD_STORE_LOCKED until the first is closed", () => {
+    const dir = tempDir("store-lock");
+    const first = CloudStore.open(dir);
+    const e = errorOf(() => CloudStore.open(dir));
+    expect(e.code).toBe(CLOUD_CODES.CLOUD_STORE_LOCKED);
+    expect(e.message).toMatch(new RegExp(`this process \\(pid ${process.pid}`));
+    expect(CloudStore.read(dir).shadows).toEqual({}); // reading needs no lock
+    first.close();
+    first.close(); // twice is fine
+    expect(fs.existsSync(path.join(dir, CLOUD_STORE_LOCK_FILE))).toBe(false);
+    expect(errorOf(() => first.saveShadows({})).code).toBe(CLOUD_CODES.CLOUD_STORE_IO); // closed: no more writes
+    CloudStore.open(dir).close();
+  });
+
+  it("a store held by another running cloud process is refused with its pid; once it is gone the lock is taken over", async () => {
+    const dir = tempDir("store-lock");
+    // Another cloud process: the real thing, a Node process that opens the store and stays.
+    const script = `const { CloudStore } = require(${JSON.stringify(path.resolve("src/sim/cloud-store.ts"))}); CloudStore.open(${JSON.stringify(dir)}); console.log("ready"); setInterval(() => {}, 1000);`;
+    const other = spawn(process.execPath, ["--require", require.resolve("tsx/cjs"), "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error("the other process did not open the store within 30 s")), 30_000);
+        other.stdout!.on("data", (d: Buffer) => { if (d.toString().includes("ready")) { clearTimeout(t); resolve(); } });
+        other.once("exit", (code) => { clearTimeout(t); reject(new Error(`the other process exited (${code})`)); });
+      });
+      const e = errorOf(() => CloudStore.open(dir));
+      expect(e.code).toBe(CLOUD_CODES.CLOUD_STORE_LOCKED);
+      expect(e.message).toContain(`pid ${other.pid}`);
+      expect(e.detail).toMatchObject({ pid: other.pid, hostname: os.hostname() });
+      // So is a whole local cloud on that directory.
+      await expect(LocalCloud.start({ dataDir: dir, certsDir: path.join(os.tmpdir(), "shadow-ota-test-pki"), adminPort: false, blobPort: false }))
+        .rejects.toMatchObject({ code: CLOUD_CODES.CLOUD_STORE_LOCKED });
+    } finally {
+      const exited = new Promise<void>((r) => (other.exitCode !== null ? r() : other.once("exit", () => r())));
+      other.kill("SIGKILL"); // as a crash would: the lock stays behind
+      await exited;
+    }
+    expect(fs.existsSync(path.join(dir, CLOUD_STORE_LOCK_FILE))).toBe(true);
+    const s = CloudStore.open(dir); // its pid is gone: stale, taken over
+    expect(JSON.parse(fs.readFileSync(path.join(dir, CLOUD_STORE_LOCK_FILE), "utf8"))).toMatchObject({ pid: process.pid });
+    s.close();
+  }, 60_000);
+
+  it("a lock naming a live pid is never taken over; a dead pid's is", async () => {
+    const dir = tempDir("store-lock");
+    const lock = path.join(dir, CLOUD_STORE_LOCK_FILE);
+    const sleeper = child("sleep", ["30"]);
+    try {
+      fs.writeFileSync(lock, JSON.stringify({ pid: sleeper.pid, hostname: os.hostname(), since: "2024-01-01T00:00:00.000Z" }));
+      const e = errorOf(() => CloudStore.open(dir));
+      expect([e.code, e.detail?.pid]).toEqual([CLOUD_CODES.CLOUD_STORE_LOCKED, sleeper.pid]);
+      expect(e.message).toContain(`delete ${lock}`);
+    } finally {
+      sleeper.kill();
+      await sleeper.done;
+    }
+    CloudStore.open(dir).close(); // the same lock, its pid now gone
+  });
+
+  it("a lock from another host, or one that is not a lock, is refused and named", () => {
+    const dir = tempDir("store-lock");
+    const lock = path.join(dir, CLOUD_STORE_LOCK_FILE);
+    fs.writeFileSync(lock, JSON.stringify({ pid: 1, hostname: `not-${os.hostname()}`, since: "" }));
+    expect(errorOf(() => CloudStore.open(dir)).message).toMatch(/pid 1 on not-/);
+    fs.writeFileSync(lock, "garbage");
+    expect(errorOf(() => CloudStore.open(dir)).message).toMatch(/unreadable lock/);
+    expect(fs.readFileSync(lock, "utf8")).toBe("garbage");
   });
 });

@@ -63,6 +63,7 @@ async function rig(broker: PlainBroker, dir = tempDir("shadow-service")): Promis
     await service.close();
     await endClient(serviceClient);
     await endClient(device);
+    store.close(); // as LocalCloud.close does: the directory's lock is released
   });
   return { service, serviceClient, device, inbox, clock, store, dir, log };
 }
@@ -243,6 +244,6 @@ describe("a store that cannot be written", () => {
     fs.rmSync(r.store.path, { recursive: true });
     const again = await exchange(r, "esp32-01", { op: "update", bytes: Buffer.from("{\"state\":{\"reported\":{\"a\":3}}}") });
     expect(JSON.parse(again[0]!.payload).version).toBe(2);
-    expect(CloudStore.open(r.dir).shadows["esp32-01"]).toMatchObject({ version: 2, state: { reported: { a: 3 } } });
+    expect(CloudStore.read(r.dir).shadows["esp32-01"]).toMatchObject({ version: 2, state: { reported: { a: 3 } } });
   });
 });

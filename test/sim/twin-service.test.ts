@@ -76,6 +76,7 @@ async function rig(broker: PlainBroker, mode: "link" | "shared", dir = tempDir("
     await service.close();
     await endClient(serviceClient);
     await endClient(device);
+    store.close(); // as LocalCloud.close does: the directory's lock is released
   });
   return { service, serviceClient, device, inbox, prefix, clock, log, store, dir };
 }
@@ -299,7 +300,7 @@ describe("one client for both services", () => {
     await device.publishAsync(`devices/${deviceId}/$iothub/twin/PATCH/properties/reported/?$rid=1`, "{\"b\":2}", { qos: 1 });
     await inbox.next((m) => m.topic.includes("/res/204/"));
     // Both wrote into the one store file, each its own section.
-    const reopened = CloudStore.open(dir);
+    const reopened = CloudStore.read(dir);
     expect([reopened.shadows.both?.version, reopened.twins[deviceId]?.reported]).toEqual([1, { b: 2 }]);
     expect(inbox.messages.map((m) => m.topic)).toEqual([
       "$aws/things/both/shadow/update", "$aws/things/both/shadow/update/accepted", "$aws/things/both/shadow/update/documents",
