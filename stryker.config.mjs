@@ -26,13 +26,13 @@ export const CORE_TESTS = {
   "download-errors.ts": ["firmware-url.test.ts", "error-codes.test.ts"],
   "errors.ts": ["error-codes.test.ts", "xs-smoke.test.ts"],
   "firmware-url.ts": ["firmware-url.test.ts"],
-  "json.ts": ["xs-smoke.test.ts"],
+  "json.ts": ["xs-smoke.test.ts", "json-utf8.test.ts"],
   "ota-controller.ts": ["ota-controller.test.ts", "ota-controller-property.test.ts", "ota-controller-edges.test.ts"],
   "semver.ts": ["semver.test.ts", "semver-messages.test.ts"],
   "shadow-sync.ts": ["shadow-sync.test.ts", "shadow-sync-reports.test.ts", "shadow-sync-ports.test.ts"],
   "sync-errors.ts": ["error-codes.test.ts"],
   "update-errors.ts": ["error-codes.test.ts"],
-  "utf8.ts": ["xs-smoke.test.ts"],
+  "utf8.ts": ["xs-smoke.test.ts", "json-utf8.test.ts"],
 };
 
 /** Set by scripts/mutation-run.mjs: the one core file (a key of CORE_TESTS) this run mutates. */
