@@ -113,6 +113,8 @@ export interface BlobServerOptions {
   bytesPerSecond?: number;
   /** Chunked transfer (no Content-Length) for every response (default false). */
   chunked?: boolean;
+  /** A connection whose TLS handshake has not finished by then is closed (default 10 000 ms). */
+  handshakeTimeoutMs?: number;
   log?: Log;
 }
 
@@ -251,7 +253,9 @@ export class BlobServer {
     }
     fs.mkdirSync(o.dir, { recursive: true, mode: 0o700 });
     const host = o.host ?? "127.0.0.1";
-    const server = https.createServer({ cert: o.cert, key: o.key, minVersion: "TLSv1.2" });
+    const handshakeTimeout = o.handshakeTimeoutMs ?? 10_000;
+    if (!Number.isSafeInteger(handshakeTimeout) || handshakeTimeout <= 0) throw new RangeError("handshakeTimeoutMs must be a positive integer");
+    const server = https.createServer({ cert: o.cert, key: o.key, minVersion: "TLSv1.2", handshakeTimeout });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(o.port ?? 0, host, () => { server.off("error", reject); resolve(); });
@@ -261,7 +265,10 @@ export class BlobServer {
       self.#sockets.add(socket);
       socket.once("close", () => self.#sockets.delete(socket));
     });
-    server.on("tlsClientError", () => undefined); // a client refusing our certificate is that client's failure
+    // A client refusing our certificate is that client's failure. The socket must still be destroyed here:
+    // with a tlsClientError listener Node leaves it open, even after its handshake timeout, and idle TCP
+    // connections would hold their descriptors forever.
+    server.on("tlsClientError", (_err, socket) => { socket.destroy(); });
     server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
       self.#handle(req, res).catch((e: unknown) => {
         self.#log.log("error", "blobs.request.failed", { url: req.url ?? "", error: String(e) });

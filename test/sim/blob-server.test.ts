@@ -268,3 +268,23 @@ describe("parseRange", () => {
     expect(parseRange(header, size)).toEqual(expected);
   });
 });
+
+test("TCP connections that never start TLS are closed by the handshake deadline (20 at 300 ms); downloads still work", async () => {
+  const s = pki.server();
+  const short = await BlobServer.start({ dir: path.join(dir, "blobs-deadline"), cert: s.certPem, key: s.keyPem, ca: pki.caPem, handshakeTimeoutMs: 300 });
+  try {
+    const net = await import("node:net");
+    const sockets = await Promise.all(Array.from({ length: 20 }, () => new Promise<import("node:net").Socket>((resolve, reject) => {
+      const c = net.connect(short.port, "127.0.0.1", () => resolve(c));
+      c.once("error", reject);
+    })));
+    await Promise.all(sockets.map((c) => new Promise<void>((r) => { c.on("error", () => undefined); if (c.destroyed) r(); else c.once("close", () => r()); })));
+    short.publish("firmware", "d.bin", OTHER);
+    const got = await new Promise<number>((resolve, reject) => {
+      https.get(`${short.baseUrl("firmware")}d.bin`, { ca: pki.caPem }, (res) => { res.resume(); res.on("end", () => resolve(res.statusCode ?? 0)); }).on("error", reject);
+    });
+    expect(got).toBe(200);
+  } finally {
+    await short.close();
+  }
+});
