@@ -1,11 +1,12 @@
 /**
- * Benchmark (`npm run bench`): the C write path of the OTA slot on the host flash against a plain Node
+ * Benchmark (`npm run bench:write`): the C write path of the OTA slot on the host flash against a plain Node
  * file write + SHA-256 of the same bytes, in the same run, repetitions interleaved (alternating which
  * goes first), printed as medians and their ratio.
  *
  *   host OTA write+verify: HostOtaSlot begin → write (4 KiB chunks) → accept → end over a 1 MiB ESP32
  *     app image (src/tools/esp-image.ts) into ota_0 of the 4 MB partitions/partitions.csv flash file:
- *     N-API call per chunk, streaming validation (header, segments, XOR checksum, mbedTLS SHA-256),
+ *     N-API call per chunk, streaming validation (header, segments, XOR checksum, SHA-256 through the
+ *     mbedTLS API: in the N-API build over Node's OpenSSL, src/native/napi/sha256-openssl),
  *     sector-by-sector erase to 0xFF, AND-programming, and end()'s full read-back re-verification.
  *   file write+sha256: the same chunks written to a fresh file with fs.writeSync and hashed with
  *     node:crypto's SHA-256 (OpenSSL).
