@@ -3,7 +3,7 @@
  * mutation-run.mjs — `npm run test:mutation`: StrykerJS over the platform-neutral core, one run per file.
  *
  * For each core file named in CORE_TESTS (stryker.config.mjs), or only those whose name contains one of the
- * arguments, runs `stryker run` with MUTATION_FILE=<file>: that file is mutated and only its own test files
+ * arguments (in the order given), runs `stryker run` with MUTATION_FILE=<file>: that file is mutated and only its own test files
  * run, incrementally (reports/mutation/incremental/<name>.json), at concurrency 1. Stryker's output goes to
  * reports/mutation/logs/<name>.log; this script prints one line per file (score, counts, wall time), then
  * the per-file table and, as the last line, `mutation score: N%` from scripts/mutation-score.mjs (which
@@ -31,7 +31,10 @@ const full = args.includes("--full");
 const filters = args.filter((a) => a !== "--full");
 for (const f of filters) if (f.startsWith("-")) { console.error(`mutation-run: unknown option ${f}\nusage: node scripts/mutation-run.mjs [--full] [SUBSTRING…]`); process.exit(2); }
 
-const files = Object.keys(CORE_TESTS).filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)));
+// In the order of the arguments (the first matching file first), else in CORE_TESTS order.
+const files = filters.length === 0
+  ? Object.keys(CORE_TESTS)
+  : [...new Set(filters.flatMap((s) => Object.keys(CORE_TESTS).filter((f) => f.includes(s))))];
 if (files.length === 0) { console.error(`mutation-run: no core file matches ${filters.join(" ")}`); process.exit(2); }
 
 mkdirSync(join(REPORTS, "logs"), { recursive: true });
