@@ -58,6 +58,7 @@ const NOT_REPORTED: ReadonlySet<string> = new Set([
 ]);
 
 function pathStartsWith(p: readonly string[], prefix: readonly string[]): boolean {
+  // Stryker disable next-line ConditionalExpression: without the length check every() still fails a path shorter than the prefix (p[i] is undefined, never equal to a key).
   return prefix.length <= p.length && prefix.every((k, i) => p[i] === k);
 }
 
@@ -125,6 +126,7 @@ export class DeviceAgent implements ShadowSyncHandlers {
       return;
     }
     this.#handedOn = requested;
+    // Stryker disable next-line EqualityOperator: equal precedence returned above, so `> 0` and `>= 0` cannot differ here.
     hook({ version: requested, running, newer: compareSemver(requested, running) > 0, change });
   }
 

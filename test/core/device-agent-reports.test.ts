@@ -238,11 +238,71 @@ describe("reports that fail", () => {
 
 describe("construction", () => {
   it("refuses an empty firmware version path", () => {
-    expect(() => new DeviceAgent({ firmwareVersion: "1.0.0", firmwareVersionPath: [] }, new MemoryLog())).toThrow(RangeError);
+    expect(() => new DeviceAgent({ firmwareVersion: "1.0.0", firmwareVersionPath: [] }, new MemoryLog())).toThrow(new RangeError("firmwareVersionPath must not be empty"));
   });
 
   it("refuses to report before attach()", () => {
     const agent = new DeviceAgent({ firmwareVersion: "1.0.0", firmwareVersionPath: FW }, new MemoryLog());
-    expect(() => agent.onError(new ShadowOtaError("APP_X", "x"))).toThrow(expect.objectContaining({ code: SYNC_CODES.SYNC_NOT_CONNECTED }));
+    expect(() => agent.onError(new ShadowOtaError("APP_X", "x"))).toThrow(expect.objectContaining({ code: SYNC_CODES.SYNC_NOT_CONNECTED, message: "DeviceAgent.attach() was not called" }));
+  });
+});
+
+describe("over a sync whose reported state is what the cloud last accepted", () => {
+  /** A stand-in sync (SyncLike) that records reports and shows a fixed reported state. */
+  function standIn(reported: JsonObject): SyncLike & { patches: JsonObject[] } {
+    const patches: JsonObject[] = [];
+    return { patches, report(patch) { patches.push(patch); return Promise.resolve(); }, getState() { return { reported }; } };
+  }
+  const change = (version: string) => ({ desired: { config: { firmware_version: version } }, delta: { config: { firmware_version: version } }, changed: [FW], version: 3, firmwareVersion: version });
+
+  it("attach() reports the running version only when the reported state says otherwise", () => {
+    const same = standIn({ config: { firmware_version: "1.0.0" } });
+    new DeviceAgent({ firmwareVersion: "1.0.0", firmwareVersionPath: FW }, new MemoryLog()).attach(same);
+    expect(same.patches).toEqual([]);
+    const other = standIn({ config: { firmware_version: "0.9.0" } });
+    new DeviceAgent({ firmwareVersion: "1.0.0", firmwareVersionPath: FW }, new MemoryLog()).attach(other);
+    expect(other.patches).toEqual([{ config: { firmware_version: "1.0.0" } }]);
+  });
+
+  it("a desired version of the running precedence is answered with the running version while the reported state lags", () => {
+    const sync = standIn({ config: { firmware_version: "0.9.0" } });
+    const requests: string[] = [];
+    const agent = new DeviceAgent({ firmwareVersion: "1.0.0", firmwareVersionPath: FW, onFirmwareRequested: (r) => { requests.push(r.version); } }, new MemoryLog());
+    agent.attach(sync);
+    agent.onDesired(change("1.0.0+build.2"));
+    expect(sync.patches).toEqual([{ config: { firmware_version: "1.0.0" } }, { config: { firmware_version: "1.0.0" } }]);
+    expect(requests).toEqual([]);
+  });
+
+  it("an error report that fails is logged with the error event", async () => {
+    const log = new MemoryLog();
+    const agent = new DeviceAgent({ firmwareVersion: "1.0.0", firmwareVersionPath: FW }, log);
+    agent.attach({ report: () => Promise.reject(new ShadowOtaError(SYNC_CODES.SYNC_REJECTED, "no")), getState: () => ({ reported: { config: { firmware_version: "1.0.0" } } }) });
+    agent.onError(new ShadowOtaError("APP_X", "x"));
+    await settle();
+    expect(log.lines.filter((l) => l.event === "agent.report.error")).toEqual([{ level: "info", event: "agent.report.error", fields: { keys: ["lastError"] } }]);
+    expect(log.lines.filter((l) => l.event === "agent.report.failed").map((l) => l.fields)).toEqual([{ event: "agent.report.error", code: SYNC_CODES.SYNC_REJECTED }]);
+  });
+});
+
+describe("what the device logs about desired changes", () => {
+  it("a refused configuration leaf: warn, with its path and code", async () => {
+    const d = awsDevice({ acceptConfig: (p) => (p[1] === "mode" ? new ShadowOtaError("CONFIG_VALUE_REFUSED", "no") : undefined) });
+    await connectWith(d, { desired: { config: { mode: "eco" } }, reported: { config: { firmware_version: "1.0.0" } } }, 2);
+    expect(d.log.lines.filter((l) => l.event === "agent.config.refused")).toEqual([{ level: "warn", event: "agent.config.refused", fields: { path: "config.mode", code: "CONFIG_VALUE_REFUSED" } }]);
+  });
+
+  it("a firmware version without a hook: warn, with requested and running", async () => {
+    const d = awsDevice({ onFirmwareRequested: undefined });
+    await connectWith(d, { desired: { config: { firmware_version: "1.1.0" } }, reported: { config: { firmware_version: "1.0.0" } } }, 2);
+    expect(d.log.lines.filter((l) => l.event === "agent.firmware.unhandled")).toEqual([{ level: "warn", event: "agent.firmware.unhandled", fields: { requested: "1.1.0", running: "1.0.0" } }]);
+  });
+
+  it("a version already handed on: debug, with the version", async () => {
+    const d = awsDevice();
+    await connectWith(d, { desired: { config: { firmware_version: "1.1.0" } }, reported: { config: { firmware_version: "1.0.0" } } }, 2);
+    d.agent.onDesired({ desired: { config: { firmware_version: "1.1.0" } }, delta: { config: { firmware_version: "1.1.0" } }, changed: [FW], version: 3, firmwareVersion: "1.1.0" });
+    expect(d.log.lines.filter((l) => l.event === "agent.firmware.already-requested")).toEqual([{ level: "debug", event: "agent.firmware.already-requested", fields: { requested: "1.1.0" } }]);
+    expect(d.requests).toHaveLength(1);
   });
 });
