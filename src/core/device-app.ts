@@ -69,6 +69,7 @@ export class DeviceApp {
     const otaHooks: ConstructorParameters<typeof OtaController>[2] = {
       report: (update: JsonObject) => (sync === undefined ? Promise.resolve() : sync.report({ [key]: update })),
     };
+    // Stryker disable next-line ConditionalExpression: setting the member to undefined equals leaving it out (its reader takes undefined as the default).
     if (hooks.appCheck !== undefined) otaHooks.appCheck = hooks.appCheck;
     this.ota = new OtaController(ports, config.ota, otaHooks);
     this.boot = this.ota.boot();
@@ -83,12 +84,16 @@ export class DeviceApp {
         ota.request(version, typeof base === "string" ? base : undefined);
       },
     };
+    // Stryker disable next-line ConditionalExpression: setting the member to undefined equals leaving it out (its reader takes undefined as the default).
     if (config.reportedFirmwarePath !== undefined) agentOptions.reportedFirmwarePath = config.reportedFirmwarePath;
+    // Stryker disable next-line ConditionalExpression: setting the member to undefined equals leaving it out (its reader takes undefined as the default).
     if (config.acceptConfig !== undefined) agentOptions.acceptConfig = config.acceptConfig;
     this.agent = new DeviceAgent(agentOptions, ports.log);
 
     const syncConfig: ShadowSyncConfig = { cloud: config.cloud, thingName: config.thingName, firmwareVersionPath: config.firmwareVersionPath };
+    // Stryker disable next-line ConditionalExpression: setting the member to undefined equals leaving it out (its reader takes undefined as the default).
     if (config.shadowName !== undefined) syncConfig.shadowName = config.shadowName;
+    // Stryker disable next-line ConditionalExpression: setting the member to undefined equals leaving it out (its reader takes undefined as the default).
     if (config.requestTimeoutMs !== undefined) syncConfig.requestTimeoutMs = config.requestTimeoutMs;
     const agent = this.agent;
     sync = new ShadowSync(ports, syncConfig, {
@@ -111,7 +116,9 @@ export class DeviceApp {
 
   /** Stops the OTA controller and the sync (closes the transport). Safe twice. */
   async close(): Promise<void> {
+    // Stryker disable next-line ConditionalExpression: OtaController.close() and ShadowSync.close() are each safe twice; this guard only saves the calls.
     if (this.#closed) return;
+    // Stryker disable next-line BooleanLiteral: as above.
     this.#closed = true;
     this.ota.close();
     await this.sync.close();
