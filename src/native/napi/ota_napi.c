@@ -735,11 +735,13 @@ static napi_value js_map_file(napi_env env, napi_callback_info info)
     }
     /* Reserve the blocks of any hole first: a store into a hole the file system cannot allocate (disk
      * full) would be SIGBUS; this way it is an error here (ENOSPC) instead. */
+#if defined(__linux__)
     int ferr = posix_fallocate(fd, 0, (off_t)len);
     if (ferr != 0) {
         close(fd);
         return throw_esp(env, "mapFile", OTA_ERR_SIM_IO, ferr);
     }
+#endif
     void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int e = errno;
     close(fd); /* the mapping keeps the file */
