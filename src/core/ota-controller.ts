@@ -33,8 +33,9 @@
  * another version first (or, for a failure a retry could cure, the device restarts). This stops an
  * endless update → self-test failure → rollback loop while desired still names the bad version.
  *
- * Persistence: the record (OTA_KV_KEY) is written at every transition and every durable sector, so a power
- * cut at any moment leaves enough to resume (slot.resume(durable) with the ETag as If-Range) or clean up.
+ * Persistence: the record (OTA_KV_KEY) is written at every transition, and the durable offset alone
+ * (OTA_PROGRESS_KEY) at every sector boundary, so a power cut at any moment leaves enough to resume
+ * (slot.resume(durable) with the ETag as If-Range) or clean up.
  *
  * Not here: HTTP (the ByteSource adapter), image parsing (the C core behind OtaSlot), MQTT, timers of its
  * own (the Clock port), the reported document's path (device-app.ts).
@@ -87,6 +88,11 @@ export interface OtaRecord {
 }
 
 export const OTA_KV_KEY = "ota";
+/** The durable offset alone, written at every sector boundary while downloading (a few bytes instead of the
+ *  whole record: on the device each NVS write of a long string spans many 32-byte entries, so this is
+ *  what keeps per-sector persistence cheap and NVS wear low). Deleted before every full record write, so
+ *  when present it belongs to the record beside it. */
+export const OTA_PROGRESS_KEY = "otap";
 export const SECTOR_SIZE = 4096;
 const MAX_MESSAGE = 200;
 
@@ -267,6 +273,10 @@ export function loadRecord(kv: KeyValueStore): { record: OtaRecord; error?: stri
       const e: OtaReportedError = { code: le["code"], message: le["message"], time: typeof le["time"] === "number" ? le["time"] : 0 };
       if (typeof le["platformCode"] === "number") e.platformCode = le["platformCode"];
       r.lastError = e;
+    }
+    if (r.state === "Downloading" || r.state === "Verifying") {
+      const p = kv.get(OTA_PROGRESS_KEY);
+      if (p !== undefined && /^[0-9]{1,12}$/.test(p) && Number(p) > r.durable && (r.total === undefined || Number(p) <= r.total)) r.durable = Number(p);
     }
     return { record: r };
   } catch (e) {
@@ -507,7 +517,19 @@ export class OtaController {
 
   #persist(): void {
     try {
+      // Progress first: a power cut between the two leaves an older record and no progress, never a
+      // progress entry that belongs to another download.
+      this.#ports.kv.delete(OTA_PROGRESS_KEY);
       this.#ports.kv.set(OTA_KV_KEY, JSON.stringify(this.#record));
+    } catch (e) {
+      this.#log.log("error", "ota.persist-failed", { message: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  /** The durable offset alone (every sector boundary). */
+  #persistProgress(): void {
+    try {
+      this.#ports.kv.set(OTA_PROGRESS_KEY, String(this.#record.durable));
     } catch (e) {
       this.#log.log("error", "ota.persist-failed", { message: e instanceof Error ? e.message : String(e) });
     }
@@ -707,7 +729,7 @@ export class OtaController {
           off += n;
           if (written === boundary) {
             r.durable = written;
-            this.#persist();
+            this.#persistProgress();
             this.#report(false);
           }
         }

@@ -9,7 +9,7 @@ import { ShadowOtaError } from "../../src/core/errors";
 import { DOWNLOAD_CODES } from "../../src/core/download-errors";
 import type { JsonObject } from "../../src/core/json";
 import {
-  checkCandidate, checkRequest, loadRecord, OtaController, OTA_KV_KEY, resolveFirmwareUrl,
+  checkCandidate, checkRequest, loadRecord, OtaController, OTA_KV_KEY, OTA_PROGRESS_KEY, resolveFirmwareUrl,
   type OtaControllerConfig, type AppCheck,
 } from "../../src/core/ota-controller";
 import { UPDATE_CODES } from "../../src/core/update-errors";
@@ -171,6 +171,33 @@ describe("OtaController: the update", () => {
     expect(r.ota.state).toBe("Staged");
     expect(r.kv.writes - before).toBeGreaterThanOrEqual(16);
     expect(loadRecord(r.kv).record.durable).toBe(64 * 1024);
+  });
+
+  test("per sector only the durable offset is written; the whole record only at transitions", async () => {
+    const r = new Rig(CONFIG, fakeImage({ version: "1.1.0", size: 64 * 1024 }));
+    const keys: string[] = [];
+    const set = r.kv.set.bind(r.kv);
+    r.kv.set = (k: string, v: string) => { keys.push(k); set(k, v); };
+    r.ota.request("1.1.0");
+    await run(r, 120);
+    expect(r.ota.state).toBe("Staged");
+    expect(keys.filter((k) => k === OTA_PROGRESS_KEY).length).toBe(16);
+    expect(keys.filter((k) => k === OTA_KV_KEY).length).toBeLessThanOrEqual(4); // Downloading, open, Verifying, Staged
+    expect(r.kv.get(OTA_PROGRESS_KEY)).toBeUndefined(); // a record write drops it
+  });
+
+  test("the progress entry counts only beside a download's record, and only within the image", () => {
+    const kv = new MemoryKv();
+    kv.set(OTA_KV_KEY, JSON.stringify({ state: "Downloading", to: "1.1.0", durable: 4096, total: 65536, attempt: 1 }));
+    kv.set(OTA_PROGRESS_KEY, "32768");
+    expect(loadRecord(kv).record.durable).toBe(32768);
+    kv.set(OTA_PROGRESS_KEY, "70000");
+    expect(loadRecord(kv).record.durable).toBe(4096);
+    kv.set(OTA_PROGRESS_KEY, "12x");
+    expect(loadRecord(kv).record.durable).toBe(4096);
+    kv.set(OTA_PROGRESS_KEY, "32768");
+    kv.set(OTA_KV_KEY, JSON.stringify({ state: "Failed", to: "1.1.0", durable: 0, attempt: 1 }));
+    expect(loadRecord(kv).record.durable).toBe(0);
   });
 
   test("the same version is a no-op; a request while on it is ignored", async () => {
