@@ -29,7 +29,7 @@ export const CORE_TESTS = {
   "json.ts": ["xs-smoke.test.ts", "json-utf8.test.ts"],
   // Not ota-controller-property.test.ts: its 60 random sequences (over a second) cover nearly every mutant
   // and would run for each; the example tests have to pin the controller's behaviour on their own.
-  "ota-controller.ts": ["ota-controller.test.ts", "ota-controller-edges.test.ts", "ota-policy.test.ts"],
+  "ota-controller.ts": ["ota-controller.test.ts", "ota-controller-edges.test.ts", "ota-policy.test.ts", "ota-log.test.ts"],
   "semver.ts": ["semver.test.ts", "semver-messages.test.ts"],
   "shadow-sync.ts": ["shadow-sync.test.ts", "shadow-sync-reports.test.ts", "shadow-sync-ports.test.ts"],
   "sync-errors.ts": ["error-codes.test.ts"],

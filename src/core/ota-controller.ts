@@ -455,7 +455,8 @@ export class OtaController {
     }
     this.#cancelDownload();
     this.#ports.slot.abort();
-    this.#record = { state: "Downloading", from: this.#running, to: version, url, durable: 0, attempt: 1 };
+    // The new record starts in the old state, so the transition logs where the update came from.
+    this.#record = { state: r.state, from: this.#running, to: version, url, durable: 0, attempt: 1 };
     this.#lastProgress = { at: -Infinity, percent: -Infinity };
     this.#transition("Downloading");
     this.#run(() => this.#download());
