@@ -68,6 +68,17 @@ describe("ShadowOtaError", () => {
     expect(String(e)).toBe("ShadowOtaError: bad image");
   });
 
+  it("its name is an own property that is not enumerated (not in JSON or keys) and can be changed or removed", () => {
+    const e = new ShadowOtaError("X_Y", "m");
+    expect(Object.prototype.hasOwnProperty.call(e, "name")).toBe(true);
+    expect(Object.keys(e)).not.toContain("name");
+    expect(JSON.parse(JSON.stringify(e)).name).toBeUndefined();
+    (e as { name: string }).name = "Renamed";
+    expect(e.name).toBe("Renamed");
+    expect(delete (e as { name?: string }).name).toBe(true);
+    expect(e.name).toBe("Error");
+  });
+
   it("reports {code, message} and the platform code only when there is one", () => {
     expect(new ShadowOtaError("SYNC_TIMEOUT", "no answer").toReported()).toStrictEqual({ code: "SYNC_TIMEOUT", message: "no answer" });
     expect(new ShadowOtaError("OTA_IMAGE_INVALID", "bad", { platformCode: 0 }).toReported())
