@@ -7,7 +7,7 @@
  */
 import type { JsonObject } from "../../src/core/json";
 import { OtaController, type OtaControllerConfig } from "../../src/core/ota-controller";
-import { FakeFlash, FakeSlot, FakeSource, fakeImage, RecordingRestart } from "./ota-fakes";
+import { FakeFlash, FakeSlot, FakeSource, fakeImage, RecordingRestart, xorshift32 as rng } from "./ota-fakes";
 import { ManualClock, MemoryKv, MemoryLog, settle } from "./fake-ports";
 
 const CONFIG: OtaControllerConfig = {
@@ -18,16 +18,6 @@ const CONFIG: OtaControllerConfig = {
 };
 const SIZE = 48 * 1024;
 
-/** xorshift32: the same seed gives the same sequence on every engine. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x / 0x100000000;
-  };
-}
 
 async function turns(n = 60): Promise<void> {
   for (let i = 0; i < n; i++) await settle();

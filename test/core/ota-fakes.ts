@@ -285,3 +285,14 @@ export class FakeSource implements ByteSource {
     };
   }
 }
+
+/** xorshift32 in [0, 1): the same seed gives the same sequence on every engine (the OTA fault tests). */
+export function xorshift32(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    return x / 0x100000000;
+  };
+}

@@ -16,7 +16,7 @@ const manifest = JSON.parse(readFileSync(path.resolve(__dirname, "..", "..", "ma
 
 /** mc/config as mcconfig builds it: manifest config, then `key=value` arguments (strings) on top. */
 function mcConfig(overrides: Record<string, string> = {}): Record<string, unknown> {
-  return { sntp: "pool.ntp.org", file: { root: "/tmp/" }, ...manifest.config, ...overrides };
+  return { sntp: "pool.ntp.org", file: { root: "build/sim-files/" }, ...manifest.config, ...overrides };
 }
 
 function codeOf(fn: () => unknown): { code: string; key: unknown } {
@@ -120,12 +120,12 @@ describe("parseDeviceConfig: the OTA keys", () => {
     const c = parseDeviceConfig(mcConfig({
       firmwareBaseUrl: "https://fw.example.test/f/", firmwareBaseUrlPath: "firmware.baseUrl", projectName: "shadow_ota",
       chipId: "9", chipRevision: "301", allowDowngrade: "true", selfTestWindowMs: "90000", updateReportKey: "fwUpdate",
-      otaFlashFile: "/tmp/flash.bin",
+      otaFlashFile: "build/sim-flash.bin",
     }));
     expect(c.ota).toEqual({
       firmwareBaseUrl: "https://fw.example.test/f/", allowedHosts: ["fw.example.test"], firmwareBaseUrlPath: ["firmware", "baseUrl"],
       projectName: "shadow_ota", chipId: 9, chipRevFull: 301, allowDowngrade: true, selfTestWindowMs: 90_000,
-      updateReportKey: "fwUpdate", flashFile: "/tmp/flash.bin",
+      updateReportKey: "fwUpdate", flashFile: "build/sim-flash.bin",
     });
   });
 

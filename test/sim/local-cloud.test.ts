@@ -22,25 +22,12 @@ import type { JsonObject } from "../../src/core/json";
 import { describeEachBroker, noteMosquittoSkipped } from "./mosquitto-gate";
 import { SimDevice } from "../../src/sim/device";
 import { LocalCloud, type BrokerKind } from "../../src/sim/local-cloud";
+import { waitUntil } from "./wait-until";
 
 jest.setTimeout(60_000);
 
 const PKI = path.join(os.tmpdir(), "shadow-ota-test-pki"); // shared across tests: RSA keys take time
 noteMosquittoSkipped("test/sim/local-cloud.test.ts");
-
-/** Polls `probe` (bounded: every 50 ms, at most `timeoutMs`). */
-async function waitUntil<T>(probe: () => Promise<T | undefined>, timeoutMs = 10_000, what = "condition"): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) { last = e; }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what} not reached within ${timeoutMs} ms${last === undefined ? "" : `: ${String(last)}`}`);
-}
 
 describeEachBroker("local cloud on %s", (broker: BrokerKind) => {
   let dir: string;

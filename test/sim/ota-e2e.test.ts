@@ -24,25 +24,12 @@ import { LocalCloud, type BrokerKind } from "../../src/sim/local-cloud";
 import { LocalPki } from "../../src/sim/pki";
 import { buildImage } from "../../src/tools/esp-image";
 import { describeEachBroker, noteMosquittoSkipped } from "./mosquitto-gate";
+import { waitUntil } from "./wait-until";
 
 jest.setTimeout(120_000);
 
 const PKI = path.join(os.tmpdir(), "shadow-ota-test-pki"); // shared across tests: RSA keys take time
 noteMosquittoSkipped("test/sim/ota-e2e.test.ts");
-
-/** Polls `probe` (bounded: every 50 ms, at most `timeoutMs`). */
-async function waitUntil<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000, what = "condition"): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) { last = e; }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what} not reached within ${timeoutMs} ms${last === undefined ? "" : `: ${String(last)}`}`);
-}
 
 const IMAGE_SIZE = 256 * 1024;
 const image = (version: string, marker?: string): Uint8Array =>

@@ -16,31 +16,14 @@ import type { JsonObject } from "../../src/core/json";
 import { SimDevice } from "../../src/sim/device";
 import { LocalCloud } from "../../src/sim/local-cloud";
 import { buildImage } from "../../src/tools/esp-image";
+import { xorshift32 as rng } from "../core/ota-fakes";
+import { waitUntil } from "./wait-until";
 
 jest.setTimeout(180_000);
 
 const PKI = path.join(os.tmpdir(), "shadow-ota-test-pki");
 const SIZE = 192 * 1024;
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x / 0x100000000;
-  };
-}
-
-async function waitUntil<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} not reached within ${timeoutMs} ms`);
-}
 
 describe("OTA under random faults (aedes, HTTPS, native slot)", () => {
   let dir = "";
