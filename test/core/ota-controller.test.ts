@@ -14,57 +14,9 @@ import {
 } from "../../src/core/ota-controller";
 import { UPDATE_CODES } from "../../src/core/update-errors";
 import { FakeFlash, FakeSlot, FakeSource, fakeImage, RecordingRestart } from "./ota-fakes";
+import { BASE, CONFIG, Rig } from "./ota-rig";
 import { ManualClock, MemoryKv, MemoryLog, settle } from "./fake-ports";
 
-const BASE = "https://blobs.example/firmware/";
-const CONFIG: OtaControllerConfig = {
-  source: { naming: "aws", baseUrl: BASE, allowedHosts: ["blobs.example"] },
-  projectName: "shadow-ota",
-  chipId: 0,
-  chipRevFull: 300,
-  retry: { initialMs: 1_000, maxMs: 8_000, maxAttempts: 4 },
-  selfTestWindowMs: 60_000,
-};
-
-/** One device: flash and KV survive `restart()`, everything else is built anew like after a power-on. */
-class Rig {
-  readonly kv = new MemoryKv();
-  readonly clock = new ManualClock();
-  readonly log = new MemoryLog();
-  readonly restart = new RecordingRestart();
-  readonly reports: JsonObject[] = [];
-  readonly flash: FakeFlash;
-  readonly source: FakeSource;
-  slot!: FakeSlot;
-  ota!: OtaController;
-  appCheck: AppCheck | undefined;
-  reportResult: () => Promise<void> = () => Promise.resolve();
-
-  constructor(readonly config: OtaControllerConfig = CONFIG, image = fakeImage({ version: "1.1.0" }), running = fakeImage({ version: "1.0.0", size: 9_000 })) {
-    this.flash = new FakeFlash(running);
-    this.source = new FakeSource(image);
-    this.powerOn();
-  }
-
-  /** Power on (or on again after a cut or restart): a new slot and controller over the same flash and KV. */
-  powerOn(): void {
-    this.ota?.close();
-    this.flash.boot();
-    this.slot = new FakeSlot(this.flash);
-    const hooks: ConstructorParameters<typeof OtaController>[2] = {
-      report: (u) => { this.reports.push(u); return this.reportResult(); },
-    };
-    if (this.appCheck !== undefined) hooks.appCheck = this.appCheck;
-    this.ota = new OtaController(
-      { slot: this.slot, source: this.source, kv: this.kv, clock: this.clock, log: this.log, restart: this.restart, random: () => 0.5 },
-      this.config, hooks);
-    this.ota.boot();
-    this.ota.start();
-  }
-
-  last(): JsonObject { return this.reports[this.reports.length - 1]!; }
-  states(): string[] { return this.reports.map((r) => r["state"] as string); }
-}
 
 /** Lets the download run: microtask turns, bounded. */
 async function run(r: Rig, turns = 40): Promise<void> {
