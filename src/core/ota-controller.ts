@@ -20,14 +20,25 @@
  *                                                 |  Failed (anything else; OTA_RETRIES_EXHAUSTED wraps the last)
  *   end of body      Downloading                  -> Verifying -> Staged (end() re-reads and verifies the
  *                                                                   image; setBootPartition) -> restart
- *   boot             Staged|PendingVerify, runs the new version, PENDING_VERIFY -> PendingVerify
+ *   boot             Downloading|Verifying|Staged|PendingVerify, runs the new version (record.to)
+ *                                                 -> PendingVerify, whatever otadata's state word says
+ *                                                   (PENDING_VERIFY, or VALID / UNDEFINED / garbage after a
+ *                                                   torn otadata write, or a build without rollback)
  *   boot             Staged|PendingVerify, runs the old version  -> RolledBack (the self-test's error, or
  *                                                                   OTA_ROLLED_BACK: the bootloader chose it)
- *   boot             Staged, runs the new version, not pending    -> Valid (rollback disabled in the build)
  *   boot             Downloading|Verifying        -> Downloading (resumed from the durable bytes on start())
  *   synced           PendingVerify                -> Valid (application check passed; markValid)
  *   synced/window    PendingVerify                -> (error persisted) markInvalidAndReboot -> restart ->
  *                                                   boot: RolledBack
+ *
+ * What is unconfirmed is this record's to say, not otadata's. ESP-IDF's otadata entry protects only its
+ * sequence number with a CRC (bootloader_common_ota_select_crc), so a power cut while an entry is written
+ * (set boot, the bootloader's NEW -> PENDING_VERIFY or PENDING_VERIFY -> ABORTED rewrite, mark invalid) can
+ * leave a valid-looking entry whose state word is garbage: the bootloader then boots the new image as if it
+ * were confirmed (no PENDING_VERIFY, no rollback on the next reset). So whenever the version this record
+ * was installing runs and the record has not reached Valid, the image goes through the self-test, and a
+ * failure marks it invalid (esp_ota_mark_app_invalid_rollback_and_reboot rewrites the active entry whatever
+ * its state) and restarts into the previous app. docs/native-ota.md, "Power cuts".
  *
  * A version that failed for good or rolled back is not tried again in the same state: desired must name
  * another version first (or, for a failure a retry could cure, the device restarts). This stops an
@@ -360,19 +371,22 @@ export class OtaController {
     } else {
       this.#running = fromDescriptor ?? "0.0.0";
     }
-    const pending = slot.runningState() === "PENDING_VERIFY";
+    const otadataState = slot.runningState();
+    const pending = otadataState === "PENDING_VERIFY";
     const r = this.#record;
     const before = r.state;
     this.#log.log("info", "ota.boot", { running: this.#running, partition: partition.label, pending, record: r.state, to: r.to ?? null });
 
-    if (r.state === "Staged" || r.state === "PendingVerify") {
-      if (this.#running === r.to) {
-        if (pending) this.#transition("PendingVerify");
-        else {
-          // Rollback is disabled in this build (or the image was confirmed before the record caught up).
-          this.#transition("Valid");
-        }
-      } else if (this.#running === r.from) {
+    const installing = r.state === "Downloading" || r.state === "Verifying" || r.state === "Staged" || r.state === "PendingVerify";
+    if (installing && r.to !== undefined && r.to !== r.from && this.#running === r.to) {
+      // The image this record was installing runs and was never confirmed: it is self-tested (and rolled back
+      // on failure) whatever otadata's state word says. Not PENDING_VERIFY means a torn otadata write (a power
+      // cut left the CRC-protected sequence number and a garbage or VALID state), a build without rollback,
+      // or a confirm whose record write was lost: each gets the self-test again (see the header).
+      if (!pending) this.#log.log("warn", "ota.boot.unconfirmed", { version: this.#running, record: r.state, otadata: otadataState ?? null });
+      this.#transition("PendingVerify");
+    } else if (r.state === "Staged" || r.state === "PendingVerify") {
+      if (this.#running === r.from) {
         const err = r.lastError !== undefined && (r.lastError.code === UPDATE_CODES.OTA_SELF_TEST_FAILED || r.lastError.code === UPDATE_CODES.OTA_SELF_TEST_TIMEOUT)
           ? r.lastError
           : this.#reportedError(new ShadowOtaError(UPDATE_CODES.OTA_ROLLED_BACK,

@@ -409,12 +409,15 @@ describe("OtaController: self-test and rollback", () => {
     expect(r.ota.state).toBe("Staged");
   });
 
-  test("rollback disabled in the build: the new image boots VALID and is Valid at once", async () => {
+  test("rollback disabled in the build: the new image boots VALID, is self-tested all the same, then Valid", async () => {
     const r = new Rig();
     r.flash.rollbackEnabled = false;
     r.ota.request("1.1.0");
     await run(r);
     r.powerOn();
+    expect(r.ota.state).toBe("PendingVerify");
+    r.ota.onSynced();
+    await run(r);
     expect(r.ota.state).toBe("Valid");
   });
 });
