@@ -1,14 +1,16 @@
 /**
  * AWS IoT Device Shadow over MQTT as pure functions: build and match the topics of classic and named
  * shadows, validate thing names, shadow names and client tokens, parse and type-check every document the
- * service sends (and the request documents, for the local cloud), and build the request documents.
+ * service sends, and build the request documents a device sends.
  *
  * Like aws/Device-Shadow-for-AWS-IoT-embedded-sdk it does not wrap MQTT: it never publishes, subscribes or
  * keeps state. Failures are ShadowOtaError with SYNC_CODES (sync-errors.ts); `matchTopic` returns its
  * failure as data (a TopicMatchStatus) because a non-shadow topic is an answer, not an error.
  *
  * Source of the rules: docs/protocols.md §1 (topics §1.1, documents §1.2–1.6, topic grammar §1.7).
- * Not here: delta/merge rules (config-diff.ts), request correlation and versions (shadow-sync.ts).
+ * Not here: delta/merge rules (config-diff.ts), request correlation and versions (shadow-sync.ts), and the
+ * service's half — parsing requests, building error documents and desired updates — which only the local
+ * cloud needs and which stays out of the device build: src/sim/aws-shadow-cloud.ts.
  */
 import { ShadowOtaError } from "./errors";
 import { isJsonObject, jsonDepth, parseJsonBounded, type Json, type JsonObject } from "./json";
@@ -315,7 +317,9 @@ export type AwsShadowMessage =
   | { type: "delete/accepted"; doc: DeleteAcceptedDocument }
   | { type: "get/rejected" | "update/rejected" | "delete/rejected"; doc: ErrorDocument };
 
-function invalid(field: string, message: string, awsMessage?: string): ShadowOtaError {
+/** SYNC_DOCUMENT_INVALID naming the field; with `awsMessage`, also the service's 400 and its words (the
+ *  local cloud's half, src/sim/aws-shadow-cloud.ts, answers with them). */
+export function documentInvalid(field: string, message: string, awsMessage?: string): ShadowOtaError {
   const detail: Record<string, string | number> = { field };
   if (awsMessage !== undefined) { detail.status = 400; detail.awsMessage = awsMessage; }
   return new ShadowOtaError(SYNC_CODES.SYNC_DOCUMENT_INVALID, message, { detail });
@@ -327,7 +331,7 @@ function invalid(field: string, message: string, awsMessage?: string): ShadowOta
  */
 export function decodePayload(bytes: Uint8Array, limits: PayloadLimits = {}): Json | undefined {
   const maxBytes = limits.maxPayloadBytes ?? DEFAULT_AWS_PAYLOAD_LIMITS.maxPayloadBytes;
-  if (!(bytes instanceof Uint8Array)) throw invalid("payload", "payload is not bytes");
+  if (!(bytes instanceof Uint8Array)) throw documentInvalid("payload", "payload is not bytes");
   if (bytes.length > maxBytes) {
     throw new ShadowOtaError(SYNC_CODES.SYNC_PAYLOAD_TOO_LARGE, `payload of ${bytes.length} bytes exceeds ${maxBytes}`,
       { detail: { size: bytes.length, max: maxBytes, status: 413 } });
@@ -339,7 +343,7 @@ export function decodePayload(bytes: Uint8Array, limits: PayloadLimits = {}): Js
 
 function decodeObject(bytes: Uint8Array, limits: PayloadLimits): JsonObject {
   const v = decodePayload(bytes, limits);
-  if (!isJsonObject(v)) throw invalid("document", "document is not a JSON object");
+  if (!isJsonObject(v)) throw documentInvalid("document", "document is not a JSON object");
   return v;
 }
 
@@ -351,16 +355,17 @@ function isCount(v: Json | undefined, min: number): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= min;
 }
 
-function readVersion(o: JsonObject, where = "version"): number {
+/** `o.version`, a positive safe integer, or SYNC_DOCUMENT_INVALID (400 "Invalid version"). */
+export function readVersion(o: JsonObject, where = "version"): number {
   const v = o.version;
-  if (!isCount(v, 1)) throw invalid(where, `${where} must be a positive integer`, "Invalid version");
+  if (!isCount(v, 1)) throw documentInvalid(where, `${where} must be a positive integer`, "Invalid version");
   return v;
 }
 
 /** Copies the optional timestamp and clientToken members after checking their types. */
 function readCommon(o: JsonObject, out: { timestamp?: number; clientToken?: string }): void {
   if (has(o, "timestamp")) {
-    if (!isCount(o.timestamp, 0)) throw invalid("timestamp", "timestamp must be a non-negative integer");
+    if (!isCount(o.timestamp, 0)) throw documentInvalid("timestamp", "timestamp must be a non-negative integer");
     out.timestamp = o.timestamp;
   }
   if (has(o, "clientToken")) out.clientToken = validateClientToken(o.clientToken);
@@ -368,32 +373,33 @@ function readCommon(o: JsonObject, out: { timestamp?: number; clientToken?: stri
 
 function readMetadata(o: JsonObject, out: { metadata?: JsonObject }): void {
   if (!has(o, "metadata")) return;
-  if (!isJsonObject(o.metadata)) throw invalid("metadata", "metadata must be an object");
+  if (!isJsonObject(o.metadata)) throw documentInvalid("metadata", "metadata must be an object");
   out.metadata = o.metadata;
 }
 
-function readState(o: JsonObject): JsonObject {
-  if (!has(o, "state")) throw invalid("state", "missing state", "Missing required node: state");
-  if (!isJsonObject(o.state)) throw invalid("state", "state must be an object", "State node must be an object");
+/** `o.state`, an object, or SYNC_DOCUMENT_INVALID with the service's words for a missing or mistyped node. */
+export function readState(o: JsonObject): JsonObject {
+  if (!has(o, "state")) throw documentInvalid("state", "missing state", "Missing required node: state");
+  if (!isJsonObject(o.state)) throw documentInvalid("state", "state must be an object", "State node must be an object");
   return o.state;
 }
 
 /** A desired/reported/delta section that must be an object when present. */
-function readSection(state: JsonObject, key: "desired" | "reported" | "delta", allowNull: false): JsonObject | undefined;
-function readSection(state: JsonObject, key: "desired" | "reported", allowNull: true): JsonObject | null | undefined;
-function readSection(state: JsonObject, key: string, allowNull: boolean): JsonObject | null | undefined {
+export function readSection(state: JsonObject, key: "desired" | "reported" | "delta", allowNull: false): JsonObject | undefined;
+export function readSection(state: JsonObject, key: "desired" | "reported", allowNull: true): JsonObject | null | undefined;
+export function readSection(state: JsonObject, key: string, allowNull: boolean): JsonObject | null | undefined {
   if (!has(state, key)) return undefined;
   const v = state[key]!;
   if (v === null && allowNull) return null;
   if (!isJsonObject(v)) {
     const node = key.charAt(0).toUpperCase() + key.slice(1);
-    throw invalid(`state.${key}`, `state.${key} must be an object`, `${node} node must be an object`);
+    throw documentInvalid(`state.${key}`, `state.${key} must be an object`, `${node} node must be an object`);
   }
   return v;
 }
 
 function readSnapshot(v: Json | undefined, where: string): ShadowSnapshot {
-  if (!isJsonObject(v)) throw invalid(where, `${where} must be an object`);
+  if (!isJsonObject(v)) throw documentInvalid(where, `${where} must be an object`);
   const state = readState(v);
   const out: ShadowSnapshot = { state: {}, version: readVersion(v, `${where}.version`) };
   const d = readSection(state, "desired", false);
@@ -461,8 +467,8 @@ export function parseDeleteAccepted(bytes: Uint8Array, limits: PayloadLimits = {
 /** {get,update,delete}/rejected: `code` an integer 100..599, `message` a string. Errors as parseGetAccepted. */
 export function parseErrorDocument(bytes: Uint8Array, limits: PayloadLimits = {}): ErrorDocument {
   const o = decodeObject(bytes, limits);
-  if (!isCount(o.code, 100) || o.code > 599) throw invalid("code", "error code must be an integer 100..599");
-  if (typeof o.message !== "string") throw invalid("message", "error message must be a string");
+  if (!isCount(o.code, 100) || o.code > 599) throw documentInvalid("code", "error code must be an integer 100..599");
+  if (typeof o.message !== "string") throw documentInvalid("message", "error message must be a string");
   const doc: ErrorDocument = { code: o.code, message: o.message };
   readCommon(o, doc);
   return doc;
@@ -487,14 +493,7 @@ export function parseResponse(messageType: ShadowMessageType, bytes: Uint8Array,
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Request documents: built by the device (and the cloud side), parsed and validated by the local cloud
-
-/** A parsed update request. A section set to `null` clears it. */
-export interface UpdateRequest {
-  state: { desired?: JsonObject | null; reported?: JsonObject | null };
-  version?: number;
-  clientToken?: string;
-}
+// Request documents: built by the device (parsed by the local cloud: src/sim/aws-shadow-cloud.ts)
 
 export interface StateLimits {
   /** desired + reported bytes (JSON text). Default AWS_SHADOW_LIMITS.STATE_MAX_BYTES. */
@@ -517,8 +516,9 @@ function hasNullInArray(v: Json): boolean {
   return false;
 }
 
-/** Checks the state sections of an update against the service rules; throws the error it would answer. */
-function checkUpdateState(state: { desired?: JsonObject | null; reported?: JsonObject | null }, limits: StateLimits): void {
+/** Checks the state sections of an update against the service rules; throws the error it would answer.
+ *  The device checks what it builds; the local cloud what it receives. */
+export function checkUpdateState(state: { desired?: JsonObject | null; reported?: JsonObject | null }, limits: StateLimits): void {
   const maxDepth = limits.maxStateDepth ?? AWS_SHADOW_LIMITS.STATE_MAX_DEPTH;
   const maxBytes = limits.maxStateBytes ?? AWS_SHADOW_LIMITS.STATE_MAX_BYTES;
   let bytes = 0;
@@ -530,47 +530,13 @@ function checkUpdateState(state: { desired?: JsonObject | null; reported?: JsonO
       throw new ShadowOtaError(SYNC_CODES.SYNC_DEPTH_EXCEEDED, `state.${k} nests ${depth} levels; the maximum is ${maxDepth}`,
         { detail: { status: 400, awsMessage: `JSON contains too many levels of nesting; maximum is ${maxDepth}`, depth, maxDepth } });
     }
-    if (hasNullInArray(s)) throw invalid(`state.${k}`, `state.${k} holds an array with null`, "Invalid JSON");
+    if (hasNullInArray(s)) throw documentInvalid(`state.${k}`, `state.${k} holds an array with null`, "Invalid JSON");
     bytes += utf8Encode(JSON.stringify(s)).length;
   }
   if (bytes > maxBytes) {
     throw new ShadowOtaError(SYNC_CODES.SYNC_PAYLOAD_TOO_LARGE, `state of ${bytes} bytes exceeds ${maxBytes}`,
       { detail: { size: bytes, max: maxBytes, status: 413, awsMessage: "The payload exceeds the maximum size allowed" } });
   }
-}
-
-/**
- * Parses and validates an update request as the service does. Errors carry `detail.status` and
- * `detail.awsMessage` (the error document the service would publish on update/rejected): the decodePayload
- * codes (an empty payload is SYNC_JSON_INVALID), SYNC_DOCUMENT_INVALID (missing/mistyped state, a node other
- * than desired/reported under state, desired/reported not an object or null, bad version, array with null),
- * SYNC_CLIENT_TOKEN_INVALID, SYNC_DEPTH_EXCEEDED, SYNC_PAYLOAD_TOO_LARGE (state over 8 KB).
- */
-export function parseUpdateRequest(bytes: Uint8Array, limits: PayloadLimits & StateLimits = {}): UpdateRequest {
-  const v = decodePayload(bytes, { maxPayloadBytes: limits.maxPayloadBytes ?? AWS_SHADOW_LIMITS.PUBLISH_MAX_BYTES, maxDepth: limits.maxDepth ?? 64 });
-  if (v === undefined) throw new ShadowOtaError(SYNC_CODES.SYNC_JSON_INVALID, "empty update", { detail: { status: 400, awsMessage: "Invalid JSON" } });
-  if (!isJsonObject(v)) throw invalid("document", "update is not a JSON object", "Invalid JSON");
-  const state = readState(v);
-  for (const k of Object.keys(state)) {
-    if (k !== "desired" && k !== "reported") throw invalid(`state.${k}`, `state holds ${k}`, "State contains an invalid node");
-  }
-  const req: UpdateRequest = { state: {} };
-  for (const k of ["desired", "reported"] as const) {
-    const s = readSection(state, k, true);
-    if (s !== undefined) req.state[k] = s;
-  }
-  if (has(v, "version")) req.version = readVersion(v);
-  if (has(v, "clientToken")) req.clientToken = validateClientToken(v.clientToken);
-  checkUpdateState(req.state, limits);
-  return req;
-}
-
-/** A get (or delete) request: an empty payload or `{"clientToken":"…"}`. Errors as parseUpdateRequest. */
-export function parseGetRequest(bytes: Uint8Array, limits: PayloadLimits = {}): { clientToken?: string } {
-  const v = decodePayload(bytes, limits);
-  if (v === undefined) return {};
-  if (!isJsonObject(v)) throw invalid("document", "get request is not a JSON object", "Invalid JSON");
-  return has(v, "clientToken") ? { clientToken: validateClientToken(v.clientToken) } : {};
 }
 
 /** `{"clientToken":"…"}` for P/get (or P/delete). Throws SYNC_CLIENT_TOKEN_INVALID. */
@@ -585,13 +551,15 @@ export interface UpdateOptions {
   limits?: StateLimits;
 }
 
-function buildUpdate(section: "desired" | "reported", value: JsonObject | null, options: UpdateOptions): string {
-  if (value !== null && !isJsonObject(value)) throw invalid(section, `${section} must be an object or null`);
+/** `{"state":{section:…},"version"?,"clientToken"?}`, checked as the service would check it. The device
+ *  builds reported updates (buildReportedUpdate); the cloud side's tools build desired ones. */
+export function buildStateUpdate(section: "desired" | "reported", value: JsonObject | null, options: UpdateOptions = {}): string {
+  if (value !== null && !isJsonObject(value)) throw documentInvalid(section, `${section} must be an object or null`);
   const state = { [section]: value } as { desired?: JsonObject | null; reported?: JsonObject | null };
   checkUpdateState(state, options.limits ?? {});
   const doc: JsonObject = { state: state as JsonObject };
   if (options.version !== undefined) {
-    if (!isCount(options.version, 1)) throw invalid("version", "version must be a positive integer", "Invalid version");
+    if (!isCount(options.version, 1)) throw documentInvalid("version", "version must be a positive integer", "Invalid version");
     doc.version = options.version;
   }
   if (options.clientToken !== undefined) doc.clientToken = validateClientToken(options.clientToken);
@@ -603,18 +571,5 @@ function buildUpdate(section: "desired" | "reported", value: JsonObject | null, 
  * first (depth, arrays with null, 8 KB) so the device does not send what the service would reject.
  */
 export function buildReportedUpdate(reported: JsonObject | null, options: UpdateOptions = {}): string {
-  return buildUpdate("reported", reported, options);
-}
-
-/** `{"state":{"desired":…}}` for P/update, sent by the cloud side (tests, tools). Checked as buildReportedUpdate. */
-export function buildDesiredUpdate(desired: JsonObject | null, options: UpdateOptions = {}): string {
-  return buildUpdate("desired", desired, options);
-}
-
-/** An error document as the service publishes it on …/rejected (for the local cloud). */
-export function buildErrorDocument(code: number, message: string, extra: { timestamp?: number; clientToken?: string } = {}): string {
-  const doc: JsonObject = { code, message };
-  if (extra.timestamp !== undefined) doc.timestamp = extra.timestamp;
-  if (extra.clientToken !== undefined) doc.clientToken = extra.clientToken;
-  return JSON.stringify(doc);
+  return buildStateUpdate("reported", reported, options);
 }

@@ -11,7 +11,9 @@
  *
  * Source of the rules: docs/protocols.md §3 ("Azure IoT Hub device twin over MQTT").
  * Not here: SAS tokens and the MQTT connect username (connection adapters), version bookkeeping
- * (shadow-sync.ts), semver checks of firmware versions (shadow-sync.ts uses semver.ts).
+ * (shadow-sync.ts), semver checks of firmware versions (shadow-sync.ts uses semver.ts), and the hub's half —
+ * the topics and bodies only the service builds (responses, desired notifications, method requests) and
+ * parsing reported patches as the hub does — which stays out of the device build: src/sim/azure-twin-cloud.ts.
  */
 import { ShadowOtaError } from "./errors";
 import { isJsonObject, jsonDepth, parseJsonBounded, type Json, type JsonObject } from "./json";
@@ -91,23 +93,6 @@ export function reportedPatchTopic(rid: string): string {
   return `$iothub/twin/PATCH/properties/reported/?$rid=${validateRid(rid)}`;
 }
 
-/** `$iothub/twin/res/{status}/?$rid={rid}[&$version={v}]` (built by the local cloud). */
-export function twinResponseTopic(status: number, rid: string, version?: number): string {
-  checkStatus(status);
-  const v = version === undefined ? "" : `&$version=${checkVersion(version)}`;
-  return `$iothub/twin/res/${status}/?$rid=${validateRid(rid)}${v}`;
-}
-
-/** `$iothub/twin/PATCH/properties/desired/?$version={v}` (built by the local cloud). */
-export function desiredPatchTopic(version: number): string {
-  return `$iothub/twin/PATCH/properties/desired/?$version=${checkVersion(version)}`;
-}
-
-/** `$iothub/methods/POST/{method}/?$rid={rid}` (built by the local cloud). */
-export function methodRequestTopic(name: string, rid: string): string {
-  return `$iothub/methods/POST/${validateMethodName(name)}/?$rid=${validateRid(rid)}`;
-}
-
 /** `$iothub/methods/res/{status}/?$rid={rid}`. Throws SYNC_NAME_INVALID / SYNC_DOCUMENT_INVALID. */
 export function methodResponseTopic(status: number, rid: string): string {
   checkStatus(status);
@@ -122,18 +107,12 @@ export function validateMethodName(name: unknown): string {
   return name;
 }
 
-function checkStatus(status: number): number {
+/** The status, an integer 100..599, or SYNC_DOCUMENT_INVALID (field `status`). */
+export function checkStatus(status: number): number {
   if (!Number.isInteger(status) || status < 100 || status > 599) {
     throw new ShadowOtaError(SYNC_CODES.SYNC_DOCUMENT_INVALID, "status must be an integer 100..599", { detail: { field: "status" } });
   }
   return status;
-}
-
-function checkVersion(version: number): number {
-  if (!Number.isSafeInteger(version) || version < 0) {
-    throw new ShadowOtaError(SYNC_CODES.SYNC_DOCUMENT_INVALID, "$version must be a non-negative integer", { detail: { field: "$version" } });
-  }
-  return version;
 }
 
 /** Why matchAzureTopic refused a topic. */
@@ -284,7 +263,8 @@ export function matchAzureTopicOrThrow(topic: string): AzureTopicMatch {
 // ---------------------------------------------------------------------------------------------------------
 // Bodies
 
-function invalid(field: string, message: string): ShadowOtaError {
+/** SYNC_DOCUMENT_INVALID naming the field. */
+export function twinDocumentInvalid(field: string, message: string): ShadowOtaError {
   return new ShadowOtaError(SYNC_CODES.SYNC_DOCUMENT_INVALID, message, { detail: { field } });
 }
 
@@ -295,7 +275,7 @@ function invalid(field: string, message: string): ShadowOtaError {
  */
 export function decodeAzurePayload(bytes: Uint8Array, limits: AzurePayloadLimits = {}): Json | undefined {
   const maxBytes = limits.maxPayloadBytes ?? DEFAULT_AZURE_PAYLOAD_LIMITS.maxPayloadBytes;
-  if (!(bytes instanceof Uint8Array)) throw invalid("payload", "payload is not bytes");
+  if (!(bytes instanceof Uint8Array)) throw twinDocumentInvalid("payload", "payload is not bytes");
   if (bytes.length > maxBytes) {
     throw new ShadowOtaError(SYNC_CODES.SYNC_PAYLOAD_TOO_LARGE, `payload of ${bytes.length} bytes exceeds ${maxBytes}`,
       { detail: { size: bytes.length, max: maxBytes } });
@@ -316,7 +296,7 @@ function withoutDollarKeys(o: JsonObject): JsonObject {
 
 function readDollarVersion(o: JsonObject, field: string): number {
   const v = Object.prototype.hasOwnProperty.call(o, "$version") ? o.$version : undefined;
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw invalid(field, `${field} must be a non-negative integer`);
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw twinDocumentInvalid(field, `${field} must be a non-negative integer`);
   return v;
 }
 
@@ -335,9 +315,9 @@ export interface TwinDocument {
  */
 export function parseTwinGetBody(bytes: Uint8Array, limits: AzurePayloadLimits = {}): TwinDocument {
   const o = decodeAzurePayload(bytes, limits);
-  if (!isJsonObject(o)) throw invalid("document", "twin is not a JSON object");
-  if (!isJsonObject(o.desired)) throw invalid("desired", "desired must be an object");
-  if (!isJsonObject(o.reported)) throw invalid("reported", "reported must be an object");
+  if (!isJsonObject(o)) throw twinDocumentInvalid("document", "twin is not a JSON object");
+  if (!isJsonObject(o.desired)) throw twinDocumentInvalid("desired", "desired must be an object");
+  if (!isJsonObject(o.reported)) throw twinDocumentInvalid("reported", "reported must be an object");
   return {
     desired: withoutDollarKeys(o.desired),
     desiredVersion: readDollarVersion(o.desired, "desired.$version"),
@@ -355,7 +335,7 @@ export interface DesiredPatch { patch: JsonObject; version: number }
  */
 export function parseDesiredPatchBody(bytes: Uint8Array, limits: AzurePayloadLimits = {}): DesiredPatch {
   const o = decodeAzurePayload(bytes, limits);
-  if (!isJsonObject(o)) throw invalid("document", "desired patch is not a JSON object");
+  if (!isJsonObject(o)) throw twinDocumentInvalid("document", "desired patch is not a JSON object");
   return { patch: withoutDollarKeys(o), version: readDollarVersion(o, "$version") };
 }
 
@@ -399,14 +379,14 @@ export function checkTwinSection(section: JsonObject, what = "reported"): void {
   while (stack.length > 0) {
     const [v, path] = stack.pop()!;
     if (typeof v === "string") {
-      if (byteLength(v) > AZURE_TWIN_LIMITS.STRING_MAX_BYTES) throw invalid(path, `string at ${path} is longer than 4 KB`);
+      if (byteLength(v) > AZURE_TWIN_LIMITS.STRING_MAX_BYTES) throw twinDocumentInvalid(path, `string at ${path} is longer than 4 KB`);
     } else if (Array.isArray(v)) {
       v.forEach((e, i) => stack.push([e, `${path}[${i}]`]));
     } else if (isJsonObject(v)) {
       for (const k of Object.keys(v)) {
         const bad = /[.$ \u0000-\u001f\u007f]/.test(k);
         if (bad || k.length === 0 || byteLength(k) > AZURE_TWIN_LIMITS.KEY_MAX_BYTES) {
-          throw invalid(`${path}.${k.slice(0, 64)}`, `key ${JSON.stringify(k.slice(0, 64))} is empty, longer than 1 KB or holds '.', '$', space or a control character`);
+          throw twinDocumentInvalid(`${path}.${k.slice(0, 64)}`, `key ${JSON.stringify(k.slice(0, 64))} is empty, longer than 1 KB or holds '.', '$', space or a control character`);
         }
         stack.push([v[k]!, `${path}.${k}`]);
       }
@@ -421,31 +401,9 @@ export function checkTwinSection(section: JsonObject, what = "reported"): void {
 
 /** The body of a reported PATCH (a partial document; `null` deletes), checked by checkTwinSection first. */
 export function buildReportedPatch(patch: JsonObject): string {
-  if (!isJsonObject(patch)) throw invalid("reported", "reported patch must be an object");
+  if (!isJsonObject(patch)) throw twinDocumentInvalid("reported", "reported patch must be an object");
   checkTwinSection(patch, "reported");
   return JSON.stringify(patch);
-}
-
-/** Parses a reported PATCH body as the hub would (for the local cloud). Errors as checkTwinSection + decode. */
-export function parseReportedPatchBody(bytes: Uint8Array, limits: AzurePayloadLimits = {}): JsonObject {
-  const o = decodeAzurePayload(bytes, limits);
-  if (!isJsonObject(o)) throw invalid("document", "reported patch is not a JSON object");
-  checkTwinSection(o, "reported");
-  return o;
-}
-
-/** A desired notification body `{…patch, "$version": v}` (for the local cloud). */
-export function buildDesiredNotification(patch: JsonObject, version: number): string {
-  checkTwinSection(patch, "desired");
-  return JSON.stringify({ ...patch, $version: checkVersion(version) });
-}
-
-/** A GET body (for the local cloud). */
-export function buildTwinGetBody(doc: TwinDocument): string {
-  return JSON.stringify({
-    desired: { ...doc.desired, $version: checkVersion(doc.desiredVersion) },
-    reported: { ...doc.reported, $version: checkVersion(doc.reportedVersion) },
-  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -486,7 +444,7 @@ export const FIRMWARE_METHOD_NAME = "firmwareUpdate";
  */
 export function parseFirmwareUpdatePayload(payload: Json): { version: Json } {
   if (!isJsonObject(payload) || !Object.prototype.hasOwnProperty.call(payload, "version")) {
-    throw invalid("version", `${FIRMWARE_METHOD_NAME} needs a payload {"version": "<semver>"}`);
+    throw twinDocumentInvalid("version", `${FIRMWARE_METHOD_NAME} needs a payload {"version": "<semver>"}`);
   }
   return { version: payload.version! };
 }

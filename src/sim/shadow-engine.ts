@@ -29,16 +29,14 @@ import {
   AWS_SHADOW_LIMITS,
   decodePayload,
   matchTopic,
-  parseGetRequest,
-  parseUpdateRequest,
   shadowTopic,
   validateClientToken,
   validateShadowName,
   validateThingName,
   type ShadowMessageType,
   type ShadowOperation,
-  type UpdateRequest,
 } from "../core/aws-shadow";
+import { parseGetRequest, parseUpdateRequest, type UpdateRequest } from "./aws-shadow-cloud";
 import type { OutgoingMessage } from "../core/cloud-protocol";
 import { applyPatch, computeDelta, isDeltaEmpty } from "../core/config-diff";
 import { ShadowOtaError } from "../core/errors";

@@ -13,7 +13,7 @@
  * reconnects and resubscribes on its own), no authorization (the broker's ACLs), no shadow rules.
  */
 import type { MqttClient } from "mqtt";
-import { buildErrorDocument, shadowTopic, validateShadowName, validateThingName } from "../core/aws-shadow";
+import { shadowTopic, validateShadowName, validateThingName } from "../core/aws-shadow";
 import type { OutgoingMessage } from "../core/cloud-protocol";
 import { ShadowOtaError } from "../core/errors";
 import type { JsonObject } from "../core/json";
@@ -21,6 +21,7 @@ import { NodeClock } from "../node/node-clock";
 import type { Clock } from "../ports/clock";
 import { silentLog, type Log } from "../ports/log";
 import { CLOUD_CODES } from "./cloud-errors";
+import { buildErrorDocument } from "./aws-shadow-cloud";
 import type { CloudStore } from "./cloud-store";
 import { bytesOf, publishAll, publishAndLog, subscribeChecked } from "./service-link";
 import {

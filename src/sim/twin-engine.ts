@@ -22,19 +22,21 @@
  */
 import {
   AZURE_TOPIC_STATUS,
-  buildDesiredNotification,
-  buildTwinGetBody,
   checkTwinSection,
   decodeAzurePayload,
-  desiredPatchTopic,
-  methodRequestTopic,
   parseQuery,
-  parseReportedPatchBody,
-  twinResponseTopic,
   validateRid,
   type AzureTopicStatus,
   type TwinDocument,
 } from "../core/azure-twin";
+import {
+  buildDesiredNotification,
+  buildTwinGetBody,
+  desiredPatchTopic,
+  methodRequestTopic,
+  parseReportedPatchBody,
+  twinResponseTopic,
+} from "./azure-twin-cloud";
 import type { OutgoingMessage } from "../core/cloud-protocol";
 import { applyPatch } from "../core/config-diff";
 import { ShadowOtaError } from "../core/errors";

@@ -19,7 +19,7 @@
  * authorization, no twin rules, no device registry (any valid device id has a twin).
  */
 import type { MqttClient } from "mqtt";
-import { twinResponseTopic, type TwinDocument } from "../core/azure-twin";
+import type { TwinDocument } from "../core/azure-twin";
 import type { OutgoingMessage } from "../core/cloud-protocol";
 import { ShadowOtaError } from "../core/errors";
 import { jsonClone, type Json, type JsonObject } from "../core/json";
@@ -27,6 +27,7 @@ import { NodeClock } from "../node/node-clock";
 import type { Clock } from "../ports/clock";
 import { silentLog, type Log } from "../ports/log";
 import { CLOUD_CODES } from "./cloud-errors";
+import { twinResponseTopic } from "./azure-twin-cloud";
 import type { CloudStore } from "./cloud-store";
 import { bytesOf, publishAll, publishAndLog, subscribeChecked } from "./service-link";
 import {

@@ -1,8 +1,9 @@
 /**
  * What the AWS shadow codec (src/core/aws-shadow.ts) says when it refuses something: the code, the message
- * the device logs and reports in `reported.lastError`, and `detail` — for request documents the status
- * and message the service itself would answer on …/rejected, which the local cloud sends back. One row
- * per rule, plus the inputs just inside each limit, which must pass. Jest subset only (runs on XS too).
+ * the device logs and reports in `reported.lastError`, and `detail` — for the state rules a device checks
+ * before it reports, the status and message the service itself would answer on …/rejected. One row per
+ * rule, plus the inputs just inside each limit, which must pass. Jest subset only (runs on XS too).
+ * The service's half (parsing requests) is tested in test/sim/aws-shadow-cloud.test.ts.
  */
 import * as A from "../../src/core/aws-shadow";
 import { ShadowOtaError } from "../../src/core/errors";
@@ -59,24 +60,16 @@ const REFUSALS: Array<[string, () => unknown, { code: string; message: string; d
     {"code": "SYNC_DOCUMENT_INVALID", "message": "error message must be a string", "detail": {"field": "message"}}],
   ["a request type is not a response", () => A.parseResponse("update", b(ok)),
     {"code": "SYNC_TOPIC_INVALID", "message": "update is not a response topic", "detail": {"status": "MESSAGE_TYPE_PARSE_FAILED"}}],
-  ["empty update", () => A.parseUpdateRequest(new Uint8Array(0)),
-    {"code": "SYNC_JSON_INVALID", "message": "empty update", "detail": {"status": 400, "awsMessage": "Invalid JSON"}}],
-  ["update that is not an object", () => A.parseUpdateRequest(b("[1]")),
-    {"code": "SYNC_DOCUMENT_INVALID", "message": "update is not a JSON object", "detail": {"field": "document", "status": 400, "awsMessage": "Invalid JSON"}}],
-  ["update with state.delta", () => A.parseUpdateRequest(b({ state: { delta: {} } })),
-    {"code": "SYNC_DOCUMENT_INVALID", "message": "state holds delta", "detail": {"field": "state.delta", "status": 400, "awsMessage": "State contains an invalid node"}}],
-  ["update nested too deep", () => A.parseUpdateRequest(b({ state: { reported: { a: { b: { c: { d: { e: { f: { g: { h: { i: 1 } } } } } } } } } } })),
-    {"code": "SYNC_DEPTH_EXCEEDED", "message": "state.reported nests 9 levels; the maximum is 6", "detail": {"status": 400, "awsMessage": "JSON contains too many levels of nesting; maximum is 6", "depth": 9, "maxDepth": 6}}],
-  ["update with an array holding null", () => A.parseUpdateRequest(b({ state: { desired: { a: [1, [null]] } } })),
-    {"code": "SYNC_DOCUMENT_INVALID", "message": "state.desired holds an array with null", "detail": {"field": "state.desired", "status": 400, "awsMessage": "Invalid JSON"}}],
-  ["update state over the limit", () => A.parseUpdateRequest(b({ state: { reported: { a: "x".repeat(20) } } }), { maxStateBytes: 20 }),
-    {"code": "SYNC_PAYLOAD_TOO_LARGE", "message": "state of 28 bytes exceeds 20", "detail": {"size": 28, "max": 20, "status": 413, "awsMessage": "The payload exceeds the maximum size allowed"}}],
-  ["get request that is not an object", () => A.parseGetRequest(b("1")),
-    {"code": "SYNC_DOCUMENT_INVALID", "message": "get request is not a JSON object", "detail": {"field": "document", "status": 400, "awsMessage": "Invalid JSON"}}],
   ["reported that is not an object", () => A.buildReportedUpdate(5 as unknown as null),
     {"code": "SYNC_DOCUMENT_INVALID", "message": "reported must be an object or null", "detail": {"field": "reported"}}],
-  ["desired that is not an object", () => A.buildDesiredUpdate("x" as unknown as null),
-    {"code": "SYNC_DOCUMENT_INVALID", "message": "desired must be an object or null", "detail": {"field": "desired"}}],
+  ["report nested too deep", () => A.buildReportedUpdate({ a: { b: { c: { d: { e: { f: { g: 1 } } } } } } }),
+    {"code": "SYNC_DEPTH_EXCEEDED", "message": "state.reported nests 7 levels; the maximum is 6", "detail": {"status": 400, "awsMessage": "JSON contains too many levels of nesting; maximum is 6", "depth": 7, "maxDepth": 6}}],
+  ["report with an array holding null", () => A.buildReportedUpdate({ a: [1, [null]] }),
+    {"code": "SYNC_DOCUMENT_INVALID", "message": "state.reported holds an array with null", "detail": {"field": "state.reported", "status": 400, "awsMessage": "Invalid JSON"}}],
+  ["report over a configured state limit", () => A.buildReportedUpdate({ a: "x".repeat(20) }, { limits: { maxStateBytes: 20 } }),
+    {"code": "SYNC_PAYLOAD_TOO_LARGE", "message": "state of 28 bytes exceeds 20", "detail": {"size": 28, "max": 20, "status": 413, "awsMessage": "The payload exceeds the maximum size allowed"}}],
+  ["report deeper than a configured depth", () => A.buildReportedUpdate({ a: { b: 1 } }, { limits: { maxStateDepth: 1 } }),
+    {"code": "SYNC_DEPTH_EXCEEDED", "message": "state.reported nests 2 levels; the maximum is 1", "detail": {"status": 400, "awsMessage": "JSON contains too many levels of nesting; maximum is 1", "depth": 2, "maxDepth": 1}}],
   ["report with version 0", () => A.buildReportedUpdate({ a: 1 }, { version: 0 }),
     {"code": "SYNC_DOCUMENT_INVALID", "message": "version must be a positive integer", "detail": {"field": "version", "status": 400, "awsMessage": "Invalid version"}}],
   ["empty thing name", () => A.validateThingName(""),
@@ -125,27 +118,6 @@ describe("just inside the limits", () => {
     expect(A.validateClientToken("é".repeat(32))).toHaveLength(32);
   });
 
-  it("a state of exactly the limit is accepted; null sections count nothing", () => {
-    expect(A.parseUpdateRequest(b({ state: { reported: { a: "x".repeat(12) } } }), { maxStateBytes: 20 }).state.reported).toEqual({ a: "x".repeat(12) });
-    expect(A.parseUpdateRequest(b({ state: { desired: null, reported: { a: 1 } } }), { maxStateBytes: 7 }).state).toEqual({ desired: null, reported: { a: 1 } });
-    expect(A.parseUpdateRequest(b({ state: { reported: { a: { b: { c: { d: { e: { f: 1 } } } } } } } })).state.reported).toBeDefined();
-  });
-
-  it("an update request's default limits are the service's, not the device's payload limit", () => {
-    const big = { state: { reported: { a: "x".repeat(7000) } } };
-    expect(A.parseUpdateRequest(b(big)).state.reported).toEqual(big.state.reported);
-    const deepArrays = { state: { reported: { a: [[[[[[[[[[[[1]]]]]]]]]]]] } } };
-    // Decoded with the service's depth (64), so the state rule is the one that answers.
-    expect(refusal(() => A.parseUpdateRequest(b(deepArrays))).message).toBe("state.reported nests 13 levels; the maximum is 6");
-    // A 40 KB update (an unknown top-level member) is within the service's 128 KB publish limit.
-    expect(A.parseUpdateRequest(b({ state: { reported: { a: 1 } }, x: "y".repeat(40_000) })).state).toEqual({ reported: { a: 1 } });
-  });
-
-  it("arrays without null pass, however nested; objects inside arrays are searched", () => {
-    expect(A.parseUpdateRequest(b({ state: { reported: { a: [1, [2, [3]]] } } })).state.reported).toEqual({ a: [1, [2, [3]]] });
-    expect(refusal(() => A.parseUpdateRequest(b({ state: { reported: { a: [{ b: [null] }] } } }))).message).toBe("state.reported holds an array with null");
-  });
-
   it("get/accepted keeps desired, reported and delta; update/accepted keeps null sections", () => {
     expect(A.parseGetAccepted(b({ state: { desired: { a: 1 }, reported: { b: 2 }, delta: { a: 1 } }, version: 3, metadata: {}, timestamp: 5, clientToken: "g1" })))
       .toEqual({ state: { desired: { a: 1 }, reported: { b: 2 }, delta: { a: 1 } }, version: 3, metadata: {}, timestamp: 5, clientToken: "g1" });
@@ -159,9 +131,16 @@ describe("just inside the limits", () => {
     expect(A.parseDocuments(b({ current: { state: {}, version: 2 } }))).toEqual({ current: { state: {}, version: 2 } });
   });
 
+  it("a report of exactly the state limit and depth is built; a null report counts nothing", () => {
+    expect(JSON.parse(A.buildReportedUpdate({ a: "x".repeat(12) }, { limits: { maxStateBytes: 20 } }))).toEqual({ state: { reported: { a: "x".repeat(12) } } });
+    expect(JSON.parse(A.buildReportedUpdate({ a: { b: { c: { d: { e: { f: 1 } } } } } }))).toEqual({ state: { reported: { a: { b: { c: { d: { e: { f: 1 } } } } } } } });
+    expect(JSON.parse(A.buildReportedUpdate(null, { limits: { maxStateBytes: 0 } }))).toEqual({ state: { reported: null } });
+    expect(JSON.parse(A.buildReportedUpdate({ a: [1, [2, [3]]] }))).toEqual({ state: { reported: { a: [1, [2, [3]]] } } });
+    expect(refusal(() => A.buildReportedUpdate({ a: [{ b: [null] }] })).message).toBe("state.reported holds an array with null");
+  });
+
   it("a report with a version and a clientToken carries both", () => {
     expect(JSON.parse(A.buildReportedUpdate({ a: 1 }, { version: 1, clientToken: "r1" }))).toEqual({ state: { reported: { a: 1 } }, version: 1, clientToken: "r1" });
-    expect(JSON.parse(A.buildDesiredUpdate(null))).toEqual({ state: { desired: null } });
   });
 });
 

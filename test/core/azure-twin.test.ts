@@ -1,7 +1,8 @@
 /**
- * Tests of src/core/azure-twin.ts from data (test/vectors/azure-twin.json): topic building and matching
- * (including hostile query strings), GET bodies, desired notifications, reported-patch limits, direct
- * methods and their replies, the `firmwareUpdate` trigger. Plus bad input: a 100 KB payload, deep nesting,
+ * Tests of src/core/azure-twin.ts from data (test/vectors/azure-twin.json): the device's topic building and
+ * matching (including hostile query strings), GET bodies, desired notifications, reported-patch limits,
+ * direct methods and their replies, the `firmwareUpdate` trigger (the hub's builders and its reading of
+ * reported patches: test/sim/azure-twin-cloud.test.ts). Plus bad input: a 100 KB payload, deep nesting,
  * oversize keys and strings. Jest subset only (runs on XS).
  */
 import v from "../vectors/azure-twin.json";
@@ -12,37 +13,30 @@ import {
   AZURE_TWIN_LIMITS,
   QUERY_MAX_LENGTH,
   azureSubscriptions,
-  buildDesiredNotification,
   buildMethodResponse,
   buildReportedPatch,
-  buildTwinGetBody,
-  desiredPatchTopic,
   matchAzureTopic,
   matchAzureTopicOrThrow,
-  methodRequestTopic,
   methodResponseTopic,
   parseDesiredPatchBody,
   parseFirmwareUpdatePayload,
   parseMethodRequest,
   parseQuery,
-  parseReportedPatchBody,
   parseTwinErrorBody,
   parseTwinGetBody,
   reportedPatchTopic,
   twinGetTopic,
-  twinResponseTopic,
 } from "../../src/core/azure-twin";
 import { errorOf } from "./error-of";
 
 type BuildVector = { fn: string; rid?: string; status?: number; version?: number; name?: string; topic?: string; code?: string };
+/** The topics a device builds; the hub's (twinResponse, desiredPatch, methodRequest) are test/sim/azure-twin-cloud.test.ts's. */
+const HUB_BUILDERS = ["twinResponse", "desiredPatch", "methodRequest"];
 function build(b: BuildVector): string {
   switch (b.fn) {
     case "twinGet": return twinGetTopic(b.rid!);
     case "reportedPatch": return reportedPatchTopic(b.rid!);
     case "methodResponse": return methodResponseTopic(b.status!, b.rid!);
-    case "twinResponse": return twinResponseTopic(b.status!, b.rid!, b.version);
-    case "desiredPatch": return desiredPatchTopic(b.version!);
-    case "methodRequest": return methodRequestTopic(b.name!, b.rid!);
     default: throw new Error(`unknown builder ${b.fn}`);
   }
 }
@@ -51,12 +45,12 @@ describe("topics", () => {
   it("subscriptions", () => {
     expect(azureSubscriptions()).toEqual(v.subscriptions);
   });
-  for (const b of v.build as BuildVector[]) {
+  for (const b of (v.build as BuildVector[]).filter((b) => !HUB_BUILDERS.includes(b.fn))) {
     it(`builds ${b.topic}`, () => {
       expect(build(b)).toBe(b.topic);
     });
   }
-  for (const b of v.buildInvalid as BuildVector[]) {
+  for (const b of (v.buildInvalid as BuildVector[]).filter((b) => !HUB_BUILDERS.includes(b.fn))) {
     it(`refuses to build ${b.fn} from ${JSON.stringify(b)}`, () => {
       expect(errorOf(() => build(b)).code).toBe(b.code);
     });
@@ -84,10 +78,6 @@ describe("topics", () => {
     expect(entries("a=1&b=&c==")).toEqual([["a", "1"], ["b", ""], ["c", "="]]);
     expect(entries("__proto__=1")).toEqual([["__proto__", "1"]]);
     expect(entries("a=1&a=2")).toBe("QUERY_INVALID");
-  });
-  it("round-trips built response topics", () => {
-    expect(matchAzureTopic(twinResponseTopic(204, "r9", 77))).toStrictEqual({ ok: true, kind: "twin-response", status: 204, rid: "r9", version: 77 });
-    expect(matchAzureTopic(desiredPatchTopic(3))).toStrictEqual({ ok: true, kind: "desired-patch", version: 3 });
   });
 });
 
@@ -127,24 +117,17 @@ describe("bodies", () => {
     expect(parseTwinErrorBody(utf8Encode("{nope"))).toEqual({ bodyError: "SYNC_JSON_INVALID" });
     expect(parseTwinErrorBody(Uint8Array.from([0xff]))).toEqual({ bodyError: "SYNC_ENCODING_INVALID" });
   });
-  it("local cloud builders round-trip", () => {
-    const doc = { desired: { updateVersion: "1.1.0" }, desiredVersion: 12, reported: { firmwareVersion: "1.0.0" }, reportedVersion: 123 };
-    expect(parseTwinGetBody(utf8Encode(buildTwinGetBody(doc)))).toStrictEqual(doc);
-    expect(parseDesiredPatchBody(utf8Encode(buildDesiredNotification({ route: null }, 8)))).toStrictEqual({ patch: { route: null }, version: 8 });
-  });
 });
 
 describe("reported patches", () => {
   for (const p of v.reportedPatches as unknown as Array<{ patch: JsonObject; payload: string }>) {
     it(`builds ${p.payload}`, () => {
       expect(buildReportedPatch(p.patch)).toBe(p.payload);
-      expect(parseReportedPatchBody(utf8Encode(p.payload))).toStrictEqual(p.patch);
     });
   }
   for (const p of v.reportedPatchesInvalid as unknown as Array<{ name: string; patch: JsonObject; code: string }>) {
     it(`refuses ${p.name}`, () => {
       expect(errorOf(() => buildReportedPatch(p.patch)).code).toBe(p.code);
-      expect(errorOf(() => parseReportedPatchBody(utf8Encode(JSON.stringify(p.patch)))).code).toBe(p.code);
     });
   }
   it("enforces the key, string and size limits", () => {
