@@ -13,6 +13,8 @@
  *   when mqtt.js fails them, the broker refuses a subscription (SUBACK 0x80), or the session ends before
  *   the acknowledgement; they never throw synchronously.
  * - Messages arrive as whole payloads in plain Uint8Array copies.
+ * - TCP_NODELAY is set on every connection (Nagle's algorithm would hold each small publish back until the
+ *   broker's delayed ACK: ~40 ms per request/response round trip on loopback).
  *
  * Not here: queueing while offline, persistent sessions, MQTT 5, WebSocket transport.
  */
@@ -134,6 +136,10 @@ export class NodeMqttTransport implements MqttTransport {
       }, 0);
       return;
     }
+    // Nagle's algorithm off: a report is one small TLS record written while the previous one may still be
+    // unacknowledged, and the peer delays its ACK (~40 ms on Linux), so Nagle would hold every report back
+    // that long. mqtt.js builds the socket synchronously; set before it connects, Node applies it on connect.
+    (client.stream as { setNoDelay?: (on: boolean) => unknown } | undefined)?.setNoDelay?.(true);
     const a: Attempt = { client, ready: false, ended: false, lastError: undefined, pending: new Set() };
     this.#attempt = a;
 

@@ -290,6 +290,7 @@ export class AedesBroker {
       }
       perAddress.set(address, count + 1);
       sockets.add(raw);
+      raw.setNoDelay(true); // every PUBLISH/PUBACK is a small record: no waiting on the peer's delayed ACK
       raw.once("close", () => {
         sockets.delete(raw);
         const left = (perAddress.get(address) ?? 1) - 1;

@@ -159,6 +159,7 @@ function configText(dir: string, host: string, port: number, debug: boolean, lim
     "log_dest stderr",
     ...(debug ? ["log_type all"] : ["log_type error", "log_type warning", "log_type notice", "log_type information", "log_type subscribe", "log_type unsubscribe"]),
     "connection_messages true",
+    "set_tcp_nodelay true",
     `acl_file ${p("acl")}`,
     `max_packet_size ${limits.maxPacketBytes}`,
     "",
