@@ -10,7 +10,9 @@
       "sources": [
         "core/ota_image.c",
         "core/ota_writer.c",
+        "core/ota_layout.c",
         "core/ota_otadata.c",
+        "host/ota_boot_sim.c",
         "host/ota_host.c",
         "napi/ota_napi.c"
       ],

@@ -1,7 +1,7 @@
 /**
  * The error codes of the OTA slot (OTA_CODES) and the mapping from the C core's numbers (ESP-IDF's
  * esp_err_t values plus the core's 0x7100 validator range and the host simulator's 0x7200 range, all
- * listed in src/native/core/ota_core.h) to those codes. Shared by the N-API wrapper and the xsmc one, and
+ * listed in src/native/core/ota_errors.h) to those codes. Shared by the N-API wrapper and the xsmc one, and
  * by the OTA policy (downgrade / project checks), whose codes live here too.
  *
  * Not here: any I/O. Imports nothing from Node, so it also runs on XS.
@@ -127,7 +127,7 @@ export function otaCodeFor(platformCode: number): OtaCode {
   return OTA_CODES.OTA_PLATFORM_ERROR;
 }
 
-/** The numbers a size refusal carries (ota_size_refusal_t in ota_core.h), as both bindings name them. */
+/** The numbers a size refusal carries (ota_size_refusal_t in ota_writer.h), as both bindings name them. */
 const SIZE_FIELDS = ["neededBytes", "imageSize", "slotSize"] as const;
 
 /** The sentence a size refusal adds to the native message, e.g. "the image needs at least 977776 bytes, the

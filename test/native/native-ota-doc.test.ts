@@ -1,6 +1,6 @@
 /**
  * docs/native-ota.md's error table agrees with the sources: each row's platform number maps to the row's
- * code in src/native/ota-errors.ts, the row's C name has that number in src/native/core/ota_core.h, and
+ * code in src/native/ota-errors.ts, the row's C name has that number in src/native/core/ota_errors.h, and
  * every OTA code is documented. A data check on the doc; it does not test the native module itself.
  */
 import * as fs from "node:fs";
@@ -10,9 +10,9 @@ import { OTA_CODES, otaCodeFor } from "../../src/native/ota-errors";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const doc = fs.readFileSync(path.join(ROOT, "docs", "native-ota.md"), "utf8");
-const header = fs.readFileSync(path.join(ROOT, "src", "native", "core", "ota_core.h"), "utf8");
+const header = fs.readFileSync(path.join(ROOT, "src", "native", "core", "ota_errors.h"), "utf8");
 
-/** `#define NAME 0x1234` and `#define NAME (BASE + 0x12)` from ota_core.h, resolved. */
+/** `#define NAME 0x1234` and `#define NAME (BASE + 0x12)` from ota_errors.h, resolved. */
 function cDefines(text: string): Map<string, number> {
   const raw = new Map<string, string>();
   for (const m of text.matchAll(/^#define\s+([A-Z0-9_]+)\s+(.+?)\s*(?:\/\*.*)?$/gm)) {

@@ -14,7 +14,7 @@
  */
 #include <string.h>
 
-#include "ota_core.h"
+#include "ota_image.h"
 #include "ota_sha256_compat.h"
 
 static uint32_t le32(const uint8_t *b)

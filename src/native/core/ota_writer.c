@@ -2,11 +2,12 @@
  * ota_writer.c — the streaming OTA writer (esp_ota_begin/resume/write/end/abort/set_boot_partition) with
  * the descriptor gate: nothing reaches flash until the first OTA_IMAGE_HEAD_LEN bytes validated and the
  * caller accepted the descriptor. Erases sector by sector as data arrives. Mechanism only: which image
- * to accept is the caller's decision. See ota_core.h for the contract of every function.
+ * to accept is the caller's decision. See ota_writer.h for the contract of every function.
  */
 #include <string.h>
 
-#include "ota_core.h"
+#include "ota_layout.h"
+#include "ota_writer.h"
 
 void ota_writer_init(ota_writer_t *w)
 {

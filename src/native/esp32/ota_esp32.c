@@ -4,7 +4,7 @@
  * host only syntax-checks it against declaration stubs, test/native/esp32-stubs/).
  *
  * Every function returns ESP-IDF's esp_err_t unchanged, or ESP_ERR_INVALID_ARG / ESP_ERR_INVALID_STATE for
- * calls the core's contract (ota_core.h, ota_hal_t) forbids.
+ * calls the core's contract (ota_hal.h, ota_hal_t) forbids.
  */
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /*
- * ota_esp32.h — the ESP32 hardware layer of the OTA core (src/native/core/ota_core.h): an ota_hal_t over
+ * ota_esp32.h — the ESP32 hardware layer of the OTA core (src/native/core/ota_hal.h): an ota_hal_t over
  * ESP-IDF's partition API (esp_partition_find_first / read / erase_range / write) and OTA API
  * (esp_ota_begin with OTA_WITH_SEQUENTIAL_WRITES, esp_ota_resume, esp_ota_write, esp_ota_end,
  * esp_ota_abort, esp_ota_set_boot_partition, esp_ota_get_state_partition, esp_ota_get_running_partition,
@@ -38,7 +38,7 @@
 #include "esp_ota_ops.h"
 #include "esp_partition.h"
 
-#include "../core/ota_core.h"
+#include "../core/ota_hal.h"
 
 #ifdef __cplusplus
 extern "C" {

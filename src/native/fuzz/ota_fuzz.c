@@ -46,7 +46,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../core/ota_core.h"
+#include "../core/ota_image.h"
+#include "../core/ota_layout.h"
+#include "../core/ota_otadata.h"
+#include "../core/ota_writer.h"
 #include "../core/ota_sha256_compat.h"
 #include "../host/ota_host.h"
 

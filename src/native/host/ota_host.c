@@ -16,6 +16,9 @@
 #include <mbedtls/version.h>
 
 #include "ota_host.h"
+#include "../core/ota_image.h"
+#include "../core/ota_layout.h"
+#include "../core/ota_otadata.h"
 
 #if MBEDTLS_VERSION_MAJOR < 3
 #define OTA_MD5(in, len, out) mbedtls_md5_ret((in), (len), (out))

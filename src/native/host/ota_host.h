@@ -22,7 +22,8 @@
 #ifndef OTA_HOST_H
 #define OTA_HOST_H
 
-#include "../core/ota_core.h"
+#include "../core/ota_hal.h"
+#include "ota_boot_sim.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -31,7 +31,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/ota_core.h"
+#include "../core/ota_image.h"
+#include "../core/ota_layout.h"
+#include "../core/ota_otadata.h"
+#include "../core/ota_writer.h"
 #include "../host/ota_host.h"
 
 typedef struct {

@@ -25,7 +25,8 @@
 
 #include "xsmc.h"
 
-#include "../core/ota_core.h"
+#include "../core/ota_image.h"
+#include "../core/ota_writer.h"
 #if defined(ESP_PLATFORM)
 #include "sdkconfig.h"
 #include "../esp32/ota_esp32.h"
