@@ -186,6 +186,29 @@ export class ShadowService {
     return this.#admin(adminUpdateRequest(thingName, "desired", desired, this.#clock.epochSeconds(), options));
   }
 
+  /**
+   * One request as AWS's HTTP data plane takes it (UpdateThingShadow with any body: desired and/or reported,
+   * version, clientToken; DeleteThingShadow): through the engine like an MQTT request, but a rejection is
+   * returned rather than published. Resolves with the status and the accepted or error document once an
+   * accepted request's messages are acknowledged. Errors: SYNC_NAME_INVALID, CLOUD_SERVICE_CLOSED.
+   */
+  async request(thingName: string, operation: "update" | "delete", payload: Uint8Array, shadowName?: string): Promise<{ status: number; response: JsonObject }> {
+    this.#checkOpen();
+    checkNames(thingName, shadowName);
+    const req: ShadowRequest = { thingName, operation, payload, now: this.#clock.epochSeconds(), origin: "admin" };
+    if (shadowName !== undefined) req.shadowName = shadowName;
+    const out = this.#run(req);
+    if (out.accepted) await publishAll(this.#client, out.messages, this.#qos);
+    return { status: out.status, response: out.response };
+  }
+
+  /** The names of a thing's named shadows that exist (not deleted), sorted. Errors: SYNC_NAME_INVALID. */
+  namedShadows(thingName: string): string[] {
+    validateThingName(thingName);
+    const prefix = `${thingName}~`;
+    return Object.keys(this.#state.shadows).filter((k) => k.startsWith(prefix) && this.#state.shadows[k]!.exists).map((k) => k.slice(prefix.length)).sort();
+  }
+
   /** Deletes the shadow (its version is kept for the next update); publishes delete/accepted.
    *  Errors: CLOUD_REQUEST_REJECTED (404 when there is no shadow), SYNC_NAME_INVALID, CLOUD_SERVICE_CLOSED. */
   async deleteShadow(thingName: string, shadowName?: string): Promise<JsonObject> {
