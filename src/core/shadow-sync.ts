@@ -19,6 +19,12 @@
  *   ignored (SYNC_VERSION_STALE, logged). Notifications before the get response are ignored too: the
  *   response covers them. A notification whose resulting delta equals the last one handed out is not
  *   handed out again (AWS republishes the delta after every accepted update, the device's own included).
+ * - Persisted state belongs to one identity: "rep" and "ver" are read only when KV "sid" names this cloud,
+ *   thing and shadow (syncIdentity). State of another identity, or of none (written before "sid"
+ *   existed), is deleted at construction with a `sync.persisted.discarded` warning, so a device
+ *   re-provisioned without erasing NVS (or the Moddable simulator, whose preferences outlive builds) never
+ *   reports one twin's state into another. The OTA controller's record is not stamped: it describes this
+ *   flash's slots whoever the device is, and dropping it would let an unconfirmed image skip its self-test.
  * - `report(patch)` merges the patch into the device's reported state and persists it at once (KV "rep"),
  *   then sends it with a clientToken/$rid from a counter, one report at a time; it resolves on accepted and
  *   rejects with SYNC_VERSION_CONFLICT (409; the sync then re-gets), SYNC_REJECTED, SYNC_TIMEOUT (the
@@ -114,7 +120,15 @@ export const SYNC_KV_KEYS = {
   REPORTED: "rep",
   /** The last seen desired-side version, decimal. */
   VERSION: "ver",
+  /** Whose "rep" and "ver" these are: syncIdentity() of the configuration that wrote them. */
+  IDENTITY: "sid",
 } as const;
+
+/** Whose persisted state this is: the cloud, the thing (Azure: device id) and the shadow name, as JSON so
+ *  that no two configurations give the same text (`["aws","esp32-01",""]`). */
+export function syncIdentity(config: { cloud: CloudKind; thingName: string; shadowName?: string }): string {
+  return JSON.stringify([config.cloud, config.thingName, config.shadowName ?? ""]);
+}
 
 /** Largest value the KV store holds, in UTF-8 bytes: ESP-IDF's nvs_set_str takes at most 4000 bytes
  *  *including* the terminating NUL, so 3999 of text (see src/ports/kv-store.ts). */
@@ -518,8 +532,20 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
 // ---------------------------------------------------------------------------------------------------------
 // The driver
 
-/** The persisted state, read leniently: anything unreadable counts as absent (and is reported). */
-export function loadPersisted(kv: KeyValueStore): { reported: JsonObject; version: number; error?: ShadowOtaError } {
+/** What loadPersisted found of another identity (or of none): the stamp it carried and the keys present. */
+export interface ForeignState { stored: string | null; keys: string[] }
+
+/**
+ * The persisted state of `identity` (syncIdentity), read leniently: anything unreadable counts as absent (and
+ * is reported). State stamped with another identity, or not stamped, is not read: it comes back as `foreign`
+ * (when any of it is present) for the caller to delete.
+ */
+export function loadPersisted(kv: KeyValueStore, identity: string): { reported: JsonObject; version: number; error?: ShadowOtaError; foreign?: ForeignState } {
+  const stored = kv.get(SYNC_KV_KEYS.IDENTITY);
+  if (stored !== identity) {
+    const keys = [SYNC_KV_KEYS.REPORTED, SYNC_KV_KEYS.VERSION].filter((k) => kv.get(k) !== undefined);
+    return { reported: {}, version: 0, foreign: { stored: stored ?? null, keys } };
+  }
   let reported: JsonObject = {};
   let version = 0;
   let error: ShadowOtaError | undefined;
@@ -573,9 +599,33 @@ export class ShadowSync {
     };
     this.#ports = ports;
     this.#handlers = handlers;
-    const persisted = loadPersisted(ports.kv);
+    const identity = syncIdentity(config);
+    const persisted = loadPersisted(ports.kv, identity);
     this.#state = initialSyncState(persisted.reported, persisted.version);
-    this.#bootError = persisted.error;
+    this.#bootError = persisted.foreign === undefined ? persisted.error : this.#claim(identity, persisted.foreign);
+  }
+
+  /** Deletes another identity's state, then stamps the store with ours (in that order: a power cut or a
+   *  refused write between them leaves nothing of the other identity under our stamp, and the next boot tries
+   *  again). A refusal is logged as a persist failure; a ShadowOtaError from the store is raised at start. */
+  #claim(identity: string, foreign: ForeignState): ShadowOtaError | undefined {
+    const { kv, log } = this.#ports;
+    if (foreign.keys.length > 0) {
+      log.log("warn", "sync.persisted.discarded", {
+        reason: foreign.stored === null ? "persisted state carries no identity" : "persisted state belongs to another identity",
+        stored: foreign.stored, identity, keys: foreign.keys,
+      });
+    }
+    let key: string = SYNC_KV_KEYS.IDENTITY;
+    try {
+      for (const k of foreign.keys) { key = k; kv.delete(k); }
+      key = SYNC_KV_KEYS.IDENTITY;
+      kv.set(key, identity);
+      return undefined;
+    } catch (e) {
+      log.log("error", "sync.persist-failed", { key, message: e instanceof Error ? e.message : String(e) });
+      return e instanceof ShadowOtaError ? e : undefined;
+    }
   }
 
   /** Installs the transport handlers and starts the session; `connected` then drives the sync. */

@@ -103,6 +103,7 @@ describe("the key-value store", () => {
 
   it("a persisted reported state that is JSON but not an object is raised at start; the device starts clean", () => {
     const kv = new MemoryKv();
+    kv.set(SYNC_KV_KEYS.IDENTITY, '["aws","esp32-01",""]');
     kv.set(SYNC_KV_KEYS.REPORTED, "[1,2]");
     const d = device("aws", { kv });
     d.sync.start();

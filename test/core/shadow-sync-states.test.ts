@@ -7,7 +7,7 @@
  */
 import { ShadowOtaError } from "../../src/core/errors";
 import type { JsonObject } from "../../src/core/json";
-import { ShadowSync, SYNC_KV_KEYS, type DesiredChange, type ShadowSyncConfig } from "../../src/core/shadow-sync";
+import { ShadowSync, SYNC_KV_KEYS, syncIdentity, type DesiredChange, type ShadowSyncConfig } from "../../src/core/shadow-sync";
 import { FakeMqtt, ManualClock, MemoryKv, MemoryLog, settle } from "./fake-ports";
 
 const P = "$aws/things/esp32-01/shadow";
@@ -175,12 +175,14 @@ describe("versions", () => {
   it("the persisted version must be 1 to 15 decimal digits", () => {
     for (const bad of ["x5", "5x", "1234567890123456", "", "-1", "1.5"]) {
       const kv = new MemoryKv();
+      kv.set(SYNC_KV_KEYS.IDENTITY, syncIdentity({ cloud: "aws", thingName: "esp32-01" }));
       kv.set(SYNC_KV_KEYS.VERSION, bad);
       const d = device({}, kv);
       expect(d.errors.map((e) => [e.code, e.message])).toEqual([["SYNC_DOCUMENT_INVALID", "persisted version is not a number"]]);
       expect(d.sync.getState().version).toBe(0);
     }
     const kv = new MemoryKv();
+    kv.set(SYNC_KV_KEYS.IDENTITY, syncIdentity({ cloud: "aws", thingName: "esp32-01" }));
     kv.set(SYNC_KV_KEYS.VERSION, "123456789012345");
     const ok = device({}, kv);
     expect(ok.errors).toEqual([]);

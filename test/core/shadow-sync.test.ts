@@ -14,6 +14,7 @@ import {
   ShadowSync,
   initialSyncState,
   step,
+  syncIdentity,
   type DesiredChange,
   type MethodResult,
   type ShadowSyncConfig,
@@ -286,6 +287,7 @@ describe("AWS shadow sync", () => {
 
   it("get/rejected 404 (no shadow yet, docs/protocols.md §1.8 vector 1) creates the shadow from the device's state", async () => {
     const kv = new MemoryKv();
+    kv.set("sid", syncIdentity({ cloud: "aws", thingName: "esp32-01" }));
     kv.set("rep", JSON.stringify({ firmware_version: "1.0.0" }));
     kv.set("ver", "5"); // e.g. the shadow was deleted since: the update must not carry a version
     const { mqtt, errors } = setup("aws", { kv });
@@ -529,6 +531,7 @@ describe("Azure twin sync", () => {
 
   it("restart: reports the persisted state after the GET", async () => {
     const kv = new MemoryKv();
+    kv.set("sid", syncIdentity({ cloud: "azure", thingName: "esp32-01" }));
     kv.set("rep", '{"firmwareVersion":"1.1.0"}');
     kv.set("ver", "12");
     const { mqtt, changes } = setup("azure", { kv });
@@ -545,6 +548,7 @@ describe("Azure twin sync", () => {
 
   it("a corrupt persisted state is raised and the device starts clean", async () => {
     const kv = new MemoryKv();
+    kv.set("sid", '["azure","esp32-01",""]');
     kv.set("rep", "{broken");
     kv.set("ver", "12abc");
     const { errors, sync } = setup("azure", { kv });
