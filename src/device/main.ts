@@ -31,15 +31,11 @@ import { ModdableHttpsSource } from "./https-moddable";
 import { moddableClock } from "./moddable-clock";
 import { ModdableMqttTransport } from "./mqtt-moddable";
 import { PreferenceStore } from "./preference-kv";
+import { CERT_RESOURCES } from "./resources";
 import { SystemRestart } from "./system-restart";
 import { TraceLog } from "./trace-log";
 
-/** Resource names manifest.json gives the generated DER files (see docs/moddable.md). */
-export const CERT_RESOURCES = {
-  ca: "ota-ca.der",
-  certificate: "device-cert.der",
-  key: "device-key.der",
-} as const;
+export { CERT_RESOURCES };
 
 function resource(name: string): ByteBuffer {
   if (!Resource.exists(name)) {
