@@ -15,6 +15,11 @@
  * state when `firmwareBaseUrlPath` is set; the controller uses it only for allow-listed hosts); the
  * controller's reports go to `reported.{updateReportKey}` (default `firmwareUpdate`) through ShadowSync.
  *
+ * Logs to the cloud (optional, `config.logs`): a LogMirror (src/core/log-mirror.ts) becomes the Log every
+ * part gets and watches the MQTT transport's connects and drops; its health line carries the controller's
+ * state and last error. It is built first (a bad setting throws LOG_CONFIG_INVALID before anything starts),
+ * its health timer starts with the sync and stops at close.
+ *
  * Not here: adapters (each platform builds its ports), the cloud protocol details (ShadowSync), OTA policy
  * (OtaController).
  */
@@ -25,6 +30,8 @@ import type { JsonObject } from "./json";
 import { OtaController, type AppCheck, type OtaBootInfo, type OtaControllerConfig, type OtaControllerPorts } from "./ota-controller";
 import { ShadowSync, type DesiredChange, type ShadowSyncConfig, type ShadowSyncPorts } from "./shadow-sync";
 import type { CloudKind } from "./cloud-protocol";
+import { LogMirror, type LogMirrorConfig } from "./log-mirror";
+import { unknownHeap, type HeapProbe } from "../ports/heap-probe";
 
 export interface DeviceAppConfig {
   cloud: CloudKind;
@@ -42,9 +49,12 @@ export interface DeviceAppConfig {
   requestTimeoutMs?: number;
   ota: OtaControllerConfig;
   acceptConfig?: DeviceAgentOptions["acceptConfig"];
+  /** Mirror log lines to the cloud (cloud and thing name from above). Absent: no mirror. */
+  logs?: Omit<LogMirrorConfig, "cloud" | "thingName">;
 }
 
-export type DeviceAppPorts = ShadowSyncPorts & OtaControllerPorts;
+/** `heap` is read only by the log mirror (absent: heap figures are null). */
+export type DeviceAppPorts = ShadowSyncPorts & OtaControllerPorts & { heap?: HeapProbe };
 
 export interface DeviceAppHooks {
   /** The application's own check during the self-test after an update. */
@@ -61,9 +71,20 @@ export class DeviceApp {
   readonly agent: DeviceAgent;
   readonly ota: OtaController;
   readonly boot: OtaBootInfo;
+  /** The log mirror when `config.logs` is set. */
+  readonly logs: LogMirror | undefined;
   #closed = false;
 
-  private constructor(ports: DeviceAppPorts, config: DeviceAppConfig, hooks: DeviceAppHooks) {
+  private constructor(given: DeviceAppPorts, config: DeviceAppConfig, hooks: DeviceAppHooks) {
+    let ports = given;
+    if (config.logs !== undefined) {
+      const mirror = new LogMirror({
+        clock: given.clock, heap: given.heap ?? unknownHeap, log: given.log, mqtt: given.mqtt,
+        health: () => ({ ota: this.ota.state, otaError: this.ota.record.lastError?.code ?? null }),
+      }, { ...config.logs, cloud: config.cloud, thingName: config.thingName });
+      ports = { ...given, log: mirror, mqtt: mirror.watch(given.mqtt) };
+      this.logs = mirror;
+    }
     const key = config.updateReportKey ?? "firmwareUpdate";
     let sync: ShadowSync | undefined;
     const otaHooks: ConstructorParameters<typeof OtaController>[2] = {
@@ -111,6 +132,7 @@ export class DeviceApp {
     const app = new DeviceApp(ports, config, hooks);
     app.sync.start();
     app.ota.start();
+    app.logs?.start();
     return app;
   }
 
@@ -120,6 +142,7 @@ export class DeviceApp {
     if (this.#closed) return;
     // Stryker disable next-line BooleanLiteral: as above.
     this.#closed = true;
+    this.logs?.close();
     this.ota.close();
     await this.sync.close();
   }
