@@ -7,7 +7,8 @@
  * app assembly every platform runs, `DeviceApp.start` (src/core/device-app.ts), exactly as the Node simulated
  * device (src/sim/device.ts) does. The ports:
  * - mqtt: ModdableMqttTransport (mqtt + SecureSocket; the pinned CA, client certificate and key resources);
- * - kv: PreferenceStore (NVS); clock: moddableClock (Timer/Time); log: TraceLog; restart: SystemRestart;
+ * - kv: PreferenceStore (NVS); clock: moddableClock (Timer/Time); log: TraceLog; restart: SystemRestart over
+ *   platformRestart (esp_restart() on the ESP32, a re-exec of mcsim in the simulator: src/device/restart);
  * - slot: XsOtaSlot, the xsmc binding of the native OTA module (src/native/xs/ota-slot-xs.ts; on the
  *   simulator over the flash file `otaFlashFile`);
  * - source: ModdableHttpsSource (http Request + SecureSocket, the same pinned CA, the configured allow-list).
@@ -33,6 +34,7 @@ import { ModdableMqttTransport } from "./mqtt-moddable";
 import { PreferenceStore } from "./preference-kv";
 import { CERT_RESOURCES } from "./resources";
 import { SystemRestart } from "./system-restart";
+import { platformRestart } from "./restart/platform-restart";
 import { TraceLog } from "./trace-log";
 
 export { CERT_RESOURCES };
@@ -99,7 +101,7 @@ export function startDevice(rawConfig: Record<string, unknown>, log: Log): Devic
       log,
       slot,
       source: new ModdableHttpsSource({ ca, allowedHosts: cfg.ota.allowedHosts }),
-      restart: new SystemRestart(log),
+      restart: new SystemRestart(log, platformRestart),
     }, appConfig);
     log.log("info", "device.boot", { version: app.boot.runningVersion, partition: app.boot.partition, ota: app.boot.state });
     return app;

@@ -1,10 +1,12 @@
 /**
- * Restart (src/ports/restart.ts) over the SDK's `System.restart()` (modules/io/system: esp_restart() on the
- * ESP32). The `System` global is installed by the "system" module that manifest.json preloads on esp32.
+ * Restart (src/ports/restart.ts) over the platform's mechanism, given as a function: on the device that is
+ * `platformRestart` (src/device/restart/platform-restart.ts → restart_xs.c): esp_restart() on the ESP32, a
+ * re-exec of the simulator on Linux, so the app boots again from the flash file as after a reset.
  *
- * Moddable's desktop simulator has no restart (its System, modules/io/manifests/lin/system.js, defines
- * none, and the app's lin build does not load it at all): there `restart` logs and throws
- * DEVICE_RESTART_UNSUPPORTED instead of pretending. Not here: deciding when to restart.
+ * Logs the restart and its reason first (the last line before the reset). A mechanism that throws (the
+ * simulator could not re-execute itself) becomes DEVICE_RESTART_UNSUPPORTED with the cause; the OTA
+ * controller logs it and leaves its persisted state to the next boot. Pure apart from the injected
+ * function, so Jest tests it (test/device/system-restart.test.ts). Not here: deciding when to restart.
  */
 import { ShadowOtaError } from "../core/errors";
 import type { Log } from "../ports/log";
@@ -13,16 +15,18 @@ import { DEVICE_CODES } from "./device-errors";
 
 export class SystemRestart implements Restart {
   readonly #log: Log;
-  constructor(log: Log) {
+  readonly #restart: () => void;
+  constructor(log: Log, restart: () => void) {
     this.#log = log;
+    this.#restart = restart;
   }
   restart(reason: string): void {
-    const system = (globalThis as { System?: { restart?: () => void } }).System;
-    if (typeof system?.restart !== "function") {
-      this.#log.log("error", "device.restart.unsupported", { reason });
-      throw new ShadowOtaError(DEVICE_CODES.DEVICE_RESTART_UNSUPPORTED, "this platform cannot restart (no System.restart)");
-    }
     this.#log.log("warn", "device.restart", { reason });
-    system.restart();
+    try {
+      this.#restart();
+    } catch (e) {
+      this.#log.log("error", "device.restart.failed", { reason, message: e instanceof Error ? e.message : String(e) });
+      throw new ShadowOtaError(DEVICE_CODES.DEVICE_RESTART_UNSUPPORTED, "the platform could not restart", { cause: e });
+    }
   }
 }

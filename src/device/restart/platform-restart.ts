@@ -1,0 +1,9 @@
+/**
+ * The platform's restart, bound from C (restart_xs.c, listed by ./manifest.json): esp_restart() on the
+ * ESP32; in the Linux simulator a re-exec of mcsim with its own arguments, so the app boots again from the
+ * flash file and NVS (Preference) file like a device after a reset. Does not return when it works; throws
+ * an Error when the simulator cannot re-execute itself.
+ */
+export function platformRestart(): void {
+  native("xs_device_restart").call(globalThis);
+}
