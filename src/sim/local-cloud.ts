@@ -37,6 +37,8 @@ import type { Clock } from "../ports/clock";
 import { writeFileAtomic } from "../node/atomic-file";
 import { silentLog, type Log } from "../ports/log";
 import { AdminHttpServer } from "./admin-http";
+import { AwsDataPlaneServer, generateAccessKey } from "./aws-dataplane";
+import { NodeClock } from "../node/node-clock";
 import { AedesBroker } from "./broker-aedes";
 import { BlobServer, type BlobInfo } from "./blob-server";
 import { AzureMosquittoInstances, MosquittoBroker } from "./broker-mosquitto";
@@ -82,6 +84,8 @@ export interface LocalCloudOptions {
   /** The brokers' limits against hostile clients (broker-policy.ts DEFAULT_BROKER_LIMITS per member);
    *  mosquitto takes maxConnectionsPerAddress and maxPacketBytes only. */
   brokerLimits?: Partial<BrokerLimits>;
+  /** HTTPS port of the AWS IoT data-plane shadow API (aws-dataplane.ts; default 0: any free port); false: none. */
+  awsDataPlanePort?: number | false;
 }
 
 /** The blob container the seeds' firmware lives in by default. */
@@ -92,6 +96,8 @@ export type CloudInfo = CloudConnectionInfo & {
   adminToken?: string;
   /** Base URL of the default firmware container, ending with "/" (the blob server's CA is the local CA). */
   blobUrl?: string;
+  /** The AWS IoT data-plane endpoint and the access key generated at this start (SigV4, service iotdata). */
+  awsDataPlane?: { endpoint: string; region: string; accessKeyId: string; secretAccessKey: string };
 };
 
 export type DeviceCredentials = DeviceConnection;
@@ -121,6 +127,7 @@ export class LocalCloud {
   readonly #log: Log;
   #admin: AdminHttpServer | undefined;
   #blobs: BlobServer | undefined;
+  #dataPlane: { server: AwsDataPlaneServer; accessKeyId: string; secretAccessKey: string } | undefined;
   #closed = false;
 
   private constructor(init: {
@@ -155,6 +162,7 @@ export class LocalCloud {
     let broker: AedesBroker | MosquittoBroker | undefined;
     let azure: AzureMosquittoInstances | undefined;
     let blobs: BlobServer | undefined;
+    let dataPlane: AwsDataPlaneServer | undefined;
     try {
       const limits = options.brokerLimits === undefined ? {} : { limits: options.brokerLimits };
       const brokerOptions = { pki, host, log, ...limits, ...(options.port === undefined ? {} : { port: options.port }) };
@@ -183,6 +191,15 @@ export class LocalCloud {
         });
         cloud.#blobs = blobs;
       }
+      if (options.awsDataPlanePort !== false) {
+        const key = generateAccessKey();
+        const server = pki.server();
+        dataPlane = await AwsDataPlaneServer.start({
+          shadows, keys: [key], host, port: options.awsDataPlanePort ?? 0, certPem: server.certPem, keyPem: server.keyPem,
+          clock: options.clock ?? new NodeClock(), log,
+        });
+        cloud.#dataPlane = { ...key, server: dataPlane };
+      }
       if (options.adminPort !== false) {
         cloud.#admin = await AdminHttpServer.start({ cloud, host, port: options.adminPort ?? 0, log });
       }
@@ -191,6 +208,7 @@ export class LocalCloud {
       return cloud;
     } catch (e) {
       await blobs?.close();
+      await dataPlane?.close();
       for (const c of clients) await c.endAsync(true).catch(() => undefined);
       await azure?.close();
       await broker?.close();
@@ -293,6 +311,10 @@ export class LocalCloud {
     };
     if (this.#admin !== undefined) { info.adminUrl = this.#admin.url; info.adminToken = this.#admin.token; }
     if (this.#blobs !== undefined) info.blobUrl = this.#blobs.baseUrl(DEFAULT_FIRMWARE_CONTAINER);
+    if (this.#dataPlane !== undefined) {
+      const { server, accessKeyId, secretAccessKey } = this.#dataPlane;
+      info.awsDataPlane = { endpoint: server.url, region: "us-east-1", accessKeyId, secretAccessKey };
+    }
     return info;
   }
 
@@ -302,6 +324,7 @@ export class LocalCloud {
     this.#closed = true;
     await this.#admin?.close();
     await this.#blobs?.close();
+    await this.#dataPlane?.server.close();
     await this.twins.close().catch((e: unknown) => this.#log.log("warn", "cloud.close.twins", { error: String(e) }));
     await this.shadows.close().catch((e: unknown) => this.#log.log("warn", "cloud.close.shadows", { error: String(e) }));
     for (const c of this.#clients) await c.endAsync(true).catch(() => undefined);
