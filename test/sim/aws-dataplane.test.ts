@@ -43,13 +43,16 @@ function client(credentials: { accessKeyId: string; secretAccessKey: string } = 
   });
 }
 
+const bytes = (d: string | ArrayBuffer | ArrayBufferView): string | Uint8Array =>
+  typeof d === "string" ? d : d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+
 /** SHA-256 / HMAC-SHA256 for the SDK's signer (its Checksum shape) from node:crypto. */
 class Sha256 {
   readonly #h: crypto.Hash | crypto.Hmac;
-  constructor(secret?: string | Uint8Array) {
-    this.#h = secret === undefined ? crypto.createHash("sha256") : crypto.createHmac("sha256", secret);
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.#h = secret === undefined ? crypto.createHash("sha256") : crypto.createHmac("sha256", bytes(secret));
   }
-  update(data: string | Uint8Array): void { this.#h.update(data); }
+  update(data: string | ArrayBuffer | ArrayBufferView): void { this.#h.update(bytes(data)); }
   async digest(): Promise<Uint8Array> { return new Uint8Array(this.#h.digest()); }
   reset(): void { throw new Error("not used"); }
 }
