@@ -129,13 +129,14 @@ describe("multi-stage reboot scenario (esp-idf app_update style)", () => {
     d.slot.markValid();
     expect(d.reboot().descriptor.version).toBe("1.5.0");
 
-    // the running image's flash gets corrupted: the bootloader refuses it and boots the previous app
+    // the running image's flash gets corrupted: the bootloader walks down from ota_0 to the factory app
+    // (bootloader_utility_load_boot_image: lower slots, then factory, then the slots above), writing nothing
     const ota0 = partition("ota_0");
     writeAt(d.file, ota0.offset + 600, Buffer.from([0x00, 0x00, 0x00, 0x00]));
     boot = d.reboot();
-    expect(boot).toMatchObject({ slot: 1, rolledBack: true });
-    expect(boot.descriptor.version).toBe("1.4.0");
-    expect(d.slot.slotState(0)).toBe("INVALID");
+    expect(boot).toMatchObject({ slot: -1, rolledBack: true });
+    expect(boot.descriptor.version).toBe("1.0.0");
+    expect(d.slot.slotState(0)).toBe("VALID");
 
     // corrupt otadata (both sectors): no valid entry → factory
     const od = partition("otadata");
@@ -152,10 +153,10 @@ describe("multi-stage reboot scenario (esp-idf app_update style)", () => {
     d.close();
   });
 
-  it("markInvalidAndReboot from the factory app fails with OTA_ROLLBACK_FAILED", () => {
+  it("markInvalidAndReboot and markValid from the factory app with no otadata entry fail as ESP-IDF's do (ESP_FAIL)", () => {
     const d = freshDevice();
-    expect(outcome(() => d.slot.markInvalidAndReboot())).toBe(OTA_CODES.OTA_ROLLBACK_FAILED);
-    d.slot.markValid(); // nothing pending on factory: no-op
+    expect(outcome(() => d.slot.markInvalidAndReboot())).toBe(OTA_CODES.OTA_PLATFORM_ERROR);
+    expect(outcome(() => d.slot.markValid())).toBe(OTA_CODES.OTA_PLATFORM_ERROR);
     d.close();
   });
 

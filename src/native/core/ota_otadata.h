@@ -30,12 +30,19 @@ typedef struct ota_select_entry {
 uint32_t ota_otadata_crc(uint32_t seq);
 void ota_select_entry_encode(const ota_select_entry_t *e, uint8_t out[OTA_SELECT_ENTRY_LEN]);
 void ota_select_entry_decode(const uint8_t in[OTA_SELECT_ENTRY_LEN], ota_select_entry_t *e);
-/* seq != 0xFFFFFFFF and CRC ok (state not considered). */
+/* The CRC matches the seq (esp_ota_get_state_partition's test; neither seq nor state is looked at). */
 bool ota_select_entry_crc_ok(const ota_select_entry_t *e);
-/* crc_ok and state is neither INVALID nor ABORTED: what the bootloader may pick. */
+/* bootloader_common_ota_select_invalid: seq 0xFFFFFFFF, or state INVALID or ABORTED (the CRC is not looked at). */
+bool ota_select_entry_invalid(const ota_select_entry_t *e);
+/* bootloader_common_ota_select_valid: not invalid and the CRC matches. Any other state word counts (NEW,
+ * PENDING_VERIFY, VALID, UNDEFINED, garbage), and seq 0 is valid. */
 bool ota_select_entry_bootable(const ota_select_entry_t *e);
-/* Index (0/1) of the bootable entry with the highest seq, -1 if none. On equal seqs entry 0 wins. */
+/* bootloader_common_get_active_otadata: index (0/1) of the valid entry with the highest seq, -1 if none. On
+ * equal seqs entry 0 wins. */
 int ota_otadata_select(const ota_select_entry_t e[2]);
+/* The OTA slot a seq selects: (seq - 1) % slot_count in 32-bit unsigned arithmetic (seq 0 -> 0xFFFFFFFF %
+ * count), as bootloader_utility_get_selected_boot_partition computes it. slot_count must be > 0. */
+uint32_t ota_otadata_slot_of(uint32_t seq, uint32_t slot_count);
 
 /* Reads both entries. Errors: ESP_ERR_NOT_FOUND (no otadata partition), ESP_ERR_INVALID_SIZE (otadata
  * smaller than 0x2000), flash errors. */
@@ -46,29 +53,42 @@ esp_err_t ota_otadata_read(const ota_hal_t *hal, const ota_layout_t *l, ota_sele
 esp_err_t ota_otadata_write_entry(const ota_hal_t *hal, const ota_layout_t *l, int index, const ota_select_entry_t *e);
 
 /*
- * esp_ota_set_boot_partition's otadata part (esp_rewrite_ota_data): computes the seq that maps to
- * `slot` and is >= the active entry's seq, and writes it with state NEW into the sector that does NOT
- * hold the bootloader's current choice (sector 0 when nothing is bootable), so a power cut leaves the old
- * choice intact. Errors: ESP_ERR_INVALID_ARG (slot >= slot_count), ESP_ERR_NOT_FOUND (no otadata),
- * ESP_ERR_INVALID_SIZE, ESP_ERR_OTA_SELECT_INFO_INVALID (the active seq is so close to 2^32 that no valid
- * seq maps to the slot; ESP-IDF would loop up to 2^31 times and may write the unused seq 0xFFFFFFFF),
- * flash errors.
+ * esp_ota_set_boot_partition's otadata part (esp_rewrite_ota_data, rollback enabled: state NEW):
+ *   - the active entry (ota_otadata_select) already names `slot` (set boot twice without a reboot): that
+ *     entry is rewritten in place with state NEW, same seq; the other entry is not touched;
+ *   - another active entry: the smallest seq >= the active one that maps to `slot`
+ *     (compute_ota_seq_for_target_slot) goes with state NEW into the OTHER sector, so a power cut leaves
+ *     the old choice intact;
+ *   - no active entry: seq slot + 1, state NEW, into sector 0.
+ * Only seq, state and CRC of the rewritten entry change: its label bytes stay as the sector held them
+ * (rewrite_ota_seq). Errors: ESP_ERR_INVALID_ARG (slot >= slot_count), ESP_ERR_NOT_FOUND (no otadata),
+ * ESP_ERR_INVALID_SIZE, ESP_ERR_OTA_SELECT_INFO_INVALID (the active seq is so close to 2^32 that no valid seq
+ * maps to the slot; ESP-IDF would loop up to 2^31 times and may write the unused seq 0xFFFFFFFF), flash errors.
  */
 esp_err_t ota_otadata_set_boot(const ota_hal_t *hal, const ota_layout_t *l, uint32_t slot);
 
-/* State of the highest-seq CRC-valid entry that maps to `slot`. Errors: ESP_ERR_INVALID_ARG,
- * ESP_ERR_NOT_FOUND (no such entry, or no otadata), flash errors. */
+/* esp_ota_get_state_partition: the state of the FIRST entry (0, then 1) whose seq maps to `slot` and whose
+ * CRC matches (not the highest seq). Errors: ESP_ERR_INVALID_ARG, ESP_ERR_NOT_FOUND (no such entry, or no
+ * otadata), flash errors. */
 esp_err_t ota_otadata_get_state(const ota_hal_t *hal, const ota_layout_t *l, uint32_t slot, uint32_t *state);
 
-/*
- * Rewrites, in place (same sector, as ESP-IDF does), the state of the entry the bootloader selected, if it
- * maps to `running_slot`. mark valid: `new_state` VALID, and only when the entry is PENDING_VERIFY
- * (else ESP_OK, nothing written). mark invalid: `new_state` INVALID or ABORTED, always written.
- * Errors: ESP_ERR_INVALID_ARG (other state values), ESP_ERR_NOT_FOUND (the selected entry is not the
- * running slot's, or no otadata), flash errors.
- */
-esp_err_t ota_otadata_set_running_state(const ota_hal_t *hal, const ota_layout_t *l, uint32_t running_slot,
-                                        uint32_t new_state);
+/* esp_ota_mark_app_valid_cancel_rollback (esp_ota_current_ota_is_workable(true)): the active entry, when its
+ * state is anything but VALID, is rewritten in place as VALID; already VALID: nothing is written. It does not
+ * check which partition runs (ESP-IDF does not either). Errors: ESP_FAIL (no active entry: "Running firmware
+ * is factory"), ESP_ERR_NOT_FOUND / ESP_ERR_INVALID_SIZE (otadata), flash errors. */
+esp_err_t ota_otadata_mark_valid(const ota_hal_t *hal, const ota_layout_t *l);
+
+/* esp_ota_check_rollback_is_possible: true when the OTHER entry (not the active one) is valid and the slot it
+ * names holds an image that verifies for `chip_id`, or, when the other entry is not valid, when the factory
+ * app verifies. Other slots are not looked at. No otadata or no active entry: false. Errors: flash errors
+ * while reading or verifying (image errors only mean "does not verify"). */
+esp_err_t ota_otadata_rollback_possible(const ota_hal_t *hal, const ota_layout_t *l, uint16_t chip_id, bool *possible);
+
+/* esp_ota_mark_app_invalid_rollback (esp_ota_current_ota_is_workable(false)): the active entry becomes
+ * INVALID, in place, whatever its state, when a rollback is possible; the caller restarts. Errors: ESP_FAIL
+ * (no active entry), ESP_ERR_OTA_ROLLBACK_FAILED (ota_otadata_rollback_possible says no; nothing written),
+ * ESP_ERR_NOT_FOUND / ESP_ERR_INVALID_SIZE (otadata), flash errors. */
+esp_err_t ota_otadata_mark_invalid(const ota_hal_t *hal, const ota_layout_t *l, uint16_t chip_id);
 
 #ifdef __cplusplus
 }

@@ -37,6 +37,9 @@
  * (a 2 MiB folio is mapped whole on the first touch): then at most one folio is mapped at a time. */
 #define WINDOW_BYTES (256u * 1024u)
 
+/* SPI NOR page program size: a program command never crosses a 256-byte page boundary. */
+#define OTA_PAGE_SIZE 256u
+
 struct ota_host_flash {
     int fd;
     uint8_t *mem;
@@ -111,6 +114,16 @@ static uint32_t next_rand(ota_host_flash_t *f)
     x ^= x << 5;
     f->rng = x;
     return x;
+}
+
+/* A byte whose bits are each 1 with probability p / 65536. */
+static uint8_t random_bits(ota_host_flash_t *f, uint32_t p)
+{
+    uint8_t b = 0;
+    for (int k = 0; k < 8; k++) {
+        if ((next_rand(f) & 0xFFFFu) < p) b = (uint8_t)(b | (1u << k));
+    }
+    return b;
 }
 
 static uint32_t le32(const uint8_t *b)
@@ -215,15 +228,14 @@ static esp_err_t h_erase(void *ctx, const ota_partition_t *part, uint32_t offset
         memset(s, 0xFF, OTA_SECTOR_SIZE);
         return OTA_ERR_SIM_POWER_LOST;
     }
-    /* Interrupted erase: the further it got, the more bytes read 0xFF; the rest keep their old bits,
-     * some with extra bits already set. Never depends on address order. */
+    /* Interrupted erase: every bit still 0 has been raised to 1 with a probability that grows with how far
+     * the erase got (done / 4096), each bit on its own: the sector reads as a mix of old bytes, erased bytes
+     * and bytes in between, never depending on address order, and no bit goes 1 -> 0. A cut a few bytes in
+     * leaves most of an entry as it was (its seq and CRC, say) while some other bits changed. */
+    uint32_t p = (uint32_t)(((uint64_t)done << 16) / OTA_SECTOR_SIZE); /* probability in 1/65536 */
     for (uint32_t i = 0; i < OTA_SECTOR_SIZE; i++) {
-        uint32_t r = next_rand(f);
-        if ((r % OTA_SECTOR_SIZE) < done) {
-            s[i] = 0xFF;
-        } else if (r & 0x10000u) {
-            s[i] = (uint8_t)(s[i] | (r >> 24));
-        }
+        if (s[i] == 0xFF) continue;
+        s[i] = (uint8_t)(s[i] | random_bits(f, p));
     }
     return OTA_ERR_SIM_POWER_LOST;
 }
@@ -240,11 +252,25 @@ static esp_err_t h_write(void *ctx, const ota_partition_t *part, uint32_t offset
     record(f, 'P', part->address + offset, len);
     will_touch(f, part->address + offset, len);
     size_t done = spend(f, len);
-    for (size_t i = 0; i < done; i++) d[i] &= s[i];
-    if (!f->lost) return ESP_OK;
-    if (done < len) {
-        /* the byte being programmed when the power failed got only some of its 0-bits */
-        d[done] &= (uint8_t)(s[done] | (uint8_t)next_rand(f));
+    if (done == len) {
+        for (size_t i = 0; i < len; i++) d[i] &= s[i];
+        return f->lost ? OTA_ERR_SIM_POWER_LOST : ESP_OK;
+    }
+    /* Interrupted program. SPI NOR programs page by page (256-byte pages, page-aligned): the pages before
+     * the one holding byte `done` are complete, the pages after it untouched, and the page in progress holds
+     * ANY subset of the bits it was clearing (each bit cleared with one probability drawn per cut), anywhere
+     * in the page, not a prefix of its bytes. So the CRC at the end of an otadata entry is no commit marker:
+     * a torn entry can keep a good seq and CRC with a half-written state word. */
+    uint32_t abs = part->address + offset;
+    size_t in_page = (size_t)((abs + done) % OTA_PAGE_SIZE); /* byte `done`'s position in its page */
+    size_t page_start = done >= in_page ? done - in_page : 0;
+    size_t page_end = done + (OTA_PAGE_SIZE - in_page);
+    if (page_end > len) page_end = len;
+    for (size_t i = 0; i < page_start; i++) d[i] &= s[i];
+    uint32_t p = next_rand(f) >> 16; /* this cut's probability that a bit being cleared was cleared, /65536 */
+    for (size_t i = page_start; i < page_end; i++) {
+        uint8_t clearing = (uint8_t)(d[i] & ~s[i]);
+        if (clearing != 0) d[i] = (uint8_t)(d[i] & ~(clearing & random_bits(f, p)));
     }
     return OTA_ERR_SIM_POWER_LOST;
 }
@@ -317,17 +343,23 @@ static esp_err_t h_set_boot(void *ctx, const ota_partition_t *part)
     return ota_otadata_set_boot(&f->hal, &l, (uint32_t)slot);
 }
 
+/* The running slot's state as esp_ota_get_state_partition reads it now, into the boot result. */
+static void refresh_boot_state(ota_host_flash_t *f, const ota_layout_t *l)
+{
+    uint32_t st;
+    if (f->boot.slot >= 0 && ota_otadata_get_state(&f->hal, l, (uint32_t)f->boot.slot, &st) == ESP_OK) f->boot.state = st;
+}
+
 static esp_err_t h_mark_valid(void *ctx)
 {
     ota_host_flash_t *f = ctx;
     if (f->lost) return OTA_ERR_SIM_POWER_LOST;
     if (!f->booted) return ESP_ERR_NOT_FOUND;
-    if (f->boot.slot < 0) return ESP_OK;
     ota_layout_t l;
     ota_layout_load(&f->hal, &l);
-    esp_err_t err = ota_otadata_set_running_state(&f->hal, &l, (uint32_t)f->boot.slot, OTA_STATE_VALID);
-    if (err == ESP_ERR_NOT_FOUND) return ESP_OK; /* booted by fallback: no entry, nothing pending */
-    if (err == ESP_OK && f->boot.state == OTA_STATE_PENDING_VERIFY) f->boot.state = OTA_STATE_VALID;
+    /* esp_ota_mark_app_valid_cancel_rollback: the active entry, from any state but VALID; ESP_FAIL without one. */
+    esp_err_t err = ota_otadata_mark_valid(&f->hal, &l);
+    if (err == ESP_OK) refresh_boot_state(f, &l);
     return err;
 }
 
@@ -335,25 +367,13 @@ static esp_err_t h_mark_invalid_and_reboot(void *ctx)
 {
     ota_host_flash_t *f = ctx;
     if (f->lost) return OTA_ERR_SIM_POWER_LOST;
-    if (!f->booted || f->boot.slot < 0) return ESP_ERR_OTA_ROLLBACK_FAILED;
+    if (!f->booted) return ESP_ERR_NOT_FOUND;
     ota_layout_t l;
     ota_layout_load(&f->hal, &l);
-    /* esp_ota_check_rollback_is_possible: some other app must verify. */
-    bool possible = false;
-    if (l.has_factory) {
-        esp_err_t err = verify(f, &l.factory);
-        if (err == ESP_OK) possible = true;
-        else if (flash_error(err)) return err;
-    }
-    for (uint32_t i = 0; !possible && i < l.slot_count; i++) {
-        if ((int)i == f->boot.slot) continue;
-        esp_err_t err = verify(f, &l.slots[i]);
-        if (err == ESP_OK) possible = true;
-        else if (flash_error(err)) return err;
-    }
-    if (!possible) return ESP_ERR_OTA_ROLLBACK_FAILED;
-    esp_err_t err = ota_otadata_set_running_state(&f->hal, &l, (uint32_t)f->boot.slot, OTA_STATE_INVALID);
-    if (err != ESP_OK && err != ESP_ERR_NOT_FOUND) return err;
+    /* esp_ota_mark_app_invalid_rollback_and_reboot: INVALID (if esp_ota_check_rollback_is_possible), then the
+     * restart: the simulated bootloader runs before this returns. */
+    esp_err_t err = ota_otadata_mark_invalid(&f->hal, &l, f->chip_id);
+    if (err != ESP_OK) return err;
     ota_boot_result_t r;
     return ota_host_boot(f, &r);
 }
@@ -453,7 +473,15 @@ void ota_host_arm_power_cut(ota_host_flash_t *f, uint64_t budget, uint32_t seed)
 {
     f->armed = true;
     f->budget = budget;
-    f->rng = seed ? seed : 1;
+    /* murmur3's fmix32 first: xorshift32 from a small seed (1, 2, 7...) gives small numbers for a while,
+     * which would make every cut with a small seed tear the same way. */
+    uint32_t x = seed;
+    x ^= x >> 16;
+    x *= 0x85EBCA6Bu;
+    x ^= x >> 13;
+    x *= 0xC2B2AE35u;
+    x ^= x >> 16;
+    f->rng = x ? x : 1;
 }
 
 void ota_host_disarm_power_cut(ota_host_flash_t *f)
