@@ -681,8 +681,10 @@ static void run_power_cut(run_t *r)
     /* A cut inside set boot's last byte may still leave a complete entry (the bits were in): the new
      * image may boot then, but only one that end() verified. */
     CHECK(ended && r->ref.code == ESP_OK, "the new slot booted although end() never verified it");
-    CHECK(b.entry >= 0 && (b.state == OTA_STATE_PENDING_VERIFY || b.state == OTA_STATE_VALID), "new image state %u",
-          b.state);
+    /* Its state word may be torn (a cut page program leaves any subset of its bits, and the CRC covers only
+     * the seq): the OTA controller's record, not otadata, decides whether it is self-tested
+     * (docs/native-ota.md, "Power cuts"). */
+    CHECK(b.entry >= 0, "new image booted without an otadata entry");
     static uint8_t slot[SLOT_SIZE];
     CHECK(ota_host_hal(flash)->read(ota_host_hal(flash)->ctx, &b.partition, 0, slot, r->len) == ESP_OK, "read");
     CHECK(memcmp(slot, r->payload, r->len) == 0, "booted slot differs from the payload");
@@ -703,11 +705,12 @@ static void run_garbage_otadata(run_t *r)
     ota_boot_result_t b;
     esp_err_t err = ota_host_boot(flash, &b);
     CHECK(err == ESP_OK, "garbage otadata bricked the device: 0x%x", (unsigned)err);
-    CHECK(b.state != OTA_STATE_NEW && b.state != OTA_STATE_INVALID && b.state != OTA_STATE_ABORTED,
-          "booted an entry in state %u", b.state);
+    /* b.state is what esp_ota_get_state_partition reads for the booted slot: the first entry naming it with a
+     * good CRC, which may be another, retired one (any state); nothing to check there. */
     const ota_hal_t *hal = ota_host_hal(flash);
     err = hal->mark_valid(hal->ctx);
-    CHECK(err == ESP_OK, "mark valid: 0x%x", (unsigned)err);
+    /* ESP_FAIL ("Running firmware is factory") exactly when no otadata entry is active. */
+    CHECK(err == ESP_OK || (err == ESP_FAIL && b.entry < 0), "mark valid: 0x%x", (unsigned)err);
     uint32_t running = b.partition.address;
     ota_image_config_t cfg = { .chip_id = CHIP, .require_hash = true };
     guard_session(true);
