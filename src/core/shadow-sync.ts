@@ -30,6 +30,10 @@
  *   rejects with SYNC_VERSION_CONFLICT (409; the sync then re-gets), SYNC_REJECTED, SYNC_TIMEOUT (the
  *   sync re-gets too: the cloud may or may not have it) or SYNC_NOT_CONNECTED (the patch stays persisted
  *   and is sent after the next get).
+ * - A report the cloud throttles (429) is not failed: it goes again (same token) after a full-jitter backoff
+ *   wait (backoff.ts, DEFAULT_THROTTLE_RETRY), ahead of the reports queued behind it, until accepted or the
+ *   policy's attempts are spent (then SYNC_REJECTED with `detail.attempts`). The jitter is drawn by the driver
+ *   (ShadowSyncPorts.random), so `step` stays pure.
  * - After each get response the device re-sends every reported leaf the cloud lacks or holds differently,
  *   so a rebooted device reports truthfully. Keys deleted locally while offline are not re-deleted.
  * - AWS reports carry the last seen shadow `version` (conditionalReports, default on): a report based on a
@@ -42,6 +46,7 @@
  *
  * Not here: OTA decisions (the application acts on onDesired), MQTT sessions, timers (the Clock port).
  */
+import { backoffDelay, mayRetry, type BackoffPolicy, type RandomSource } from "./backoff";
 import { applyPatch, changedPaths, computeDelta, getPath, isDeltaEmpty, setPath } from "./config-diff";
 import { cloudProtocol, type CloudKind, type CloudEvent, type CloudProtocol, type OutgoingMessage } from "./cloud-protocol";
 import { ShadowOtaError } from "./errors";
@@ -76,7 +81,17 @@ export interface ShadowSyncConfig {
   conditionalReports?: boolean;
   /** Azure direct method that starts an update. Default "firmwareUpdate". */
   firmwareMethod?: string;
+  /** Retries of a report the cloud throttled (429). Default DEFAULT_THROTTLE_RETRY. */
+  throttleRetry?: BackoffPolicy;
 }
+
+/**
+ * A report refused with 429 (AWS: more than 20 requests per second per shadow, or 10 in flight per
+ * connection; IoT Hub: its per-unit throttles) is sent again after a full-jitter backoff wait (backoff.ts):
+ * caps of 1, 2, 4, 8, 16 and then 30 s, at most 10 attempts in all (about 2 to 3 minutes at worst); then it
+ * fails with SYNC_REJECTED as other refusals do.
+ */
+export const DEFAULT_THROTTLE_RETRY: BackoffPolicy = { initialMs: 1_000, maxMs: 30_000, maxAttempts: 10 };
 
 /** What onDesired receives. */
 export interface DesiredChange {
@@ -112,6 +127,8 @@ export interface ShadowSyncPorts {
   kv: KeyValueStore;
   clock: Clock;
   log: Log;
+  /** Draws the jitter of throttled-report retries. Default Math.random. */
+  random?: RandomSource;
 }
 
 /** The persisted keys (NVS keys are at most 15 characters). */
@@ -139,9 +156,14 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** Timer token for the delayed re-get after a refused get. */
 export const RETRY_GET_TOKEN = "retry-get";
 
+/** Timer token for the wait before a throttled report is sent again. */
+export const RETRY_REPORT_TOKEN = "retry-report";
+
 export interface QueuedReport {
   token: string;
   patch: JsonObject;
+  /** Times the cloud throttled this report (429) so far; absent for none. */
+  throttled?: number;
 }
 
 /** The whole sync state; plain data, replaced (never mutated) by `step`. */
@@ -164,12 +186,14 @@ export interface SyncState {
   readonly queue: readonly QueuedReport[];
   /** The last delta handed to onDesired (not handed out twice in a row from notifications). */
   readonly lastDelta: JsonObject | undefined;
+  /** A throttled report waits at the head of the queue for the RETRY_REPORT_TOKEN timer. */
+  readonly throttleWait: boolean;
 }
 
 export function initialSyncState(reported: JsonObject = {}, version = 0): SyncState {
   return {
     connected: false, synced: false, desired: {}, reported, cloudReported: {}, version, shadowVersion: 0,
-    nextId: 1, pendingGet: undefined, inFlight: undefined, queue: [], lastDelta: undefined,
+    nextId: 1, pendingGet: undefined, inFlight: undefined, queue: [], lastDelta: undefined, throttleWait: false,
   };
 }
 
@@ -196,6 +220,8 @@ export type SyncAction =
   | { type: "subscribe"; topics: string[] }
   | { type: "publish"; message: OutgoingMessage; token?: string }
   | { type: "start-timer"; token: string; ms: number }
+  /** Start the timer `token` for a backoff wait after `failures` failures (the driver draws the jitter). */
+  | { type: "start-backoff"; token: string; failures: number; policy: BackoffPolicy }
   | { type: "cancel-timer"; token: string }
   | { type: "persist"; key: string; value: string }
   /** Resolve (no error) or reject the report whose token is `token` (no-op for internal reports). */
@@ -214,6 +240,8 @@ export interface StepContext {
   firmwareMethod: string;
   /** computeDelta depth limit: 8 (AWS), 10 (Azure). */
   maxStateDepth: number;
+  /** Retries of throttled (429) reports. */
+  throttleRetry: BackoffPolicy;
 }
 
 /** A ShadowOtaError as is; anything else is a programming error and is rethrown. */
@@ -262,7 +290,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
 
   /** Sends the next queued report when connected, synced and none is in flight. */
   const pump = (): void => {
-    while (s.connected && s.synced && s.inFlight === undefined && s.queue.length > 0) {
+    while (s.connected && s.synced && s.inFlight === undefined && !s.throttleWait && s.queue.length > 0) {
       const r = s.queue.shift()!;
       let message: OutgoingMessage;
       try {
@@ -384,6 +412,8 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
       s.synced = false;
       if (s.pendingGet !== undefined) acts.push({ type: "cancel-timer", token: s.pendingGet });
       acts.push({ type: "cancel-timer", token: RETRY_GET_TOKEN });
+      if (s.throttleWait) acts.push({ type: "cancel-timer", token: RETRY_REPORT_TOKEN });
+      s.throttleWait = false;
       s.pendingGet = undefined;
       const dropped = s.inFlight === undefined ? s.queue : [s.inFlight, ...s.queue];
       if (s.inFlight !== undefined) acts.push({ type: "cancel-timer", token: s.inFlight.token });
@@ -416,6 +446,9 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
     case "timeout": {
       if (input.token === RETRY_GET_TOKEN) {
         if (s.connected && s.pendingGet === undefined) sendGet();
+      } else if (input.token === RETRY_REPORT_TOKEN) {
+        s.throttleWait = false;
+        pump();
       } else if (input.token === s.pendingGet) {
         failGet(new ShadowOtaError(SYNC_CODES.SYNC_TIMEOUT, `no answer to get ${input.token} within ${ctx.requestTimeoutMs} ms`), true);
       } else if (input.token === s.inFlight?.token) {
@@ -477,10 +510,23 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
               failGet(new ShadowOtaError(ev.code, `get refused: ${ev.status} ${ev.message}`,
                 { detail: { status: ev.status, serviceMessage: ev.message.slice(0, 200) } }), false);
             }
+          } else if (ev.token !== undefined && ev.token === s.inFlight?.token && ev.status === 429 &&
+              mayRetry((s.inFlight.throttled ?? 0) + 1, ctx.throttleRetry)) {
+            // Throttled: the same report (same token) goes again, first in the queue, after a backoff wait.
+            const r = s.inFlight;
+            const failures = (r.throttled ?? 0) + 1;
+            acts.push({ type: "cancel-timer", token: r.token });
+            s.inFlight = undefined;
+            s.queue.unshift({ token: r.token, patch: r.patch, throttled: failures });
+            s.throttleWait = true;
+            acts.push({ type: "start-backoff", token: RETRY_REPORT_TOKEN, failures: failures - 1, policy: ctx.throttleRetry });
+            log("info", "sync.report.throttled", { token: r.token, attempts: failures, status: ev.status });
           } else if (ev.token !== undefined && ev.token === s.inFlight?.token) {
             const conflict = ev.code === SYNC_CODES.SYNC_VERSION_CONFLICT;
-            finishReport(new ShadowOtaError(ev.code, `report refused: ${ev.status} ${ev.message}`,
-              { detail: { status: ev.status, serviceMessage: ev.message.slice(0, 200) } }));
+            const attempts = (s.inFlight.throttled ?? 0) + 1;
+            const detail: Record<string, string | number> = { status: ev.status, serviceMessage: ev.message.slice(0, 200) };
+            if (attempts > 1) detail.attempts = attempts;
+            finishReport(new ShadowOtaError(ev.code, `report refused: ${ev.status} ${ev.message}`, { detail }));
             if (conflict && s.connected) {
               s.synced = false; // reports wait for the fresh document
               if (s.pendingGet === undefined) sendGet();
@@ -596,6 +642,7 @@ export class ShadowSync {
       conditionalReports: config.conditionalReports ?? true,
       firmwareMethod: config.firmwareMethod ?? FIRMWARE_METHOD_NAME,
       maxStateDepth: config.cloud === "aws" ? 8 : 10,
+      throttleRetry: config.throttleRetry ?? DEFAULT_THROTTLE_RETRY,
     };
     this.#ports = ports;
     this.#handlers = handlers;
@@ -726,6 +773,9 @@ export class ShadowSync {
         }));
         break;
       }
+      case "start-backoff":
+        this.#execute({ type: "start-timer", token: a.token, ms: backoffDelay(a.failures, a.policy, this.#ports.random ?? Math.random) });
+        break;
       case "cancel-timer": {
         const h = this.#timers.get(a.token);
         if (h !== undefined) { clock.cancel(h); this.#timers.delete(a.token); }

@@ -621,6 +621,7 @@ describe("step (pure)", () => {
     conditionalReports: true,
     firmwareMethod: "firmwareUpdate",
     maxStateDepth: 8,
+    throttleRetry: { initialMs: 1000, maxMs: 8000, maxAttempts: 3 },
   };
 
   it("connected → subscribe, publish get, start its timer; the input state is untouched", () => {
