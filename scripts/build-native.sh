@@ -23,7 +23,7 @@ if ! printf '#include <mbedtls/sha256.h>\n#include <mbedtls/md5.h>\nint main(voi
   die "mbedTLS headers or libmbedcrypto not found: install libmbedtls-dev (apt-get install libmbedtls-dev)"
 fi
 
-sources=("$NATIVE"/core/*.c "$NATIVE"/core/*.h "$NATIVE"/host/*.c "$NATIVE"/host/*.h "$NATIVE"/napi/*.c "$NATIVE"/napi/sha256-openssl/mbedtls/*.h "$NATIVE/binding.gyp")
+sources=("$NATIVE"/core/*.c "$NATIVE"/core/*.h "$NATIVE"/core/*.def "$NATIVE"/host/*.c "$NATIVE"/host/*.h "$NATIVE"/napi/*.c "$NATIVE"/napi/sha256-openssl/mbedtls/*.h "$NATIVE/binding.gyp")
 if [ -f "$OUT" ] && [ "${1:-}" != "--force" ]; then
   stale=0
   for f in "${sources[@]}"; do [ "$f" -nt "$OUT" ] && { stale=1; break; }; done

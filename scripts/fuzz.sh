@@ -20,10 +20,10 @@ OUT=build/fuzz
 BIN="$OUT/ota_fuzz"
 CC="${CLANG:-clang}"
 MAX_LEN="${FUZZ_MAX_LEN:-32768}"
-SRCS=(src/native/core/ota_image.c src/native/core/ota_writer.c src/native/core/ota_layout.c
-      src/native/core/ota_otadata.c src/native/host/ota_boot_sim.c src/native/host/ota_host.c
+SRCS=(src/native/core/ota_errors.c src/native/core/ota_image.c src/native/core/ota_writer.c
+      src/native/core/ota_layout.c src/native/core/ota_otadata.c src/native/host/ota_boot_sim.c src/native/host/ota_host.c
       src/native/fuzz/ota_fuzz.c)
-DEPS=("${SRCS[@]}" src/native/core/*.h src/native/host/*.h scripts/fuzz.sh)
+DEPS=("${SRCS[@]}" src/native/core/*.h src/native/core/*.def src/native/host/*.h scripts/fuzz.sh)
 CFLAGS=(-g -O1 -std=c11 -Wall -Wextra -Werror -fno-omit-frame-pointer
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
 

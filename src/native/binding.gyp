@@ -8,6 +8,7 @@
     {
       "target_name": "ota_slot",
       "sources": [
+        "core/ota_errors.c",
         "core/ota_image.c",
         "core/ota_writer.c",
         "core/ota_layout.c",

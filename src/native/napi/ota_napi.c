@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/ota_errors.h"
 #include "../core/ota_image.h"
 #include "../core/ota_layout.h"
 #include "../core/ota_otadata.h"
@@ -55,49 +56,11 @@ static napi_value throw_napi_failure(napi_env env, const char *what)
     return NULL;
 }
 
-static const char *err_name(esp_err_t err)
-{
-    switch (err) {
-    case ESP_FAIL: return "ESP_FAIL";
-    case ESP_ERR_NO_MEM: return "ESP_ERR_NO_MEM";
-    case ESP_ERR_INVALID_ARG: return "ESP_ERR_INVALID_ARG";
-    case ESP_ERR_INVALID_STATE: return "ESP_ERR_INVALID_STATE";
-    case ESP_ERR_INVALID_SIZE: return "ESP_ERR_INVALID_SIZE";
-    case ESP_ERR_NOT_FOUND: return "ESP_ERR_NOT_FOUND";
-    case ESP_ERR_NOT_SUPPORTED: return "ESP_ERR_NOT_SUPPORTED";
-    case ESP_ERR_OTA_PARTITION_CONFLICT: return "ESP_ERR_OTA_PARTITION_CONFLICT";
-    case ESP_ERR_OTA_SELECT_INFO_INVALID: return "ESP_ERR_OTA_SELECT_INFO_INVALID";
-    case ESP_ERR_OTA_VALIDATE_FAILED: return "ESP_ERR_OTA_VALIDATE_FAILED";
-    case ESP_ERR_OTA_SMALL_SEC_VER: return "ESP_ERR_OTA_SMALL_SEC_VER";
-    case ESP_ERR_OTA_ROLLBACK_FAILED: return "ESP_ERR_OTA_ROLLBACK_FAILED";
-    case ESP_ERR_OTA_ROLLBACK_INVALID_STATE: return "ESP_ERR_OTA_ROLLBACK_INVALID_STATE";
-    case OTA_ERR_IMAGE_MAGIC: return "OTA_ERR_IMAGE_MAGIC";
-    case OTA_ERR_IMAGE_SEGMENT_COUNT: return "OTA_ERR_IMAGE_SEGMENT_COUNT";
-    case OTA_ERR_IMAGE_CHIP: return "OTA_ERR_IMAGE_CHIP";
-    case OTA_ERR_IMAGE_DESC_MAGIC: return "OTA_ERR_IMAGE_DESC_MAGIC";
-    case OTA_ERR_IMAGE_SEGMENT_UNALIGNED: return "OTA_ERR_IMAGE_SEGMENT_UNALIGNED";
-    case OTA_ERR_IMAGE_CHECKSUM: return "OTA_ERR_IMAGE_CHECKSUM";
-    case OTA_ERR_IMAGE_HASH: return "OTA_ERR_IMAGE_HASH";
-    case OTA_ERR_IMAGE_TRUNCATED: return "OTA_ERR_IMAGE_TRUNCATED";
-    case OTA_ERR_IMAGE_TOO_LARGE: return "OTA_ERR_IMAGE_TOO_LARGE";
-    case OTA_ERR_IMAGE_TRAILING_DATA: return "OTA_ERR_IMAGE_TRAILING_DATA";
-    case OTA_ERR_IMAGE_HASH_MISSING: return "OTA_ERR_IMAGE_HASH_MISSING";
-    case OTA_ERR_IMAGE_PAST_END: return "OTA_ERR_IMAGE_PAST_END";
-    case OTA_ERR_IMAGE_EMPTY: return "OTA_ERR_IMAGE_EMPTY";
-    case OTA_ERR_IMAGE_RESUME_MISMATCH: return "OTA_ERR_IMAGE_RESUME_MISMATCH";
-    case OTA_ERR_SIM_POWER_LOST: return "OTA_ERR_SIM_POWER_LOST";
-    case OTA_ERR_SIM_IO: return "OTA_ERR_SIM_IO";
-    case OTA_ERR_SIM_PARTITION_TABLE: return "OTA_ERR_SIM_PARTITION_TABLE";
-    case OTA_ERR_SIM_NO_BOOTABLE_APP: return "OTA_ERR_SIM_NO_BOOTABLE_APP";
-    default: return "esp_err_t";
-    }
-}
-
-/* Throws Error(`${what}: NAME (0xNNNN)`) with .platformCode = err (and .errno when given). */
+/* Throws Error(`${what}: NAME (0xNNNN)`) (ota_err_format, the message both bindings throw) with .platformCode = err (and .errno when given). */
 static napi_value throw_esp(napi_env env, const char *what, esp_err_t err, int sys_errno)
 {
     char msg[160];
-    snprintf(msg, sizeof(msg), "%s: %s (0x%X)", what, err_name(err), (unsigned)err);
+    ota_err_format(msg, sizeof(msg), what, err);
     napi_value text, error, code;
     if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &text) != napi_ok ||
         napi_create_error(env, NULL, text, &error) != napi_ok ||

@@ -25,6 +25,7 @@
 
 #include "xsmc.h"
 
+#include "../core/ota_errors.h"
 #include "../core/ota_image.h"
 #include "../core/ota_writer.h"
 #if defined(ESP_PLATFORM)
@@ -80,12 +81,13 @@ void xs_ota_destructor(void *data)
     free(data);
 }
 
-/* Throws Error(`${verb}: esp_err_t 0x...`) with .platformCode = err. */
+/* Throws Error(`${verb}: NAME (0xNNNN)`) (ota_err_format, the message both bindings throw) with
+ * .platformCode = err. */
 static void throw_esp(xsMachine *the, const char *verb, esp_err_t err) XS_FUNCTION_NORETURN;
 static void throw_esp(xsMachine *the, const char *verb, esp_err_t err)
 {
-    char message[80];
-    snprintf(message, sizeof(message), "%s: esp_err_t 0x%X", verb, (unsigned)err);
+    char message[96];
+    ota_err_format(message, sizeof(message), verb, err);
     xsmcVars(2);
     xsVar(0) = xsNew1(xsGlobal, xsID("Error"), xsString(message));
     xsmcSetInteger(xsVar(1), err);
@@ -103,8 +105,8 @@ static void throw_writer(xsMachine *the, const char *verb, esp_err_t err, const 
     bool sized = (err == ESP_ERR_INVALID_SIZE || err == OTA_ERR_IMAGE_TOO_LARGE || err == OTA_ERR_IMAGE_PAST_END) &&
                  r.slot != 0;
     if (!sized) throw_esp(the, verb, err);
-    char message[80];
-    snprintf(message, sizeof(message), "%s: esp_err_t 0x%X", verb, (unsigned)err);
+    char message[96];
+    ota_err_format(message, sizeof(message), verb, err);
     xsmcVars(2);
     xsVar(0) = xsNew1(xsGlobal, xsID("Error"), xsString(message));
     xsmcSetInteger(xsVar(1), err);
