@@ -12,9 +12,12 @@
  *
  * Power cuts: ota_host_arm_power_cut(budget, seed) lets `budget` more byte-level operations happen (an
  * erase counts 4096, a program counts its length; reads count nothing). The operation that exhausts the
- * budget is cut: an erase leaves its sector as a seeded-random mix of 0xFF, old bytes and old bytes with
- * some bits set; a program writes only its first bytes and part of the bits of the next one. It returns
- * OTA_ERR_SIM_POWER_LOST, and so does every later operation (reads included) until the file is reopened.
+ * budget is cut (seeded, reproducible): an erase raises each bit that is still 0 to 1 with a probability
+ * that grows with its progress (a mix of old, erased and in-between bytes; no bit goes 1 -> 0); a program,
+ * done as 256-byte page programs, completes the pages before the one in progress, leaves the pages after it
+ * untouched, and leaves ANY subset of the bits the page in progress was clearing, anywhere in that page (not
+ * a prefix of bytes: a CRC at the end of a record is no commit marker). It returns OTA_ERR_SIM_POWER_LOST,
+ * and so does every later operation (reads included) until the file is reopened.
  * An operation that ends exactly on the budget completes, then reports the power loss.
  *
  * Not here: flash encryption, wear, timing. Not thread-safe: one owner at a time.
