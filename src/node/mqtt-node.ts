@@ -11,7 +11,8 @@
  *   mqtt.js or TLS reported. Nothing fires after `close()`.
  * - `publish`/`subscribe` reject with SYNC_NOT_CONNECTED while no session is up and with SYNC_TRANSPORT
  *   when mqtt.js fails them, the broker refuses a subscription (SUBACK 0x80), or the session ends before
- *   the acknowledgement; they never throw synchronously.
+ *   the acknowledgement; they never throw synchronously. A SUBACK or PUBACK missing for `ackTimeoutMs` ends
+ *   the session (MQTT 3.1.1 resends only on a new connection), which rejects them with SYNC_TRANSPORT.
  * - Messages arrive as whole payloads in plain Uint8Array copies.
  * - TCP_NODELAY is set on every connection (Nagle's algorithm would hold each small publish back until the
  *   broker's delayed ACK: ~40 ms per request/response round trip on loopback).
@@ -46,6 +47,10 @@ export interface NodeMqttOptions {
   keepaliveSec?: number;
   /** How long one attempt may take from TCP connect to CONNACK (default 10 s). */
   connectTimeoutMs?: number;
+  /** How long a SUBACK or PUBACK may take (default 10 s). MQTT 3.1.1 resends an unacknowledged packet only
+   *  on a new connection, so a missing acknowledgement ends the session (the core then subscribes and gets
+   *  again on the next one); without this a lost SUBACK or PUBACK held every later publish back forever. */
+  ackTimeoutMs?: number;
   /** Reconnect delays (src/core/backoff.ts): after n failed attempts in a row the next one waits a random
    *  time in [0, min(maxMs, initialMs * 2^n)]; a CONNACK resets n. Default 1 s .. 60 s. */
   backoff?: { initialMs: number; maxMs: number };
@@ -206,6 +211,17 @@ export class NodeMqttTransport implements MqttTransport {
     }
   }
 
+  /** Ends the attempt when `what` has not been acknowledged within ackTimeoutMs; returns the timer to clear. */
+  #ackTimer(a: Attempt, reject: (e: Error) => void, what: string): ReturnType<typeof setTimeout> {
+    const ms = this.#o.ackTimeoutMs ?? 10_000;
+    return setTimeout(() => {
+      if (!a.pending.has(reject) || a.ended) return;
+      a.lastError = new Error(`no ${what} within ${ms} ms`);
+      this.#log.log("warn", "mqtt.ack-timeout", { what, ms });
+      a.client.stream?.destroy(); // "close" follows: #ended fails what waits and plans the next attempt
+    }, ms);
+  }
+
   #live(): Attempt | ShadowOtaError {
     const a = this.#attempt;
     if (this.#closed || a === undefined || !a.ready || a.ended) return new ShadowOtaError("SYNC_NOT_CONNECTED", "MQTT session is down");
@@ -218,9 +234,11 @@ export class NodeMqttTransport implements MqttTransport {
     if (topics.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       a.pending.add(reject);
+      const timer = this.#ackTimer(a, reject, "SUBACK");
       try {
         const list = topics.slice();
         a.client.subscribe(list, { qos: 1 }, (err, _grants, suback) => {
+          clearTimeout(timer);
           if (!a.pending.delete(reject)) return; // already failed by the session's end
           if (err) {
             // On a SUBACK failure the SUBACK's `granted` holds one return code per filter, in SUBSCRIBE order.
@@ -231,6 +249,7 @@ export class NodeMqttTransport implements MqttTransport {
           } else resolve();
         });
       } catch (cause) {
+        clearTimeout(timer);
         a.pending.delete(reject);
         reject(new ShadowOtaError("SYNC_TRANSPORT", `subscribe failed: ${messageOf(cause)}`, { cause }));
       }
@@ -242,14 +261,17 @@ export class NodeMqttTransport implements MqttTransport {
     if (a instanceof ShadowOtaError) return Promise.reject(a);
     return new Promise<void>((resolve, reject) => {
       a.pending.add(reject);
+      const timer = this.#ackTimer(a, reject, qos === 1 ? "PUBACK" : "write of a QoS 0 PUBLISH");
       try {
         const body = typeof payload === "string" ? Buffer.from(payload, "utf8") : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
         a.client.publish(topic, body, { qos, retain: false }, (err) => {
+          clearTimeout(timer);
           if (!a.pending.delete(reject)) return;
           if (err) reject(new ShadowOtaError("SYNC_TRANSPORT", `publish failed: ${err.message}`, { cause: err }));
           else resolve();
         });
       } catch (cause) {
+        clearTimeout(timer);
         a.pending.delete(reject);
         reject(new ShadowOtaError("SYNC_TRANSPORT", `publish failed: ${messageOf(cause)}`, { cause }));
       }

@@ -404,6 +404,8 @@ export interface MqttFaultProxyOptions {
   rules?: readonly FaultRule[];
   /** Seed of the corruption's byte choice (default 1). */
   seed?: number;
+  /** Sees every packet as parsed, before faults (tests observe the traffic with it). */
+  onPacket?: (direction: FaultDirection, packet: Packet, connection: number) => void;
   log?: Log;
 }
 
@@ -435,11 +437,13 @@ export class MqttFaultProxy {
   readonly counts = new Map<string, number>();
   readonly #server: net.Server;
   readonly #sockets = new Set<net.Socket>();
+  readonly #onPacket: MqttFaultProxyOptions["onPacket"];
   #connections = 0;
   #closing: Promise<void> | undefined;
 
-  private constructor(server: net.Server, plan: FaultPlan, host: string, port: number) {
+  private constructor(server: net.Server, plan: FaultPlan, host: string, port: number, onPacket: MqttFaultProxyOptions["onPacket"]) {
     this.#server = server;
+    this.#onPacket = onPacket;
     this.plan = plan;
     this.host = host;
     this.port = port;
@@ -471,7 +475,7 @@ export class MqttFaultProxy {
     } catch (cause) {
       throw new ShadowOtaError(PROXY_CODES.PROXY_START_FAILED, `the proxy cannot listen on ${host}:${o.port ?? 0}`, { cause });
     }
-    self = new MqttFaultProxy(server, plan, host, (server.address() as net.AddressInfo).port);
+    self = new MqttFaultProxy(server, plan, host, (server.address() as net.AddressInfo).port, o.onPacket);
     const sockets = self.#sockets;
     server.on("connection", (s: net.Socket) => { sockets.add(s); s.once("close", () => sockets.delete(s)); });
     log.log("info", "proxy.listening", { host, port: self.port, upstream: `${o.upstream.host}:${o.upstream.port}` });
@@ -531,14 +535,15 @@ export class MqttFaultProxy {
     up.on("error", (e) => end(`broker side: ${e.message}`));
     down.on("close", () => end("device closed"));
     up.on("close", () => end("broker closed"));
-    this.#track(upPipe);
-    this.#track(downPipe);
+    this.#track(upPipe, n);
+    this.#track(downPipe, n);
   }
 
-  #track(pipe: FaultPipe): void {
+  #track(pipe: FaultPipe, connection: number): void {
     pipe.onPacket = (p) => {
       const k = `${pipe.direction} ${p.cmd}`;
       this.counts.set(k, (this.counts.get(k) ?? 0) + 1);
+      this.#onPacket?.(pipe.direction, p, connection);
     };
   }
 
