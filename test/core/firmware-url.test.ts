@@ -91,3 +91,90 @@ describe("urlHost", () => {
     expect(urlHost(42 as unknown as string)).toBeUndefined();
   });
 });
+
+describe("urlHost at the edges of its grammar", () => {
+  const vectors: Array<[string, string | undefined]> = [
+    // scheme: a letter first, then letters, digits, "+", "-", "."
+    ["git+ssh://h.example/x", "h.example"],
+    ["a1.-://h.example/", "h.example"],
+    ["1https://h.example/", undefined],
+    ["+https://h.example/", undefined],
+    ["https:h.example/", undefined],
+    // the authority ends at the first "/", "?" or "#", whichever comes first
+    ["https://h.example?q=/a@b/c", "h.example"],
+    ["https://h.example#f?q=/a@b", "h.example"],
+    ["https://h.example/p?q#f@x", "h.example"],
+    ["https://h.example?q#f/@x", "h.example"],
+    ["https://a@h.example?q", undefined],
+    // ports: 1 to 5 digits, at most 65535
+    ["https://h.example:65535/", "h.example"],
+    ["https://h.example:65536/", undefined],
+    ["https://h.example:0/", "h.example"],
+    ["https://h.example:000443/", undefined],
+    ["https://h.example:+443/", undefined],
+    ["https://h.example:443:1/", undefined],
+    // IPv6 literals: hex digits, ":" and ".", with at least one ":"; only a port may follow "]"
+    ["https://[0:0:0:0:0:0:0:1]/", "0:0:0:0:0:0:0:1"],
+    ["https://[abcdef::1]/", "abcdef::1"],
+    ["https://[1234]/", undefined],
+    ["https://[1.2.3.4]/", undefined],
+    ["https://[::g]/", undefined],
+    ["https://[]/", undefined],
+    ["https://[::1]:/", undefined],
+    ["https://[::1]:65536/", undefined],
+    ["https://[::1]]/", undefined],
+    ["https://x[::1]/", undefined],
+    // host names: letters, digits, "-" and "." only
+    ["https://h_x.example/", undefined],
+    ["https://h.example./", "h.example."],
+    ["https://-/", "-"],
+    ["https://:443/", undefined],
+    // characters refused anywhere in the URL
+    ["https://h.example/\"", undefined],
+    ["https://h.example/<", undefined],
+    ["https://h.example/>", undefined],
+    ["https://h.example/^", undefined],
+    ["https://h.example/`", undefined],
+    ["https://h.example/{", undefined],
+    ["https://h.example/|", undefined],
+    ["https://h.example/}", undefined],
+    ["https://h.example/\u0000", undefined],
+    ["https://h.example/\u001f", undefined],
+    ["https://h.example/\u007f", undefined],
+    ["https://h.example/\u00a0", undefined],
+    ["https://h.example/\uffff", undefined],
+    ["https://h.example/\t", undefined],
+    // just outside the refused set: accepted in the path
+    ["https://h.example/!$&'()*+,;=~_[]", "h.example"],
+  ];
+  it.each(vectors)("%j → %j", (url, host) => {
+    expect(urlHost(url)).toBe(host);
+  });
+});
+
+describe("firmwareUrl's refusals", () => {
+  it("takes the scheme in any case and a port", () => {
+    expect(firmwareUrl("HTTPS://H.example:8443/fw/", "aws", "1.0.0")).toBe("HTTPS://H.example:8443/fw/1.0.0.bin");
+  });
+
+  it("names the refused base in its message and detail, at most 200 characters of it, null for a non-string", () => {
+    const long = "http://h/" + "x".repeat(300) + "/";
+    const e = errorOf(() => firmwareUrl(long, "aws", "1.0.0"));
+    expect(e.message).toBe(`firmware base URL must be an absolute https URL ending with "/", without query or fragment: ${long}`);
+    expect(e.detail).toEqual({ base: long.slice(0, 200) });
+    const n = errorOf(() => firmwareUrl(7 as unknown as string, "aws", "1.0.0"));
+    expect(n.code).toBe(DOWNLOAD_CODES.DOWNLOAD_URL_INVALID);
+    expect(n.detail).toEqual({ base: null });
+    expect(n.message.endsWith(": 7")).toBe(true);
+  });
+
+  it("refuses a base whose host urlHost refuses even when it looks like https with a slash", () => {
+    for (const base of ["https://[::1/", "https://h.example:70000/", "https://h<x/"]) {
+      expect(errorOf(() => firmwareUrl(base, "aws", "1.0.0")).code).toBe(DOWNLOAD_CODES.DOWNLOAD_URL_INVALID);
+    }
+  });
+
+  it("refuses a seed other than aws and azure as a programming error", () => {
+    expect(() => firmwareUrl("https://h/", "gcp" as never, "1.0.0")).toThrow(new TypeError('seed must be "aws" or "azure", not gcp'));
+  });
+});
