@@ -8,6 +8,10 @@
  *   `$iothub/...` topics, which the aedes broker rewrites to `devices/{CN}/$iothub/...` so that a device
  *   can only ever reach its own twin traffic (mosquitto instead runs one broker per Azure device, because
  *   its mount_point is broken in 2.0.11; see CONTEXT.md).
+ * - A device may publish its log lines (src/core/log-mirror.ts) on exactly its own logs topic: AWS
+ *   `shadow-ota/things/{CN}/logs` (an ordinary topic: AWS reserves `$aws/...`, so a real device's IoT policy
+ *   must allow iot:Publish on it), Azure `devices/{CN}/messages/events/{property bag}` (IoT Hub's
+ *   device-to-cloud telemetry topic, which names the device itself).
  * - A cloud-service identity (default CN "shadow-ota-cloud") may use every topic but `$SYS/...`.
  * - Nobody may publish at QoS 2 (AWS never acknowledges it, Azure closes the connection); RETAIN is ignored.
  *
@@ -18,6 +22,7 @@
  * Not here: shadow or twin semantics (the services own those), AWS's per-connection quotas.
  */
 import { AWS_SHADOW_LIMITS } from "../core/aws-shadow";
+import { DEFAULT_LOG_TOPIC_PREFIX } from "../core/log-mirror";
 import { CLOUD_SERVICE_IDENTITY, PKI_NAME_PATTERN } from "./pki";
 
 /** Stable codes of the brokers and their launchers (a contract). */
@@ -103,7 +108,7 @@ export function brokerLimits(overrides: Partial<BrokerLimits> = {}): BrokerLimit
  * 256 KB on a device's `devices/{id}/$iothub/...`; undefined on any other topic (no cloud limit to mirror).
  */
 export function payloadLimitOf(topic: string): number | undefined {
-  if (topic.startsWith("$aws/")) return AWS_MAX_PAYLOAD_BYTES;
+  if (topic.startsWith("$aws/") || topic.startsWith(`${DEFAULT_LOG_TOPIC_PREFIX}/things/`)) return AWS_MAX_PAYLOAD_BYTES;
   if (topic.startsWith(AZURE_DEVICE_TOPIC_PREFIX) || topic.startsWith(AZURE_TOPIC_ROOT)) return AZURE_MAX_PAYLOAD_BYTES;
   return undefined;
 }
@@ -132,6 +137,16 @@ export function identityOf(cn: string | undefined, serviceIdentities: readonly s
 /** `$aws/things/{thing}/shadow/` — the root of every classic and named shadow topic of a thing. */
 export function shadowRoot(thing: string): string {
   return `${AWS_THINGS_PREFIX}${thing}/shadow/`;
+}
+
+/** The one topic an AWS device publishes its log lines on: `shadow-ota/things/{thing}/logs`. */
+export function logsTopic(thing: string): string {
+  return `${DEFAULT_LOG_TOPIC_PREFIX}/things/${thing}/logs`;
+}
+
+/** The root of an Azure device's telemetry topics: `devices/{deviceId}/messages/events/` (+ property bag). */
+export function telemetryRoot(deviceId: string): string {
+  return `${AZURE_DEVICE_TOPIC_PREFIX}${deviceId}/messages/events/`;
 }
 
 /** `devices/{deviceId}/` + topic, for a device-side `$iothub/...` topic or filter. */
@@ -168,7 +183,9 @@ export function decidePublish(who: Identity, topic: string): TopicDecision {
   const root = shadowRoot(who.name);
   if (topic.startsWith(root) && SHADOW_REQUEST.test(topic.slice(root.length))) return { allow: true, topic };
   if (AZURE_DEVICE_PUBLISH.some((p) => topic.startsWith(p))) return { allow: true, topic: azureToBroker(who.name, topic) };
-  return { allow: false, reason: `${who.name} may publish only to ${root}{get,update,delete} (also named) and ${AZURE_DEVICE_PUBLISH.join(", ")}...` };
+  if (topic === logsTopic(who.name)) return { allow: true, topic };
+  if (topic.startsWith(telemetryRoot(who.name)) && !/[+#]/.test(topic)) return { allow: true, topic };
+  return { allow: false, reason: `${who.name} may publish only to ${root}{get,update,delete} (also named), ${AZURE_DEVICE_PUBLISH.join(", ")}..., ${logsTopic(who.name)} and ${telemetryRoot(who.name)}...` };
 }
 
 /**
@@ -199,12 +216,14 @@ export function deliveredTopic(who: Identity, topic: string): string | undefined
 /**
  * A mosquitto ACL file for one broker instance (the same rules as decidePublish/decideSubscribe, except
  * that mosquitto grants every SUBSCRIBE and applies the read rules to each delivery instead).
- * - "aws": devices may write their shadows' request topics and read (subscribe to) anything under their
- *   shadow root (`%u` = the certificate CN, because the listener sets use_identity_as_username); each
+ * - "aws": devices may write their shadows' request topics and their logs topic, and read (subscribe to)
+ *   anything under their shadow root (`%u` = the certificate CN, because the listener sets
+ *   use_identity_as_username); each
  *   service identity gets `$aws/#` and `#` — a filter starting with `#` does not match `$` topics, in ACLs
  *   as in subscriptions.
  * - { azureDeviceId }: a dedicated instance for one Azure device; that device may write the twin's request
- *   topics and read `$iothub/#`, the services may read and write `$iothub/#`, nobody else gets anything.
+ *   topics and its telemetry topics (`devices/{id}/messages/events/#`) and read `$iothub/#`, the services
+ *   may read and write `$iothub/#` and read the telemetry, nobody else gets anything.
  */
 export function mosquittoAcl(mode: "aws" | { azureDeviceId: string }, serviceIdentities: readonly string[] = [CLOUD_SERVICE_IDENTITY]): string {
   const lines = ["# generated by shadow-ota src/sim/broker-policy.ts; do not edit"];
@@ -213,11 +232,13 @@ export function mosquittoAcl(mode: "aws" | { azureDeviceId: string }, serviceIde
     for (const verb of ["get", "update", "delete"]) {
       lines.push(`pattern write $aws/things/%u/shadow/${verb}`, `pattern write $aws/things/%u/shadow/name/+/${verb}`);
     }
+    lines.push(`pattern write ${logsTopic("%u")}`);
     for (const s of serviceIdentities) lines.push("", `user ${s}`, "topic readwrite $aws/#", "topic readwrite #");
   } else {
     lines.push("", `user ${mode.azureDeviceId}`, "topic read $iothub/#");
     for (const p of AZURE_DEVICE_PUBLISH) lines.push(`topic write ${p}#`);
-    for (const s of serviceIdentities) lines.push("", `user ${s}`, "topic readwrite $iothub/#");
+    lines.push(`topic write ${telemetryRoot(mode.azureDeviceId)}#`);
+    for (const s of serviceIdentities) lines.push("", `user ${s}`, "topic readwrite $iothub/#", `topic read ${telemetryRoot(mode.azureDeviceId)}#`);
   }
   return lines.join("\n") + "\n";
 }
