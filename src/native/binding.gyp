@@ -13,6 +13,7 @@
         "core/ota_writer.c",
         "core/ota_layout.c",
         "core/ota_otadata.c",
+        "core/ota_running.c",
         "host/ota_boot_sim.c",
         "host/ota_host.c",
         "napi/ota_napi.c"

@@ -223,12 +223,3 @@ const ota_hal_t *ota_esp32_hal(ota_esp32_t *e)
 {
     return &e->hal;
 }
-
-esp_err_t ota_esp32_next_update_partition(ota_partition_t *out)
-{
-    if (out == NULL) return ESP_ERR_INVALID_ARG;
-    const esp_partition_t *p = esp_ota_get_next_update_partition(NULL);
-    if (p == NULL) return ESP_ERR_NOT_FOUND;
-    to_partition(p, out);
-    return ESP_OK;
-}

@@ -61,9 +61,6 @@ const ota_hal_t *ota_esp32_hal(ota_esp32_t *e);
 /* esp_ota_abort of an open session (frees ESP-IDF's handle). Safe to call twice and with none open. */
 void ota_esp32_abort_session(ota_esp32_t *e);
 
-/* esp_ota_get_next_update_partition(NULL) as an ota_partition_t. Errors: ESP_ERR_NOT_FOUND. */
-esp_err_t ota_esp32_next_update_partition(ota_partition_t *out);
-
 #ifdef __cplusplus
 }
 #endif

@@ -35,6 +35,7 @@
 #include "../core/ota_image.h"
 #include "../core/ota_layout.h"
 #include "../core/ota_otadata.h"
+#include "../core/ota_running.h"
 #include "../core/ota_writer.h"
 #include "../host/ota_host.h"
 
@@ -347,15 +348,11 @@ static napi_value js_running_state(napi_env env, napi_callback_info info)
 {
     ota_napi_t *s = self(env, info, 0, NULL, NULL, true);
     if (s == NULL) return NULL;
-    const ota_hal_t *hal = ota_host_hal(s->flash);
-    ota_partition_t p;
-    esp_err_t err = hal->running_partition(hal->ctx, &p);
-    if (err != ESP_OK) return throw_esp(env, "runningState", err, 0);
+    bool known;
     uint32_t state;
-    err = hal->get_state(hal->ctx, &p, &state);
-    if (err == ESP_ERR_NOT_SUPPORTED || err == ESP_ERR_NOT_FOUND) return null_value(env);
+    esp_err_t err = ota_running_state(ota_host_hal(s->flash), &known, &state);
     if (err != ESP_OK) return throw_esp(env, "runningState", err, 0);
-    return make_u32(env, state);
+    return known ? make_u32(env, state) : null_value(env);
 }
 
 static napi_value js_slot_state(napi_env env, napi_callback_info info)
@@ -524,8 +521,11 @@ static napi_value js_running_desc(napi_env env, napi_callback_info info)
 {
     ota_napi_t *s = self(env, info, 0, NULL, NULL, true);
     if (s == NULL) return NULL;
-    const ota_boot_result_t *b = ota_host_last_boot(s->flash);
-    return b ? make_desc(env, &b->desc) : null_value(env);
+    bool found;
+    ota_app_desc_t d;
+    esp_err_t err = ota_running_descriptor(ota_host_hal(s->flash), &found, &d);
+    if (err != ESP_OK) return throw_esp(env, "runningDescriptor", err, 0);
+    return found ? make_desc(env, &d) : null_value(env);
 }
 
 static napi_value js_mark_valid(napi_env env, napi_callback_info info)

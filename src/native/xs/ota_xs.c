@@ -27,6 +27,7 @@
 
 #include "../core/ota_errors.h"
 #include "../core/ota_image.h"
+#include "../core/ota_running.h"
 #include "../core/ota_writer.h"
 #if defined(ESP_PLATFORM)
 #include "sdkconfig.h"
@@ -382,18 +383,12 @@ void xs_ota_running(xsMachine *the)
 void xs_ota_running_state(xsMachine *the)
 {
     xs_ota_t *o = xs_ota_self(the);
-    const ota_hal_t *hal = hal_of(o);
-    ota_partition_t p;
-    esp_err_t err = hal->running_partition(hal->ctx, &p);
+    bool known;
+    uint32_t state;
+    esp_err_t err = ota_running_state(hal_of(o), &known, &state);
     if (err != ESP_OK) throw_esp(the, "runningState", err);
-    uint32_t state = OTA_STATE_UNDEFINED;
-    err = hal->get_state(hal->ctx, &p, &state);
-    if (err == ESP_ERR_NOT_SUPPORTED || err == ESP_ERR_NOT_FOUND) {
-        xsmcSetNull(xsResult);
-        return;
-    }
-    if (err != ESP_OK) throw_esp(the, "runningState", err);
-    xsmcSetNumber(xsResult, state);
+    if (known) xsmcSetNumber(xsResult, state);
+    else xsmcSetNull(xsResult);
 }
 
 void xs_ota_mark_valid(xsMachine *the)
@@ -427,22 +422,14 @@ void xs_ota_candidate_descriptor(xsMachine *the)
     result_descriptor(the, &copy);
 }
 
-/* The running image's descriptor, read from its partition; null if it has none (magic mismatch). */
+/* The running image's descriptor, read from its partition; null if nothing runs or it has none. */
 void xs_ota_running_descriptor(xsMachine *the)
 {
     xs_ota_t *o = xs_ota_self(the);
-    const ota_hal_t *hal = hal_of(o);
-    ota_partition_t p;
-    esp_err_t err = hal->running_partition(hal->ctx, &p);
-    if (err != ESP_OK) throw_esp(the, "runningDescriptor", err);
-    uint8_t head[OTA_IMAGE_HEAD_LEN]; /* header (chip id, chip revisions) + segment header + descriptor */
-    err = hal->read(hal->ctx, &p, 0, head, sizeof(head));
-    if (err != ESP_OK) throw_esp(the, "runningDescriptor", err);
+    bool found;
     ota_app_desc_t d;
-    ota_app_desc_decode_head(head, &d);
-    if (d.magic_word != OTA_APP_DESC_MAGIC) {
-        xsmcSetNull(xsResult);
-        return;
-    }
-    result_descriptor(the, &d);
+    esp_err_t err = ota_running_descriptor(hal_of(o), &found, &d);
+    if (err != ESP_OK) throw_esp(the, "runningDescriptor", err);
+    if (found) result_descriptor(the, &d);
+    else xsmcSetNull(xsResult);
 }
