@@ -31,7 +31,8 @@ export const CORE_TESTS = {
   // and would run for each; the example tests have to pin the controller's behaviour on their own.
   "ota-controller.ts": ["ota-controller.test.ts", "ota-controller-edges.test.ts", "ota-policy.test.ts", "ota-log.test.ts"],
   "semver.ts": ["semver.test.ts", "semver-messages.test.ts"],
-  "shadow-sync.ts": ["shadow-sync.test.ts", "shadow-sync-reports.test.ts", "shadow-sync-ports.test.ts", "shadow-sync-states.test.ts"],
+  "shadow-sync.ts": ["shadow-sync.test.ts", "shadow-sync-reports.test.ts", "shadow-sync-ports.test.ts", "shadow-sync-states.test.ts",
+    "shadow-sync-throttle.test.ts", "shadow-sync-log.test.ts", "persisted-identity.test.ts"],
   "sync-errors.ts": ["error-codes.test.ts"],
   "update-errors.ts": ["error-codes.test.ts"],
   "utf8.ts": ["xs-smoke.test.ts", "json-utf8.test.ts"],

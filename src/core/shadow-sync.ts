@@ -17,7 +17,8 @@
  *   here with config-diff.ts for both clouds, since Azure has no delta topic).
  * - Notifications (AWS update/delta, Azure desired PATCH) whose version is not newer than the last seen are
  *   ignored (SYNC_VERSION_STALE, logged). Notifications before the get response are ignored too: the
- *   response covers them. A notification whose resulting delta equals the last one handed out is not
+ *   response covers them — unless it is older than one of them (it was produced before the change and
+ *   overtaken by its notification), in which case the get is sent again. A notification whose resulting delta equals the last one handed out is not
  *   handed out again (AWS republishes the delta after every accepted update, the device's own included).
  * - Persisted state belongs to one identity: "rep" and "ver" are read only when KV "sid" names this cloud,
  *   thing and shadow (syncIdentity). State of another identity, or of none (written before "sid"
@@ -186,6 +187,9 @@ export interface SyncState {
   readonly queue: readonly QueuedReport[];
   /** The last delta handed to onDesired (not handed out twice in a row from notifications). */
   readonly lastDelta: JsonObject | undefined;
+  /** The newest desired-side version notified while no get response had arrived yet (0: none): a get
+   *  response older than it is not acted on, the get is sent again. */
+  readonly notifiedBeforeGet: number;
   /** A throttled report waits at the head of the queue for the RETRY_REPORT_TOKEN timer. */
   readonly throttleWait: boolean;
 }
@@ -194,6 +198,7 @@ export function initialSyncState(reported: JsonObject = {}, version = 0): SyncSt
   return {
     connected: false, synced: false, desired: {}, reported, cloudReported: {}, version, shadowVersion: 0,
     nextId: 1, pendingGet: undefined, inFlight: undefined, queue: [], lastDelta: undefined, throttleWait: false,
+    notifiedBeforeGet: 0,
   };
 }
 
@@ -331,7 +336,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
   };
 
   /** Computes the delta against the device's truth and hands it to the application when there is one. */
-  const actOnDesired = (fromNotification: boolean): void => {
+  const actOnDesired = (): void => {
     let delta: JsonObject;
     try {
       delta = computeDelta(s.desired, applyPatch(s.cloudReported, s.reported), { maxDepth: ctx.maxStateDepth });
@@ -346,7 +351,8 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
       if (firmwareVersion === undefined) delta = applyPatch(delta, setPath({}, ctx.firmwareVersionPath, null));
     }
     if (isDeltaEmpty(delta)) { log("debug", "sync.desired.nothing-to-do", { version: s.version }); return; }
-    if (fromNotification && s.lastDelta !== undefined && jsonEqual(s.lastDelta, delta)) {
+    // Only notifications can repeat a delta: a get response (and a direct method) resets lastDelta first.
+    if (s.lastDelta !== undefined && jsonEqual(s.lastDelta, delta)) {
       log("debug", "sync.desired.unchanged", { version: s.version });
       return;
     }
@@ -375,7 +381,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
     } catch (e) {
       acts.push({ type: "error", error: asSyncError(e) });
     }
-    actOnDesired(false);
+    actOnDesired();
     pump();
   };
 
@@ -403,6 +409,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
     case "connected": {
       s.connected = true;
       s.synced = false;
+      s.notifiedBeforeGet = 0;
       acts.push({ type: "subscribe", topics: ctx.protocol.subscriptions() });
       sendGet();
       break;
@@ -474,26 +481,41 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
           if (ev.token === undefined || ev.token !== s.pendingGet) { log("debug", "sync.document.unrequested", { token: ev.token }); break; }
           acts.push({ type: "cancel-timer", token: ev.token });
           s.pendingGet = undefined;
+          if (s.notifiedBeforeGet > ev.version) {
+            // Older than a change already notified: this answer predates it. Ask again.
+            log("info", "sync.document.older-than-notified", { version: ev.version, notified: s.notifiedBeforeGet });
+            s.notifiedBeforeGet = 0;
+            sendGet();
+            break;
+          }
+          s.notifiedBeforeGet = 0;
           onDocument(ev.desired, ev.reported, ev.version, ev.version);
           break;
         }
         case "desired-delta": {
-          if (!s.synced) { log("debug", "sync.desired.before-get", { version: ev.version }); break; }
+          if (!s.synced) {
+            // Remembered: a get response produced before this change (it can arrive after the notification)
+            // does not cover it, and is then asked for again (see "document").
+            if (ev.version > s.notifiedBeforeGet) s.notifiedBeforeGet = ev.version;
+            log("debug", "sync.desired.before-get", { version: ev.version });
+            break;
+          }
           if (ev.version <= s.version) {
             log("info", SYNC_CODES.SYNC_VERSION_STALE, { version: ev.version, lastSeen: s.version });
             break;
           }
           s.version = ev.version;
-          if (ev.version > s.shadowVersion) s.shadowVersion = ev.version;
+          s.shadowVersion = Math.max(s.shadowVersion, ev.version);
           persistVersion();
           if (ev.patch !== undefined) s.desired = applyPatch(s.desired, ev.patch);
           if (ev.delta !== undefined) s.desired = applyPatch(s.desired, ev.delta);
-          actOnDesired(true);
+          actOnDesired();
           pump(); // a lastError report may be queued
           break;
         }
         case "report-accepted": {
-          if (ctx.protocol.cloud === "aws" && ev.version !== undefined && ev.version > s.shadowVersion) s.shadowVersion = ev.version;
+          // AWS: the accepted shadow version (Azure: the reported $version, kept but unused: its reports carry none).
+          if (ev.version !== undefined) s.shadowVersion = Math.max(s.shadowVersion, ev.version);
           if (ev.token !== undefined && ev.token === s.inFlight?.token) { finishReport(); pump(); }
           else log("debug", "sync.accepted.unrequested", { token: ev.token });
           break;
