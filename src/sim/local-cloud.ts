@@ -38,6 +38,9 @@ import { writeFileAtomic } from "../node/atomic-file";
 import { silentLog, type Log } from "../ports/log";
 import { AdminHttpServer } from "./admin-http";
 import { AwsDataPlaneServer, generateAccessKey } from "./aws-dataplane";
+import { IOTHUB_OWNER_POLICY, IotHubRestServer } from "./iothub-rest";
+import * as crypto from "node:crypto";
+import * as net from "node:net";
 import { NodeClock } from "../node/node-clock";
 import { AedesBroker } from "./broker-aedes";
 import { BlobServer, type BlobInfo } from "./blob-server";
@@ -86,6 +89,10 @@ export interface LocalCloudOptions {
   brokerLimits?: Partial<BrokerLimits>;
   /** HTTPS port of the AWS IoT data-plane shadow API (aws-dataplane.ts; default 0: any free port); false: none. */
   awsDataPlanePort?: number | false;
+  /** IoT Hub's service REST API for twins and direct methods (iothub-rest.ts), off by default: the
+   *  azure-iothub SDK always connects to port 443 of its HostName, so `port` defaults to 443 and `host`
+   *  (default: `host`) is what connection strings name — a loopback address or name. */
+  iothub?: { host?: string; port?: number } | false;
 }
 
 /** The blob container the seeds' firmware lives in by default. */
@@ -98,6 +105,8 @@ export type CloudInfo = CloudConnectionInfo & {
   blobUrl?: string;
   /** The AWS IoT data-plane endpoint and the access key generated at this start (SigV4, service iotdata). */
   awsDataPlane?: { endpoint: string; region: string; accessKeyId: string; secretAccessKey: string };
+  /** IoT Hub's service API: its URL and a service connection string (policy iothubowner, key made at this start). */
+  iothub?: { url: string; hostName: string; connectionString: string };
 };
 
 export type DeviceCredentials = DeviceConnection;
@@ -128,6 +137,7 @@ export class LocalCloud {
   #admin: AdminHttpServer | undefined;
   #blobs: BlobServer | undefined;
   #dataPlane: { server: AwsDataPlaneServer; accessKeyId: string; secretAccessKey: string } | undefined;
+  #iothub: { server: IotHubRestServer; hostName: string; key: string } | undefined;
   #closed = false;
 
   private constructor(init: {
@@ -163,6 +173,7 @@ export class LocalCloud {
     let azure: AzureMosquittoInstances | undefined;
     let blobs: BlobServer | undefined;
     let dataPlane: AwsDataPlaneServer | undefined;
+    let iothub: IotHubRestServer | undefined;
     try {
       const limits = options.brokerLimits === undefined ? {} : { limits: options.brokerLimits };
       const brokerOptions = { pki, host, log, ...limits, ...(options.port === undefined ? {} : { port: options.port }) };
@@ -200,6 +211,18 @@ export class LocalCloud {
         });
         cloud.#dataPlane = { ...key, server: dataPlane };
       }
+      if (options.iothub !== undefined && options.iothub !== false) {
+        const hubHost = options.iothub.host ?? host;
+        const key = crypto.randomBytes(32).toString("base64");
+        const server = hubHost === "localhost" || hubHost === "127.0.0.1" || hubHost === "::1" ? pki.server()
+          : pki.issueServerCertificate(net.isIP(hubHost) !== 0 ? { ip: [hubHost], dns: [] } : { dns: [hubHost], ip: [] });
+        iothub = await IotHubRestServer.start({
+          twins, hubHost, policies: new Map([[IOTHUB_OWNER_POLICY, key]]), host: hubHost, port: options.iothub.port ?? 443,
+          isDevice: (id) => cloud.#devices.get(id) === "azure", isOnline: (id) => cloud.deviceOnline(id),
+          certPem: server.certPem, keyPem: server.keyPem, clock: options.clock ?? new NodeClock(), log,
+        });
+        cloud.#iothub = { server: iothub, hostName: hubHost, key };
+      }
       if (options.adminPort !== false) {
         cloud.#admin = await AdminHttpServer.start({ cloud, host, port: options.adminPort ?? 0, log });
       }
@@ -209,6 +232,7 @@ export class LocalCloud {
     } catch (e) {
       await blobs?.close();
       await dataPlane?.close();
+      await iothub?.close();
       for (const c of clients) await c.endAsync(true).catch(() => undefined);
       await azure?.close();
       await broker?.close();
@@ -293,6 +317,20 @@ export class LocalCloud {
     return this.credentials(id);
   }
 
+  /**
+   * Whether an Azure device is connected and subscribed to direct methods (`$iothub/methods/POST/#`), as
+   * IoT Hub decides before sending it a direct method; undefined on mosquitto, whose clients the cloud
+   * cannot see.
+   */
+  deviceOnline(id: string): boolean | undefined {
+    if (!(this.#broker instanceof AedesBroker)) return undefined;
+    const clients = (this.#broker.aedes as unknown as { clients: Record<string, { subscriptions: Record<string, unknown> } | undefined> }).clients;
+    const c = Object.prototype.hasOwnProperty.call(clients, id) ? clients[id] : undefined;
+    if (c === undefined) return false;
+    const methods = `devices/${id}/$iothub/methods/POST/`;
+    return Object.keys(c.subscriptions).some((t) => t.startsWith(methods));
+  }
+
   /** What a device needs to connect. Throws CLOUD_DEVICE_ID_INVALID for an unknown device. */
   credentials(id: string): DeviceCredentials {
     const cloud = this.#devices.get(id);
@@ -315,6 +353,10 @@ export class LocalCloud {
       const { server, accessKeyId, secretAccessKey } = this.#dataPlane;
       info.awsDataPlane = { endpoint: server.url, region: "us-east-1", accessKeyId, secretAccessKey };
     }
+    if (this.#iothub !== undefined) {
+      const { server, hostName, key } = this.#iothub;
+      info.iothub = { url: server.url, hostName, connectionString: `HostName=${hostName};SharedAccessKeyName=${IOTHUB_OWNER_POLICY};SharedAccessKey=${key}` };
+    }
     return info;
   }
 
@@ -325,6 +367,7 @@ export class LocalCloud {
     await this.#admin?.close();
     await this.#blobs?.close();
     await this.#dataPlane?.server.close();
+    await this.#iothub?.server.close();
     await this.twins.close().catch((e: unknown) => this.#log.log("warn", "cloud.close.twins", { error: String(e) }));
     await this.shadows.close().catch((e: unknown) => this.#log.log("warn", "cloud.close.shadows", { error: String(e) }));
     for (const c of this.#clients) await c.endAsync(true).catch(() => undefined);
