@@ -419,7 +419,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
       s.synced = false;
       if (s.pendingGet !== undefined) acts.push({ type: "cancel-timer", token: s.pendingGet });
       acts.push({ type: "cancel-timer", token: RETRY_GET_TOKEN });
-      if (s.throttleWait) acts.push({ type: "cancel-timer", token: RETRY_REPORT_TOKEN });
+      acts.push({ type: "cancel-timer", token: RETRY_REPORT_TOKEN });
       s.throttleWait = false;
       s.pendingGet = undefined;
       const dropped = s.inFlight === undefined ? s.queue : [s.inFlight, ...s.queue];
