@@ -40,3 +40,11 @@ export async function publishAll(client: MqttClient, messages: readonly Outgoing
 export function bytesOf(payload: Buffer): Uint8Array {
   return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
 }
+
+/** TCP_NODELAY on the client's socket now and after every reconnect (mqtt.js builds a new socket each
+ *  time): the services answer with small publishes that Nagle would hold back for the broker's ACK. */
+export function keepNoDelay(client: MqttClient): void {
+  const set = (): void => { (client.stream as { setNoDelay?: (on: boolean) => unknown } | undefined)?.setNoDelay?.(true); };
+  set();
+  client.on("connect", set);
+}

@@ -12,8 +12,12 @@
  *   such as mosquitto): raw `$iothub/…` topics on that client are that device's.
  * A device with a link is reached through its link; any other device through the shared broker.
  *
- * Order of work per request: engine → write the store → publish; a failed store write is answered 500
- * and the twin stays as it was. Pending direct methods live in memory only.
+ * Order of work per request: engine → store the record → publish. A device's requests (and admin patches
+ * of its twin) run one at a time in arrival order, each once the previous one's record is durable;
+ * different devices' overlap and share the store's group commits; answers still leave in arrival order.
+ * What the service serves is the store's durable state only; a failed commit is answered 500 and the twin
+ * stays as it was. Engine runs and publishes are TickBudget steps (tick-budget.ts). Pending direct methods
+ * live in memory only.
  *
  * What it is not: no connection management (the caller connects and ends every client), no
  * authorization, no twin rules, no device registry (any valid device id has a twin).
@@ -29,10 +33,10 @@ import { silentLog, type Log } from "../ports/log";
 import { CLOUD_CODES } from "./cloud-errors";
 import { twinResponseTopic } from "./azure-twin-cloud";
 import type { CloudStore } from "./cloud-store";
-import { bytesOf, publishAll, publishAndLog, subscribeChecked } from "./service-link";
+import { bytesOf, keepNoDelay, publishAll, publishAndLog, subscribeChecked } from "./service-link";
+import { sharedTickBudget, type TickBudget } from "./tick-budget";
 import {
   applyDesiredPatch,
-  emptyTwinState,
   handleTwinRequest,
   methodRequestMessage,
   methodTimeoutResult,
@@ -42,7 +46,7 @@ import {
   TWIN_LINK_SUBSCRIPTIONS,
   TWIN_SHARED_SUBSCRIPTIONS,
   validateDeviceId,
-  type TwinEngineState,
+  type StoredTwin,
   type TwinOutcome,
 } from "./twin-engine";
 
@@ -56,6 +60,19 @@ export interface TwinServiceOptions {
   methodTimeoutMs?: number;
   /** QoS of the service's publishes and subscriptions. Default 1. */
   qos?: 0 | 1;
+  /** Where engine runs and publishes take turns (default: the process's sharedTickBudget). */
+  budget?: TickBudget;
+}
+
+/** A table holding one twin (an own property whatever the id). */
+function single(deviceId: string, twin: StoredTwin | undefined): Record<string, StoredTwin> {
+  const t: Record<string, StoredTwin> = {};
+  if (twin !== undefined) Object.defineProperty(t, deviceId, { value: twin, writable: true, enumerable: true, configurable: true });
+  return t;
+}
+
+function own(table: Record<string, StoredTwin>, deviceId: string): StoredTwin | undefined {
+  return Object.prototype.hasOwnProperty.call(table, deviceId) ? table[deviceId] : undefined;
 }
 
 /** What invokeMethod resolves with: the device's status and JSON payload, 504 on timeout, 404 with no route. */
@@ -85,7 +102,11 @@ export class TwinService {
   readonly #log: Log;
   readonly #qos: 0 | 1;
   readonly #methodTimeoutMs: number;
-  #state: TwinEngineState;
+  readonly #budget: TickBudget;
+  /** The last queued request of each device with work in flight. */
+  readonly #chains = new Map<string, Promise<unknown>>();
+  /** The last answer queued for publishing. */
+  #outbox: Promise<unknown> = Promise.resolve();
   #closed = false;
   #shared: { client: MqttClient; listener: MessageListener } | undefined;
   readonly #links = new Map<string, { client: MqttClient; listener: MessageListener }>();
@@ -98,7 +119,7 @@ export class TwinService {
     this.#log = options.log ?? silentLog;
     this.#qos = options.qos ?? 1;
     this.#methodTimeoutMs = options.methodTimeoutMs ?? 30_000;
-    this.#state = emptyTwinState(options.store.twins);
+    this.#budget = options.budget ?? sharedTickBudget;
   }
 
   /**
@@ -109,6 +130,7 @@ export class TwinService {
   static async start(sharedClient: MqttClient | null, options: TwinServiceOptions): Promise<TwinService> {
     const service = new TwinService(options);
     if (sharedClient !== null) {
+      keepNoDelay(sharedClient);
       const listener: MessageListener = (topic, payload) => {
         const split = splitDeviceTopic(topic);
         if (split !== undefined) service.#onDeviceMessage(split.deviceId, split.deviceTopic, payload, { client: sharedClient, scoped: true });
@@ -134,6 +156,7 @@ export class TwinService {
     this.#checkOpen();
     validateDeviceId(deviceId);
     await this.detachDeviceLink(deviceId);
+    keepNoDelay(client);
     const route: Route = { client, scoped: false };
     const listener: MessageListener = (topic, payload) => this.#onDeviceMessage(deviceId, topic, payload, route);
     client.on("message", listener);
@@ -165,31 +188,51 @@ export class TwinService {
     return route.scoped ? messages.map((m) => ({ topic: scopeDeviceTopic(deviceId, m.topic), payload: m.payload })) : messages.slice();
   }
 
+  /**
+   * Runs `decide` after the device's earlier requests (never letting one failure stop the chain), then
+   * `publish` with its result as a budget step, in arrival order across all devices.
+   */
+  #serial<D, T>(deviceId: string, decide: () => Promise<D>, publish: (d: D) => T): Promise<T> {
+    const prev = this.#chains.get(deviceId);
+    const decided = prev === undefined ? decide() : prev.then(decide, decide);
+    const tail = decided.catch(() => undefined);
+    this.#chains.set(deviceId, tail);
+    void tail.then(() => { if (this.#chains.get(deviceId) === tail) this.#chains.delete(deviceId); });
+    const result = this.#outbox.then(() => decided).then((d) => this.#budget.run(() => publish(d)));
+    this.#outbox = result.catch(() => undefined);
+    return result;
+  }
+
   #onDeviceMessage(deviceId: string, topic: string, payload: Buffer, route: Route): void {
     if (this.#closed) return;
-    let out: TwinOutcome;
-    try {
-      out = handleTwinRequest(this.#state, deviceId, topic, bytesOf(payload));
-    } catch (e) {
-      // Only a bad device id throws, and both routes pass checked ids; log rather than crash the client.
-      this.#log.log("error", "twin.engine_threw", { error: e instanceof Error ? e.message : String(e) });
-      return;
-    }
-    if (out.changed) {
+    const bytes = bytesOf(payload);
+    void this.#serial(deviceId, async (): Promise<TwinOutcome | undefined> => {
+      const out = await this.#budget.run((): TwinOutcome | undefined => {
+        try {
+          return handleTwinRequest({ twins: single(deviceId, own(this.#store.twins, deviceId)) }, deviceId, topic, bytes);
+        } catch (e) {
+          // Only a bad device id throws, and both routes pass checked ids; log rather than crash the client.
+          this.#log.log("error", "twin.engine_threw", { error: e instanceof Error ? e.message : String(e) });
+          return undefined;
+        }
+      });
+      if (out === undefined || !out.changed) return out;
       try {
-        this.#store.saveTwins(out.state.twins);
+        await this.#store.putTwin(deviceId, own(out.state.twins, deviceId)!);
+        return out;
       } catch (e) {
         this.#log.log("error", "twin.store_failed", { deviceId, error: e instanceof Error ? e.message : String(e) });
         const body = JSON.stringify({ message: "CLOUD_STORE_IO: the twin could not be stored" });
         // Only a reported PATCH changes the twin, and the engine answers every PATCH with its rid.
-        out = { state: this.#state, changed: false, status: 500, messages: out.rid === undefined ? [] : [{ topic: twinResponseTopic(500, out.rid), payload: body }] };
+        return { state: { twins: {} }, changed: false, status: 500, messages: out.rid === undefined ? [] : [{ topic: twinResponseTopic(500, out.rid), payload: body }] };
       }
-    }
-    this.#state = out.state;
-    if (out.ignored !== undefined) this.#log.log("info", "twin.ignored", { deviceId, reason: out.ignored });
-    if (out.status !== undefined && out.status >= 400) this.#log.log("info", "twin.rejected", { deviceId, topic: topic.slice(0, 128), status: out.status });
-    if (out.methodResponse !== undefined) this.#settleMethod(deviceId, out.methodResponse.rid, out.methodResponse.status, out.methodResponse.payload, out.methodResponse.error);
-    publishAndLog(route.client, this.#outgoing(deviceId, route, out.messages), this.#qos, this.#log);
+    }, (done) => {
+      if (done === undefined) return;
+      if (done.ignored !== undefined) this.#log.log("info", "twin.ignored", { deviceId, reason: done.ignored });
+      if (done.status !== undefined && done.status >= 400) this.#log.log("info", "twin.rejected", { deviceId, topic: topic.slice(0, 128), status: done.status });
+      if (done.methodResponse !== undefined) this.#settleMethod(deviceId, done.methodResponse.rid, done.methodResponse.status, done.methodResponse.payload, done.methodResponse.error);
+      publishAndLog(route.client, this.#outgoing(deviceId, route, done.messages), this.#qos, this.#log);
+    });
   }
 
   #settleMethod(deviceId: string, rid: string, status: number, payload: Json, error: ShadowOtaError | undefined): void {
@@ -214,7 +257,7 @@ export class TwinService {
   async getTwin(deviceId: string): Promise<TwinDocument> {
     this.#checkOpen();
     validateDeviceId(deviceId);
-    return jsonClone(readTwin(this.#state, deviceId) as unknown as JsonObject) as unknown as TwinDocument;
+    return jsonClone(readTwin({ twins: this.#store.twins }, deviceId) as unknown as JsonObject) as unknown as TwinDocument;
   }
 
   /**
@@ -226,12 +269,17 @@ export class TwinService {
    */
   async updateDesired(deviceId: string, patch: JsonObject): Promise<{ version: number }> {
     this.#checkOpen();
-    const out = applyDesiredPatch(this.#state, deviceId, patch);
-    this.#store.saveTwins(out.state.twins);
-    this.#state = out.state;
-    const route = this.#route(deviceId);
-    if (route !== undefined) await publishAll(route.client, this.#outgoing(deviceId, route, out.messages), this.#qos);
-    return { version: out.version };
+    const { version, published } = await this.#serial(deviceId, async () => {
+      const out = await this.#budget.run(() => applyDesiredPatch({ twins: single(deviceId, own(this.#store.twins, deviceId)) }, deviceId, patch));
+      await this.#store.putTwin(deviceId, own(out.state.twins, deviceId)!);
+      return out;
+    }, (out) => {
+      // The publish starts in the patch's turn, so it goes out before the device's next request is answered.
+      const route = this.#route(deviceId);
+      return { version: out.version, published: route === undefined ? undefined : publishAll(route.client, this.#outgoing(deviceId, route, out.messages), this.#qos) };
+    });
+    await published;
+    return { version };
   }
 
   /**
@@ -277,6 +325,9 @@ export class TwinService {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Requests already received finish (stored and answered) before anything is unhooked.
+    while (this.#chains.size > 0) await Promise.all([...this.#chains.values()]);
+    await this.#outbox;
     for (const [key, p] of this.#pending) {
       this.#clock.cancel(p.timer);
       p.reject(new ShadowOtaError(CLOUD_CODES.CLOUD_SERVICE_CLOSED, "the twin service closed while a direct method waited", { detail: { method: p.method, deviceId: key.split("\u0000")[0] ?? null } }));

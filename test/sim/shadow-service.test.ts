@@ -15,7 +15,7 @@ import { matchTopic, shadowTopic } from "../../src/core/aws-shadow";
 import { ShadowOtaError } from "../../src/core/errors";
 import type { JsonObject } from "../../src/core/json";
 import { CLOUD_CODES } from "../../src/sim/cloud-errors";
-import { CloudStore } from "../../src/sim/cloud-store";
+import { CloudStore, type CloudStoreIo } from "../../src/sim/cloud-store";
 import { ShadowService } from "../../src/sim/shadow-service";
 import { ManualClock, MemoryLog } from "../core/fake-ports";
 import { connectPlain, endClient, Inbox, startPlainAedes, startPlainMosquitto, tempDir, type PlainBroker } from "./cloud-fixtures";
@@ -38,6 +38,7 @@ afterAll(async () => {
 });
 
 interface Rig {
+  disk: { full: boolean };
   service: ShadowService;
   serviceClient: MqttClient;
   device: MqttClient;
@@ -48,12 +49,28 @@ interface Rig {
   log: MemoryLog;
 }
 
+/** The store's I/O port over the real file, with a switch that makes the disk full (ENOSPC), which a test
+ *  cannot make a real disk do on demand. */
+function diskWithSwitch(): { full: boolean; io: Partial<CloudStoreIo> } {
+  const disk = {
+    full: false,
+    io: {
+      write: (fd: number, data: Buffer, position: number): Promise<void> => new Promise<void>((resolve, reject) => {
+        if (disk.full) { reject(Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" })); return; }
+        fs.write(fd, data, 0, data.length, position, (e) => (e ? reject(e) : resolve()));
+      }),
+    },
+  };
+  return disk;
+}
+
 let clientSeq = 0;
 
 async function rig(broker: PlainBroker, dir = tempDir("shadow-service")): Promise<Rig> {
   const clock = new ManualClock();
   const log = new MemoryLog();
-  const store = CloudStore.open(dir);
+  const disk = diskWithSwitch();
+  const store = CloudStore.open(dir, { io: disk.io });
   const serviceClient = await connectPlain(broker.url, `cloud-${++clientSeq}`);
   const service = await ShadowService.start(serviceClient, { store, clock, log });
   const device = await connectPlain(broker.url, `device-${clientSeq}`);
@@ -63,9 +80,9 @@ async function rig(broker: PlainBroker, dir = tempDir("shadow-service")): Promis
     await service.close();
     await endClient(serviceClient);
     await endClient(device);
-    store.close(); // as LocalCloud.close does: the directory's lock is released
+    await store.close(); // as LocalCloud.close does: the directory's lock is released
   });
-  return { service, serviceClient, device, inbox, clock, store, dir, log };
+  return { service, serviceClient, device, inbox, clock, store, dir, log, disk };
 }
 
 /** Sends one request (or the admin equivalent) and returns every answer published before the sentinel's. */
@@ -231,17 +248,14 @@ describe("a store that cannot be written", () => {
   it("answers 500 Internal service failure and keeps the shadow as it was", async () => {
     const r = await rig(aedes);
     expect(JSON.parse((await exchange(r, "esp32-01", { op: "update", bytes: Buffer.from("{\"state\":{\"reported\":{\"a\":1}}}") }))[0]!.payload).version).toBe(1);
-    // Put a non-empty directory where the store file is: the rename of the next write fails.
-    fs.rmSync(r.store.path);
-    fs.mkdirSync(r.store.path);
-    fs.writeFileSync(path.join(r.store.path, "keep"), "x");
+    r.disk.full = true; // the next commit's write fails with ENOSPC
     const got = await exchange(r, "esp32-01", { op: "update", bytes: Buffer.from("{\"state\":{\"reported\":{\"a\":2}},\"clientToken\":\"w\"}") });
     expect(got).toEqual([{ topic: "$aws/things/esp32-01/shadow/update/rejected", payload: "{\"code\":500,\"message\":\"Internal service failure\",\"timestamp\":1700000000,\"clientToken\":\"w\"}" }]);
     expect(r.log.has("shadow.store_failed")).toBe(true);
     expect(await r.service.getShadow("esp32-01")).toMatchObject({ state: { reported: { a: 1 } }, version: 1 });
-    expect(fs.readdirSync(r.dir).filter((n) => n.endsWith(".tmp"))).toEqual([]); // the temporary was removed
-    // Once the file can be written again, the service goes on from version 1.
-    fs.rmSync(r.store.path, { recursive: true });
+    expect(CloudStore.read(r.dir).shadows["esp32-01"]).toMatchObject({ version: 1 }); // nothing of it on disk
+    // Once the disk has room again, the service goes on from version 1.
+    r.disk.full = false;
     const again = await exchange(r, "esp32-01", { op: "update", bytes: Buffer.from("{\"state\":{\"reported\":{\"a\":3}}}") });
     expect(JSON.parse(again[0]!.payload).version).toBe(2);
     expect(CloudStore.read(r.dir).shadows["esp32-01"]).toMatchObject({ version: 2, state: { reported: { a: 3 } } });

@@ -19,7 +19,7 @@ import type { JsonObject } from "../../src/core/json";
 import { AedesBroker } from "../../src/sim/broker-aedes";
 import { decidePublish } from "../../src/sim/broker-policy";
 import { CLOUD_CODES } from "../../src/sim/cloud-errors";
-import { CloudStore } from "../../src/sim/cloud-store";
+import { CloudStore, type CloudStoreIo } from "../../src/sim/cloud-store";
 import { CLOUD_SERVICE_IDENTITY } from "../../src/sim/pki";
 import { ShadowService } from "../../src/sim/shadow-service";
 import { TwinService } from "../../src/sim/twin-service";
@@ -47,6 +47,7 @@ afterAll(async () => {
 
 /** How the test's device talks: `prefix` is put before every device topic it publishes and subscribes. */
 interface Rig {
+  disk: { full: boolean };
   service: TwinService;
   serviceClient: MqttClient;
   device: MqttClient;
@@ -60,10 +61,26 @@ interface Rig {
 
 let seq = 0;
 
+/** The store's I/O port over the real file, with a switch that makes the disk full (ENOSPC), which a test
+ *  cannot make a real disk do on demand. */
+function diskWithSwitch(): { full: boolean; io: Partial<CloudStoreIo> } {
+  const disk = {
+    full: false,
+    io: {
+      write: (fd: number, data: Buffer, position: number): Promise<void> => new Promise<void>((resolve, reject) => {
+        if (disk.full) { reject(Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" })); return; }
+        fs.write(fd, data, 0, data.length, position, (e) => (e ? reject(e) : resolve()));
+      }),
+    },
+  };
+  return disk;
+}
+
 async function rig(broker: PlainBroker, mode: "link" | "shared", dir = tempDir("twin-service"), methodTimeoutMs?: number): Promise<Rig> {
   const clock = new ManualClock();
   const log = new MemoryLog();
-  const store = CloudStore.open(dir);
+  const disk = diskWithSwitch();
+  const store = CloudStore.open(dir, { io: disk.io });
   const serviceClient = await connectPlain(broker.url, `cloud-twin-${++seq}`);
   const options = methodTimeoutMs === undefined ? { store, clock, log } : { store, clock, log, methodTimeoutMs };
   const service = await TwinService.start(mode === "shared" ? serviceClient : null, options);
@@ -76,9 +93,9 @@ async function rig(broker: PlainBroker, mode: "link" | "shared", dir = tempDir("
     await service.close();
     await endClient(serviceClient);
     await endClient(device);
-    store.close(); // as LocalCloud.close does: the directory's lock is released
+    await store.close(); // as LocalCloud.close does: the directory's lock is released
   });
-  return { service, serviceClient, device, inbox, prefix, clock, log, store, dir };
+  return { service, serviceClient, device, inbox, prefix, clock, log, store, dir, disk };
 }
 
 let sentinel = 0;
@@ -265,9 +282,7 @@ describe("persistence and failures", () => {
   it("a store that cannot be written: 500 for the patch, the twin unchanged; updateDesired throws CLOUD_STORE_IO", async () => {
     const r = await rig(aedes, "link");
     await exchange(r, { topic: "$iothub/twin/PATCH/properties/reported/?$rid=1", bytes: Buffer.from("{\"a\":1}") });
-    fs.rmSync(r.store.path);
-    fs.mkdirSync(r.store.path);
-    fs.writeFileSync(path.join(r.store.path, "keep"), "x");
+    r.disk.full = true; // every commit's write fails with ENOSPC
     expect(await exchange(r, { topic: "$iothub/twin/PATCH/properties/reported/?$rid=2", bytes: Buffer.from("{\"a\":2}") })).toEqual([
       { topic: "$iothub/twin/res/500/?$rid=2", payload: "{\"message\":\"CLOUD_STORE_IO: the twin could not be stored\"}" }]);
     expect((await rejection(r.service.updateDesired(deviceId, { x: 1 }))).code).toBe(CLOUD_CODES.CLOUD_STORE_IO);
