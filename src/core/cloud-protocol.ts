@@ -229,10 +229,13 @@ export function azureProtocol(options: AzureProtocolOptions = {}): CloudProtocol
 /** The adapter for `cloud`. */
 export function cloudProtocol(cloud: CloudKind, options: { thingName: string; shadowName?: string; maxPayloadBytes?: number; maxDepth?: number }): CloudProtocol {
   const limits: { maxPayloadBytes?: number; maxDepth?: number } = {};
+  // Stryker disable next-line ConditionalExpression: setting the member to undefined equals leaving it out (the parsers take undefined as the default).
   if (options.maxPayloadBytes !== undefined) limits.maxPayloadBytes = options.maxPayloadBytes;
+  // Stryker disable next-line ConditionalExpression: setting the member to undefined equals leaving it out (the parsers take undefined as the default).
   if (options.maxDepth !== undefined) limits.maxDepth = options.maxDepth;
   if (cloud === "aws") {
     const o: AwsProtocolOptions = { thingName: options.thingName, limits };
+    // Stryker disable next-line ConditionalExpression: as above (awsProtocol reads an undefined shadowName as the classic shadow).
     if (options.shadowName !== undefined) o.shadowName = options.shadowName;
     return awsProtocol(o);
   }

@@ -654,8 +654,11 @@ export class ShadowSync {
   /** Throws SYNC_NAME_INVALID for a bad thing or shadow name (before touching any port). */
   constructor(ports: ShadowSyncPorts, config: ShadowSyncConfig, handlers: ShadowSyncHandlers) {
     const options: { thingName: string; shadowName?: string; maxPayloadBytes?: number; maxDepth?: number } = { thingName: config.thingName };
+    // Stryker disable next-line ConditionalExpression: setting the member to undefined equals leaving it out (cloudProtocol reads undefined as "not given").
     if (config.shadowName !== undefined) options.shadowName = config.shadowName;
+    // Stryker disable next-line ConditionalExpression: setting the member to undefined equals leaving it out (cloudProtocol reads undefined as "not given").
     if (config.maxPayloadBytes !== undefined) options.maxPayloadBytes = config.maxPayloadBytes;
+    // Stryker disable next-line ConditionalExpression: setting the member to undefined equals leaving it out (cloudProtocol reads undefined as "not given").
     if (config.maxDepth !== undefined) options.maxDepth = config.maxDepth;
     this.#ctx = {
       protocol: cloudProtocol(config.cloud, options),
