@@ -48,6 +48,7 @@ import { AzureMosquittoInstances, MosquittoBroker } from "./broker-mosquitto";
 import type { BrokerLimits } from "./broker-policy";
 import { CLOUD_CODES } from "./cloud-errors";
 import { CloudStore } from "./cloud-store";
+import { LogService } from "./log-service";
 import { CLOUD_INFO_FILE, type CloudConnectionInfo, type DeviceConnection } from "./device";
 import { CLOUD_SERVICE_IDENTITY, LocalPki, isReservedIdentity, type PkiOptions } from "./pki";
 import type { ShadowEngineOptions } from "./shadow-engine";
@@ -93,6 +94,9 @@ export interface LocalCloudOptions {
    *  azure-iothub SDK always connects to port 443 of its HostName, so `port` defaults to 443 and `host`
    *  (default: `host`) is what connection strings name — a loopback address or name. */
   iothub?: { host?: string; port?: number } | false;
+  /** Device log lines (log-service.ts): lines kept per device (default 1000); `files`: also append them to
+   *  `{dataDir}/logs/{id}.jsonl` (default false). */
+  deviceLogs?: { ringSize?: number; files?: boolean };
 }
 
 /** The blob container the seeds' firmware lives in by default. */
@@ -129,6 +133,8 @@ export class LocalCloud {
   readonly store: CloudStore;
   readonly shadows: ShadowService;
   readonly twins: TwinService;
+  /** The devices' mirrored log lines (tail them here, through the admin API or `npm run cloud -- logs tail`). */
+  readonly logs: LogService;
   readonly #broker: AedesBroker | MosquittoBroker;
   readonly #azure: AzureMosquittoInstances | undefined;
   readonly #clients: MqttClient[];
@@ -142,7 +148,7 @@ export class LocalCloud {
 
   private constructor(init: {
     host: string; dataDir: string; certsDir: string; brokerKind: BrokerKind; pki: LocalPki; store: CloudStore;
-    shadows: ShadowService; twins: TwinService; broker: AedesBroker | MosquittoBroker;
+    shadows: ShadowService; twins: TwinService; logs: LogService; broker: AedesBroker | MosquittoBroker;
     azure: AzureMosquittoInstances | undefined; clients: MqttClient[]; log: Log;
   }) {
     this.host = init.host;
@@ -153,6 +159,7 @@ export class LocalCloud {
     this.store = init.store;
     this.shadows = init.shadows;
     this.twins = init.twins;
+    this.logs = init.logs;
     this.#broker = init.broker;
     this.#azure = init.azure;
     this.#clients = init.clients;
@@ -192,7 +199,11 @@ export class LocalCloud {
       const twins = await TwinService.start(brokerKind === "aedes" ? main : null, {
         ...serviceOptions, ...(options.methodTimeoutMs === undefined ? {} : { methodTimeoutMs: options.methodTimeoutMs }),
       });
-      const cloud = new LocalCloud({ host, dataDir, certsDir, brokerKind, pki, store, shadows, twins, broker, azure, clients, log });
+      const dl = options.deviceLogs ?? {};
+      const logs = await LogService.start(main, {
+        log, ...(dl.ringSize === undefined ? {} : { ringSize: dl.ringSize }), ...(dl.files === true ? { dir: path.join(dataDir, "logs") } : {}),
+      });
+      const cloud = new LocalCloud({ host, dataDir, certsDir, brokerKind, pki, store, shadows, twins, logs, broker, azure, clients, log });
       for (const d of options.devices ?? []) await cloud.addDevice(d.id, d.cloud);
       if (options.blobPort !== false) {
         const server = pki.server();
@@ -311,6 +322,7 @@ export class LocalCloud {
       const link = await connectService(this.pki, this.host, instance.port, `${CLOUD_SERVICE_IDENTITY}-${id}`);
       this.#clients.push(link);
       await this.twins.attachDeviceLink(id, link);
+      await this.logs.attachLink(id, link);
     }
     this.#devices.set(id, cloud);
     if (this.#admin !== undefined) this.#writeInfo();
@@ -370,6 +382,7 @@ export class LocalCloud {
     await this.#iothub?.server.close();
     await this.twins.close().catch((e: unknown) => this.#log.log("warn", "cloud.close.twins", { error: String(e) }));
     await this.shadows.close().catch((e: unknown) => this.#log.log("warn", "cloud.close.shadows", { error: String(e) }));
+    await this.logs.close().catch((e: unknown) => this.#log.log("warn", "cloud.close.logs", { error: String(e) }));
     for (const c of this.#clients) await c.endAsync(true).catch(() => undefined);
     await this.#azure?.close();
     await this.#broker.close();
