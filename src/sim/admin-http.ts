@@ -11,6 +11,8 @@
  *   POST   /twins/{id}/methods                  body {"methodName","payload","responseTimeoutInSeconds"?}
  *                                               → {"status","payload"} (IoT Hub's invoke device method)
  *   GET    /devices                             {"devices":{id: "aws"|"azure"}}
+ *   GET    /devices/{id}/logs[?after=N&limit=M] the device's mirrored log lines after cloudSeq N (at most M,
+ *                                               ≤ 1000): {"deviceId","lines":[…],"next","missed"} (log-service.ts)
  *   POST   /devices                             body {"id","cloud"}: issue a certificate (and an Azure broker)
  *   GET    /firmware                            {"blobs":[{"container","name","path","size","etag","url"}]}
  *   PUT    /firmware/{container}/{name}         body: the image bytes (any content type, at most 16 MiB)
@@ -233,6 +235,19 @@ async function route(cloud: LocalCloud, req: http.IncomingMessage): Promise<Json
     }
   }
 
+  if (parts.length === 3 && parts[0] === "devices" && parts[2] === "logs" && method === "GET") {
+    const id = parts[1]!;
+    if (!cloud.devices.has(id)) throw new HttpError(404, CLOUD_CODES.CLOUD_DEVICE_ID_INVALID, `unknown device ${id.slice(0, 128)}`);
+    const count = (name: string): number | undefined => {
+      const v = url.searchParams.get(name);
+      if (v === null) return undefined;
+      if (!/^[0-9]{1,15}$/.test(v)) throw new HttpError(400, "ADMIN_QUERY_INVALID", `${name} must be a non-negative integer, not ${JSON.stringify(v.slice(0, 40))}`);
+      return Number(v);
+    };
+    const after = count("after");
+    const limit = count("limit");
+    return cloud.logs.tail(id, { ...(after === undefined ? {} : { after }), ...(limit === undefined ? {} : { limit }) }) as unknown as Json;
+  }
   if (parts.length === 1 && parts[0] === "devices") {
     if (method === "GET") return { devices: Object.fromEntries(cloud.devices) };
     if (method === "POST") {
