@@ -35,7 +35,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { CloudKind } from "../core/cloud-protocol";
 import type { DeviceAgentOptions } from "../core/device-agent";
-import { DeviceApp } from "../core/device-app";
+import { DeviceApp, type DeviceAppConfig } from "../core/device-app";
 import { ShadowOtaError } from "../core/errors";
 import type { JsonObject } from "../core/json";
 import type { OtaControllerConfig } from "../core/ota-controller";
@@ -48,7 +48,9 @@ import { NodeMqttTransport } from "../node/mqtt-node";
 import { NodeClock } from "../node/node-clock";
 import { buildImage, readImageMarker } from "../tools/esp-image";
 import { createFlashFile } from "../tools/flash-file";
+import { nodeHeap } from "./log-heap";
 import type { ByteSource } from "../ports/byte-source";
+import type { Clock } from "../ports/clock";
 import type { Log } from "../ports/log";
 import type { MqttTransport, MqttTransportEvents } from "../ports/mqtt-transport";
 import type { AppDescriptor, OtaBeginOptions, OtaImageState, OtaPartitionInfo, OtaSlot } from "../ports/ota-slot";
@@ -118,6 +120,11 @@ export interface SimDeviceOptions extends DeviceConnection {
   requestTimeoutMs?: number;
   /** Pause between a power cut and the next power-on (default 200 ms). */
   powerOffMs?: number;
+  /** Log lines to the cloud (src/core/log-mirror.ts; heap figures from process.memoryUsage, log-heap.ts).
+   *  Default {}: on, with the mirror's defaults (warn and above, 30 a minute, a health line every 5 min). */
+  logs?: NonNullable<DeviceAppConfig["logs"]> | false;
+  /** The device app's clock (tests step the log mirror's time with it). Default: Node's. */
+  clock?: Clock;
   /** Called after each power-on with what booted. */
   onBoot?: (boot: BootResult, app: DeviceApp) => void;
   /** A restart asked for by the firmware. Default: power on again in this process. The CLI device exits. */
@@ -289,11 +296,12 @@ export class SimDevice {
     };
     const self = this;
     this.#app = DeviceApp.start(
-      { mqtt, kv, clock: new NodeClock(), log, slot: this.#slot, source, restart: { restart: (reason: string) => self.restart(reason) } },
+      { mqtt, kv, clock: o.clock ?? new NodeClock(), log, slot: this.#slot, source, restart: { restart: (reason: string) => self.restart(reason) }, heap: nodeHeap },
       {
         cloud: o.cloud, thingName: o.id, firmwareVersionPath: paths.desired, reportedFirmwarePath: paths.reported, ota,
         ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
         ...(o.acceptConfig === undefined ? {} : { acceptConfig: o.acceptConfig }),
+        ...(o.logs === false ? {} : { logs: o.logs ?? {} }),
       },
       {
         appCheck: () => (marker === SELFTEST_FAIL_MARKER ? "the simulated firmware's self-test fails (image marker)" : true),
