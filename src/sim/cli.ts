@@ -18,6 +18,9 @@
  *   firmware delete NAME [--container C]
  *   firmware fault NAME JSON [--container C] [--times N|always] [--after N]   arm a BlobFault (blob-server.ts)
  *   firmware clear-faults NAME [--container C]
+ *   logs tail DEVICE [--lines N] [--follow] [--json]                      the device's last N (default 20) log lines
+ *                                                                         mirrored to the cloud; --follow keeps
+ *                                                                         printing new ones (polls every 500 ms)
  *
  * --container defaults to "firmware", the container whose URL is `blobUrl` in cloud.json.
  * Common option: --data-dir DIR (default .cloud-data). Exit status: 0 ok, 1 the cloud refused or is not
@@ -30,11 +33,17 @@ import type { CloudKind } from "../core/cloud-protocol";
 import { consoleLog } from "../node/console-log";
 import { CLOUD_INFO_FILE, deviceMain } from "./device";
 import { DEFAULT_DATA_DIR, DEFAULT_FIRMWARE_CONTAINER, LocalCloud, type BrokerKind } from "./local-cloud";
+import { MAX_TAIL_LIMIT, formatLogRecord, type LogRecord } from "./log-service";
 
 export interface CliIo {
   print(line: string): void;
   error(line: string): void;
+  /** Ends a `--follow` (without it, a follow runs until the process is stopped). */
+  signal?: AbortSignal;
 }
+
+/** Options that take no value. */
+const FLAGS = new Set(["--follow", "--json"]);
 
 const USAGE = `usage: npm run cloud -- <command> [--data-dir DIR]
   start [--broker aedes|mosquitto] [--device ID:aws|azure]... [--port N] [--blob-port N]
@@ -43,7 +52,8 @@ const USAGE = `usage: npm run cloud -- <command> [--data-dir DIR]
   shadow get THING [--name N] | shadow set-desired THING JSON [--name N] | shadow delete THING [--name N]
   twin get ID | twin set-desired ID JSON | twin method ID NAME [JSON] [--timeout S]
   firmware publish FILE [--name NAME] [--container C] | firmware list | firmware delete NAME [--container C]
-  firmware fault NAME JSON [--container C] [--times N|always] [--after N] | firmware clear-faults NAME [--container C]`;
+  firmware fault NAME JSON [--container C] [--times N|always] [--after N] | firmware clear-faults NAME [--container C]
+  logs tail DEVICE [--lines N] [--follow] [--json]`;
 
 /** Splits argv into positional words and --options (an option takes the next word; --device may repeat). */
 export function parseArgs(argv: readonly string[]): { words: string[]; options: Map<string, string[]> } {
@@ -51,7 +61,9 @@ export function parseArgs(argv: readonly string[]): { words: string[]; options: 
   const options = new Map<string, string[]>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a.startsWith("--")) {
+    if (FLAGS.has(a)) {
+      options.set(a, ["true"]);
+    } else if (a.startsWith("--")) {
       const v = argv[i + 1];
       if (v === undefined) throw new UsageError(`${a} needs a value`);
       options.set(a, [...(options.get(a) ?? []), v]);
@@ -124,6 +136,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       case "device":
         deviceMain([...argv]);
         return await new Promise<number>(() => undefined); // runs until a signal ends the process
+      case "logs":
+        if (sub === "tail" && a !== undefined && b === undefined) return await runLogsTail(a, options, dataDir, io);
+        break;
       case "devices":
         if (sub === undefined) request = ["GET", "/devices"];
         else if (sub === "add" && a !== undefined && (b === "aws" || b === "azure")) request = ["POST", "/devices", { id: a, cloud: b }];
@@ -184,6 +199,40 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   }
 }
 
+/** `logs tail`: the last `--lines` lines, then (with --follow) every new one until io.signal aborts. */
+async function runLogsTail(device: string, options: Map<string, string[]>, dataDir: string, io: CliIo): Promise<number> {
+  const linesOpt = options.get("--lines")?.at(-1) ?? "20";
+  if (!/^[0-9]{1,4}$/.test(linesOpt) || Number(linesOpt) > MAX_TAIL_LIMIT) throw new UsageError(`--lines must be 0..${MAX_TAIL_LIMIT}, not ${linesOpt}`);
+  const want = Number(linesOpt);
+  const follow = options.has("--follow");
+  const json = options.has("--json");
+  const admin = readAdmin(dataDir);
+  const show = (records: LogRecord[]): void => { for (const r of records) io.print(json ? JSON.stringify(r) : formatLogRecord(r)); };
+  const page = async (after: number): Promise<{ lines: LogRecord[]; next: number; missed: number } | number> => {
+    const r = await call(admin, "GET", `/devices/${encodeURIComponent(device)}/logs?after=${after}&limit=${MAX_TAIL_LIMIT}`);
+    if (r.status >= 400) { io.error(JSON.stringify(r.json, null, 2)); return 1; }
+    return r.json as { lines: LogRecord[]; next: number; missed: number };
+  };
+  const first = await page(0);
+  if (typeof first === "number") return first;
+  show(want === 0 ? [] : first.lines.slice(-want));
+  let next = first.next;
+  const stopped = (): boolean => io.signal?.aborted === true;
+  while (follow && !stopped()) {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 500);
+      io.signal?.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
+    });
+    if (stopped()) break;
+    const p = await page(next);
+    if (typeof p === "number") return p;
+    if (p.missed > 0) io.error(`(${p.missed} lines left the cloud's buffer before they could be shown)`);
+    show(p.lines);
+    next = p.next;
+  }
+  return 0;
+}
+
 async function runStart(options: Map<string, string[]>, dataDir: string, io: CliIo): Promise<number> {
   const broker = (options.get("--broker")?.at(-1) ?? "aedes") as BrokerKind;
   if (broker !== "aedes" && broker !== "mosquitto") throw new UsageError(`--broker must be aedes or mosquitto, not ${broker}`);
@@ -195,7 +244,7 @@ async function runStart(options: Map<string, string[]>, dataDir: string, io: Cli
   const port = options.get("--port")?.at(-1);
   const blobPort = options.get("--blob-port")?.at(-1);
   const cloud = await LocalCloud.start({
-    broker, dataDir, devices, log: consoleLog({ base: { component: "cloud" } }),
+    broker, dataDir, devices, log: consoleLog({ base: { component: "cloud" } }), deviceLogs: { files: true },
     ...(port === undefined ? {} : { port: Number(port) }),
     ...(blobPort === undefined ? {} : { blobPort: Number(blobPort) }),
   });
