@@ -154,6 +154,20 @@ describeEachBroker("the device converges through MQTT faults on %s", (broker: Br
         expect(proxy.connections).toBeGreaterThanOrEqual(2);
       });
 
+      it("a desired change that reaches the device before the get response is not lost", async () => {
+        const { device, proxy } = await deviceThroughProxy(kind);
+        await synced(kind, device);
+        // On the next connect the get response is held back until the next packet to the device has passed,
+        // and that packet is the notification of a change made after the cloud answered the get.
+        proxy.addRule({ action: "reorder", type: "publish", direction: "down", topic: GET_RESPONSE_TOPIC[kind] });
+        proxy.cutAll();
+        await waitUntil(() => (proxy.events.length > 0 ? true : undefined), 30_000, "get response held back");
+        const v = ++value;
+        await setDesired(kind, v);
+        await converged(kind, device, v, "after a delta before the get response");
+        expect(proxy.events.map((e) => `${e.direction} ${e.type} ${e.action}`)).toEqual(["down publish reorder"]);
+      });
+
       it("duplicate deliveries: a desired change delivered three times is acted on once; a duplicated report: AWS refuses the copy by its version (409), IoT Hub answers both", async () => {
         const { device, proxy, seen, logs } = await deviceThroughProxy(kind);
         await synced(kind, device);
