@@ -136,50 +136,45 @@ function recordFor(sc: Scenario, phase: Phase): OtaRecord {
   return r;
 }
 
-/** Restores the phase's starting flash and runs the phase on an open slot; `arm` is called right before
- *  the phase's own flash operations (after any boot that belongs to the set-up). */
-function runPhase(sc: Scenario, phase: Phase, arm: (s: HostOtaSlot) => void): HostOtaSlot {
+/** Restores the phase's starting flash and runs the phase; `arm` is called right before the phase's own
+ *  flash operations (after any boot that belongs to the set-up). Returns the slot (still open) and what the
+ *  phase threw, if anything. */
+function runPhase(sc: Scenario, phase: Phase, arm: (s: HostOtaSlot) => void): { slot: HostOtaSlot; error?: unknown } {
   fs.writeFileSync(work, phase === "update" ? sc.base : sc.staged);
-  const s = open();
+  let slot = open();
   try {
     switch (phase) {
       case "update":
-        s.boot();
-        arm(s);
-        install(s, sc.newImage);
+        slot.boot();
+        arm(slot);
+        install(slot, sc.newImage);
         break;
       case "first boot":
-        arm(s);
-        s.boot();
+        arm(slot);
+        slot.boot();
         break;
       case "confirm":
-        s.boot();
-        arm(s);
-        s.markValid();
+        slot.boot();
+        arm(slot);
+        slot.markValid();
         break;
-      case "rollback boot": {
-        s.boot(); // first boot: PENDING_VERIFY
-        s.close();
-        const t = open();
-        try {
-          arm(t);
-          t.boot();
-        } catch (e) {
-          const err = e;
-          return Object.assign(t, { phaseError: err });
-        }
-        return t;
-      }
+      case "rollback boot":
+        slot.boot(); // first boot: PENDING_VERIFY
+        slot.close();
+        slot = open(); // a reset before the confirm
+        arm(slot);
+        slot.boot();
+        break;
       case "mark invalid":
-        s.boot();
-        arm(s);
-        s.markInvalidAndReboot();
+        slot.boot();
+        arm(slot);
+        slot.markInvalidAndReboot();
         break;
     }
-  } catch (e) {
-    return Object.assign(s, { phaseError: e });
+  } catch (error) {
+    return { slot, error };
   }
-  return s;
+  return { slot };
 }
 
 /** Operation trace of each phase, uncut; `start` made relative to the arming point. */
@@ -187,11 +182,10 @@ function traces(sc: Scenario): Record<Phase, FlashOperation[]> {
   const out = {} as Record<Phase, FlashOperation[]>;
   for (const phase of PHASES) {
     let base = 0;
-    const s = runPhase(sc, phase, (slot) => { base = slot.opCount(); slot.trace(true); });
-    const err = (s as { phaseError?: unknown }).phaseError;
-    if (err !== undefined) throw err;
-    out[phase] = s.trace(false).map((op) => ({ ...op, start: op.start - base }));
-    s.close();
+    const { slot, error } = runPhase(sc, phase, (s) => { base = s.opCount(); s.trace(true); });
+    if (error !== undefined) throw error;
+    out[phase] = slot.trace(false).map((op) => ({ ...op, start: op.start - base }));
+    slot.close();
   }
   return out;
 }
@@ -363,11 +357,10 @@ function main(): number {
   const failures: string[] = [];
   const tally: Tally = { newUnconfirmedNotPending: 0, byState: new Map() };
   for (const { sc, phase, budget, seed } of plan) {
-    const s = runPhase(sc, phase, (slot) => slot.armPowerCut(budget, seed));
-    const err = (s as { phaseError?: unknown }).phaseError;
-    const cutAt = s.cutOperation();
-    const lost = s.powerLost();
-    s.close();
+    const { slot, error: err } = runPhase(sc, phase, (s) => s.armPowerCut(budget, seed));
+    const cutAt = slot.cutOperation();
+    const lost = slot.powerLost();
+    slot.close();
     if (err !== undefined && !isPowerLost(err)) {
       bricked++;
       failures.push(`${sc.name} ${phase} budget ${budget}: unexpected ${(err as Error).message}`);
