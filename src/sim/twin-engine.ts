@@ -13,7 +13,7 @@
  * with raw device topics; twin-service.ts adds or strips the prefix.
  *
  * What it is not: no MQTT, no files, no timers, no pending-method bookkeeping (twin-service.ts). Parsing,
- * building and the twin limits are src/core/azure-twin.ts; the merge is src/core/config-diff.ts.
+ * building and the twin limits are src/core/azure-twin.ts, the device topics src/core/azure-topics.ts; the merge is src/core/config-diff.ts.
  *
  * Choices (Azure documents no more than this): a twin that was never written reads as empty desired and
  * reported, both at `$version` 1, and each accepted patch adds 1; every refusal of a device request is
@@ -24,11 +24,9 @@ import {
   AZURE_TOPIC_STATUS,
   checkTwinSection,
   decodeAzurePayload,
-  parseQuery,
-  validateRid,
-  type AzureTopicStatus,
   type TwinDocument,
 } from "../core/azure-twin";
+import { matchTwinRequestTopic } from "../core/azure-topics";
 import {
   buildDesiredNotification,
   buildTwinGetBody,
@@ -140,65 +138,9 @@ export const TWIN_SHARED_SUBSCRIPTIONS: readonly string[] = TWIN_LINK_SUBSCRIPTI
 // ---------------------------------------------------------------------------------------------------------
 // Topics devices publish
 
-export type TwinRequestTopic =
-  | { ok: true; kind: "get"; rid: string }
-  | { ok: true; kind: "patch-reported"; rid: string }
-  | { ok: true; kind: "method-response"; status: number; rid: string };
-/** A topic the service does not serve; `rid` when one could still be read (the service then answers 400). */
-export interface TwinRequestMismatch { ok: false; status: AzureTopicStatus; rid?: string }
-
-const GET_PREFIX = "$iothub/twin/GET/";
-const REPORTED_PREFIX = "$iothub/twin/PATCH/properties/reported/";
-const METHOD_RES_PREFIX = "$iothub/methods/res/";
-const TWIN_PREFIX = "$iothub/twin/";
-
-function ridOf(query: string): { rid: string } | { status: AzureTopicStatus } {
-  const q = parseQuery(query);
-  if (typeof q === "string") return { status: q };
-  try {
-    return { rid: validateRid(q.get("$rid")) };
-  } catch {
-    return { status: AZURE_TOPIC_STATUS.RID_INVALID }; // validateRid's only failure: missing or malformed
-  }
-}
-
-/*
- * Grammar of the topics a device publishes to the service (the replies' grammar is in azure-twin.ts):
- *
- *   twin-get        = "$iothub/twin/GET/?" query                          ; query holds $rid
- *   reported-patch  = "$iothub/twin/PATCH/properties/reported/?" query    ; query holds $rid
- *   method-response = "$iothub/methods/res/" status "/?" query            ; query holds $rid
- *   status          = 3DIGIT                                              ; 100..599
- *
- * query and $rid as in azure-twin.ts (parseQuery, validateRid); unknown parameters are ignored.
- * Any other topic under `$iothub/twin/` is a mismatch that still reports a readable $rid.
- */
-export function matchTwinRequestTopic(topic: string): TwinRequestTopic | TwinRequestMismatch {
-  if (typeof topic !== "string") return { ok: false, status: AZURE_TOPIC_STATUS.NOT_TWIN_TOPIC };
-  const withRid = (prefix: string, kind: "get" | "patch-reported"): TwinRequestTopic | TwinRequestMismatch => {
-    if (topic.charCodeAt(prefix.length) !== 0x3f) return { ok: false, status: AZURE_TOPIC_STATUS.QUERY_INVALID }; // "?"
-    const r = ridOf(topic.slice(prefix.length + 1));
-    return "rid" in r ? { ok: true, kind, rid: r.rid } : { ok: false, status: r.status };
-  };
-  if (topic.startsWith(GET_PREFIX)) return withRid(GET_PREFIX, "get");
-  if (topic.startsWith(REPORTED_PREFIX)) return withRid(REPORTED_PREFIX, "patch-reported");
-  if (topic.startsWith(METHOD_RES_PREFIX)) {
-    const s = METHOD_RES_PREFIX.length;
-    const statusText = topic.slice(s, s + 3);
-    const status = /^[0-9]{3}$/.test(statusText) ? Number(statusText) : NaN;
-    if (!(status >= 100 && status <= 599)) return { ok: false, status: AZURE_TOPIC_STATUS.STATUS_INVALID };
-    if (!topic.startsWith("/?", s + 3)) return { ok: false, status: AZURE_TOPIC_STATUS.QUERY_INVALID };
-    const r = ridOf(topic.slice(s + 5));
-    return "rid" in r ? { ok: true, kind: "method-response", status, rid: r.rid } : { ok: false, status: r.status };
-  }
-  const mismatch: TwinRequestMismatch = { ok: false, status: AZURE_TOPIC_STATUS.NOT_TWIN_TOPIC };
-  if (topic.startsWith(TWIN_PREFIX)) {
-    const q = topic.indexOf("/?");
-    const r = q < 0 ? undefined : ridOf(topic.slice(q + 2));
-    if (r !== undefined && "rid" in r) mismatch.rid = r.rid;
-  }
-  return mismatch;
-}
+// The grammar and the matcher of the topics devices publish live in the core (src/core/azure-topics.ts),
+// shared with anything else that reads them; re-exported here for the engine's callers.
+export { matchTwinRequestTopic, type TwinRequestMismatch, type TwinRequestTopic } from "../core/azure-topics";
 
 // ---------------------------------------------------------------------------------------------------------
 // Device requests
