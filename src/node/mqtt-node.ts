@@ -16,6 +16,8 @@
  * - Messages arrive as whole payloads in plain Uint8Array copies.
  * - TCP_NODELAY is set on every connection (Nagle's algorithm would hold each small publish back until the
  *   broker's delayed ACK: ~40 ms per request/response round trip on loopback).
+ * - Storms: the first connect may wait a random `startJitterMs`; reconnects wait the backoff's full jitter;
+ *   a reconnect offers the last TLS session ticket, so the broker resumes instead of signing again.
  *
  * Not here: queueing while offline, persistent sessions, MQTT 5, WebSocket transport.
  */
@@ -54,6 +56,12 @@ export interface NodeMqttOptions {
   /** Reconnect delays (src/core/backoff.ts): after n failed attempts in a row the next one waits a random
    *  time in [0, min(maxMs, initialMs * 2^n)]; a CONNACK resets n. Default 1 s .. 60 s. */
   backoff?: { initialMs: number; maxMs: number };
+  /** The first connect waits a random time in [0, startJitterMs] (default 0), so a fleet powered on at once
+   *  does not reach the broker in the same instant; reconnects are spread by the backoff's full jitter. */
+  startJitterMs?: number;
+  /** Resume the TLS session of the last connection on the next one (default true): a reconnect then costs
+   *  the server no RSA signature. The session is kept in memory only. */
+  resumeTls?: boolean;
   /** Random source for the jitter, values in [0, 1) (default Math.random). */
   random?: RandomSource;
   log?: Log;
@@ -81,6 +89,9 @@ export class NodeMqttTransport implements MqttTransport {
   #started = false;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** The last TLS session the server gave (a ticket), offered on the next connect. */
+  #tlsSession: Buffer | undefined;
+  #resumed = 0;
 
   constructor(options: NodeMqttOptions) {
     this.#o = options;
@@ -96,7 +107,19 @@ export class NodeMqttTransport implements MqttTransport {
     if (this.#handlers === undefined) throw new TypeError("setHandlers before start");
     if (this.#started || this.#closed) return;
     this.#started = true;
-    this.#connect();
+    const jitter = this.#o.startJitterMs ?? 0;
+    if (jitter <= 0) { this.#connect(); return; }
+    const delay = backoffDelay(0, { initialMs: jitter, maxMs: jitter }, this.#o.random ?? Math.random);
+    this.#log.log("debug", "mqtt.first-connect-scheduled", { delayMs: delay });
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (!this.#closed) this.#connect();
+    }, delay);
+  }
+
+  /** TLS sessions resumed by the server so far (a reconnect that cost it no RSA signature). */
+  get resumedSessions(): number {
+    return this.#resumed;
   }
 
   /** True while a session is up (CONNACK received, not yet closed). */
@@ -127,6 +150,8 @@ export class NodeMqttTransport implements MqttTransport {
     if (o.password !== undefined) opts.password = o.password;
     if (o.servername !== undefined) opts.servername = o.servername;
     if (o.alpn !== undefined) opts.ALPNProtocols = o.alpn;
+    const resume = o.resumeTls !== false;
+    if (resume && this.#tlsSession !== undefined) (opts as IClientOptions & { session?: Buffer }).session = this.#tlsSession;
 
     let client: MqttClient;
     try {
@@ -144,7 +169,12 @@ export class NodeMqttTransport implements MqttTransport {
     // Nagle's algorithm off: a report is one small TLS record written while the previous one may still be
     // unacknowledged, and the peer delays its ACK (~40 ms on Linux), so Nagle would hold every report back
     // that long. mqtt.js builds the socket synchronously; set before it connects, Node applies it on connect.
-    (client.stream as { setNoDelay?: (on: boolean) => unknown } | undefined)?.setNoDelay?.(true);
+    const stream = client.stream as unknown as { setNoDelay?(on: boolean): unknown; isSessionReused?(): boolean; on?(event: string, f: (...a: unknown[]) => void): unknown } | undefined;
+    stream?.setNoDelay?.(true);
+    if (resume) {
+      stream?.on?.("session", (session) => { if (Buffer.isBuffer(session)) this.#tlsSession = session; });
+      stream?.on?.("secureConnect", () => { if (stream.isSessionReused?.() === true) this.#resumed++; });
+    }
     const a: Attempt = { client, ready: false, ended: false, lastError: undefined, pending: new Set() };
     this.#attempt = a;
 

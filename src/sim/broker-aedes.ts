@@ -4,6 +4,9 @@
  *
  * - TLS (node:tls): server certificate from LocalPki, `requestCert` + `rejectUnauthorized` against the
  *   local CA, TLS 1.2 or newer; ALPN `x-amzn-mqtt-ca` (and `mqtt`) is accepted, as on AWS's port 443.
+ *   Session tickets (Node's default, keys per broker process) let a reconnecting client resume without a
+ *   new RSA signature; the client certificate's identity and verification result travel in the session.
+ *   The listen backlog is LISTEN_BACKLOG, so a fleet connecting at once queues instead of overflowing.
  * - Identity = the client certificate's CN. A device must connect with client id = CN (refused with
  *   CONNACK 5 "not authorized" otherwise, before it could take over anyone's session); a second connection
  *   with the same id drops the first (aedes does that). Service identities may use any client id; a device
@@ -82,6 +85,9 @@ export function loadAedes(): AedesModule {
   }
 }
 
+/** The listen queue's length (Node's default is 511; Linux caps it at net.core.somaxconn, 4096 by default). */
+export const LISTEN_BACKLOG = 4096;
+
 function authError(message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode: 5 }) as AuthenticateError; // 5 = not authorized
 }
@@ -108,9 +114,11 @@ export class AedesBroker {
   readonly #server: tls.Server;
   readonly #sockets: Set<net.Socket>;
   readonly #identities: WeakMap<Client, Identity>;
+  readonly #handshakes: { full: number; resumed: number };
   #closing: Promise<void> | undefined;
 
-  private constructor(aedes: Aedes, server: tls.Server, sockets: Set<net.Socket>, identities: WeakMap<Client, Identity>, host: string, port: number) {
+  private constructor(aedes: Aedes, server: tls.Server, sockets: Set<net.Socket>, identities: WeakMap<Client, Identity>, host: string, port: number, handshakes: { full: number; resumed: number }) {
+    this.#handshakes = handshakes;
     this.aedes = aedes;
     this.#server = server;
     this.#sockets = sockets;
@@ -262,6 +270,8 @@ export class AedesBroker {
       else log.log("info", "broker.connection-error", { message: err.message });
     });
 
+    /** Completed handshakes: full (RSA signature and certificate checks) or resumed from a session ticket. */
+    const handshakes = { full: 0, resumed: 0 };
     const tlsServer = tls.createServer({
       key: server.keyPem, cert: server.certPem, ca: server.caPem,
       requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2",
@@ -272,6 +282,8 @@ export class AedesBroker {
         const conn = new FramedConnection(socket, limits.maxPacketBytes, (v) =>
           limit(v.reason === "too-large" ? "packet-size" : "packet-malformed", { bytes: v.declaredBytes ?? null, limit: v.limit }));
         peers.set(conn, peerCn(socket));
+        handshakes.full += socket.isSessionReused() ? 0 : 1;
+        handshakes.resumed += socket.isSessionReused() ? 1 : 0;
         aedes.handle(conn);
       } catch (e) {
         failed("secureConnection", null, e);
@@ -309,7 +321,9 @@ export class AedesBroker {
     try {
       await new Promise<void>((resolve, reject) => {
         tlsServer.once("error", reject);
-        tlsServer.listen(port, host, () => { tlsServer.off("error", reject); resolve(); });
+        // A deep accept queue: a fleet connecting at once must wait in it, not overflow it (the kernel caps
+        // it at net.core.somaxconn).
+        tlsServer.listen({ port, host, backlog: LISTEN_BACKLOG }, () => { tlsServer.off("error", reject); resolve(); });
       });
     } catch (cause) {
       await new Promise<void>((r) => aedes.close(() => r()));
@@ -317,9 +331,15 @@ export class AedesBroker {
     }
     tlsServer.on("error", (err) => log.log("error", "broker.server-error", { message: err.message }));
     const address = tlsServer.address() as net.AddressInfo;
-    const self = new AedesBroker(aedes, tlsServer, sockets, identities, host, address.port);
+    const self = new AedesBroker(aedes, tlsServer, sockets, identities, host, address.port, handshakes);
     log.log("info", "broker.listening", { url: self.url });
     return self;
+  }
+
+  /** TLS handshakes completed since start: `full` ones cost the server an RSA signature, `resumed` ones
+   *  (a client offering a session ticket this broker issued) only symmetric crypto. */
+  get handshakes(): { full: number; resumed: number } {
+    return { ...this.#handshakes };
   }
 
   /** Open TCP connections (including ones still in the TLS handshake). */

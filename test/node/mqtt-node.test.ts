@@ -298,3 +298,40 @@ test("a session that got its CONNACK resets the backoff: each lost session waits
   expect(await waitFor(() => rec.count("connected") === 3)).toBe(true);
   expect(scheduled(log)).toEqual([{ delayMs: 40, failures: 0 }, { delayMs: 40, failures: 0 }]);
 });
+
+describe("connection storms", () => {
+  test("a reconnect offers the last TLS session ticket and the broker resumes it: no new RSA signature, same identity", async () => {
+    const before = broker.handshakes;
+    const { t, rec } = make(broker.port, "dev-a", { backoff: { initialMs: 20, maxMs: 40 } });
+    t.start();
+    expect(await waitFor(() => rec.count("connected") === 1)).toBe(true);
+    await rejection(t.publish("$aws/things/dev-b/shadow/update", "{}")); // the broker drops the session
+    expect(await waitFor(() => rec.count("connected") === 2)).toBe(true);
+    // The resumed session still authenticates as dev-a: it may publish to its own topics.
+    await t.publish("$aws/things/dev-a/shadow/update", "{\"state\":{\"reported\":{\"a\":1}}}");
+    expect(t.resumedSessions).toBe(1);
+    const after = broker.handshakes;
+    expect([after.full - before.full, after.resumed - before.resumed]).toEqual([1, 1]);
+  });
+
+  test("with resumeTls false every connect is a full handshake", async () => {
+    const before = broker.handshakes;
+    const { t, rec } = make(broker.port, "dev-a", { backoff: { initialMs: 20, maxMs: 40 }, resumeTls: false });
+    t.start();
+    expect(await waitFor(() => rec.count("connected") === 1)).toBe(true);
+    await rejection(t.publish("$aws/things/dev-b/shadow/update", "{}"));
+    expect(await waitFor(() => rec.count("connected") === 2)).toBe(true);
+    expect(t.resumedSessions).toBe(0);
+    expect(broker.handshakes.full - before.full).toBe(2);
+  });
+
+  test("the first connect waits a random time in [0, startJitterMs] drawn from the injected source", async () => {
+    const log = new MemoryLog();
+    const { t, rec } = make(broker.port, "dev-a", { startJitterMs: 300, random: () => 0.5, log });
+    t.start();
+    const first = log.lines.find((l) => l.event === "mqtt.first-connect-scheduled");
+    expect(first?.fields).toEqual({ delayMs: backoffDelay(0, { initialMs: 300, maxMs: 300 }, () => 0.5) });
+    expect(first?.fields?.delayMs).toBe(150);
+    expect(await waitFor(() => rec.count("connected") === 1)).toBe(true);
+  });
+});

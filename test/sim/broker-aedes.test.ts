@@ -4,9 +4,11 @@
  * Non-delivery is asserted after a sentinel message on the same path has arrived (the broker delivers in
  * order), plus a short bounded wait.
  */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
 import * as tls from "node:tls";
 
-import { AedesBroker } from "../../src/sim/broker-aedes";
+import { AedesBroker, LISTEN_BACKLOG } from "../../src/sim/broker-aedes";
 import { AWS_MQTT_ALPN } from "../../src/sim/broker-policy";
 import { CLOUD_SERVICE_IDENTITY, LocalPki, type Credentials } from "../../src/sim/pki";
 import * as path from "node:path";
@@ -276,4 +278,17 @@ test("close() ends every connection and frees the port", async () => {
   const again = await AedesBroker.start({ pki, port: local.port });
   expect(again.port).toBe(local.port);
   await again.close();
+});
+
+test("the listening socket's accept queue is LISTEN_BACKLOG deep (as the kernel reports it, capped by somaxconn)", () => {
+  const ss = spawnSync("ss", ["-ltnH", `sport = :${broker.port}`], { encoding: "utf8" });
+  if (ss.status !== 0 || ss.stdout.trim() === "") {
+    console.warn("broker-aedes.test.ts: ss is missing here; the backlog check is skipped");
+    return;
+  }
+  // State Recv-Q Send-Q Local Peer: for a listening socket Send-Q is the backlog.
+  const sendQ = Number(ss.stdout.trim().split(/\s+/)[2]);
+  const somaxconn = Number(fs.readFileSync("/proc/sys/net/core/somaxconn", "utf8"));
+  expect(sendQ).toBe(Math.min(LISTEN_BACKLOG, somaxconn));
+  expect(sendQ).toBeGreaterThan(511); // Node's default, which a fleet of 1,000 overflowed
 });
