@@ -12,6 +12,8 @@
  *   `shadow-ota/things/{CN}/logs` (an ordinary topic: AWS reserves `$aws/...`, so a real device's IoT policy
  *   must allow iot:Publish on it), Azure `devices/{CN}/messages/events/{property bag}` (IoT Hub's
  *   device-to-cloud telemetry topic, which names the device itself).
+ * - An Azure device may instead authenticate as IoT Hub allows, with a SAS token as MQTT password and no
+ *   client certificate (authenticateSas; aedes only): the identity is then the device id it proved.
  * - A cloud-service identity (default CN "shadow-ota-cloud") may use every topic but `$SYS/...`.
  * - Nobody may publish at QoS 2 (AWS never acknowledges it, Azure closes the connection); RETAIN is ignored.
  *
@@ -22,6 +24,7 @@
  * Not here: shadow or twin semantics (the services own those), AWS's per-connection quotas.
  */
 import { AWS_SHADOW_LIMITS } from "../core/aws-shadow";
+import { deviceResourceUri, verifySasToken } from "../core/sas-token";
 import { DEFAULT_LOG_TOPIC_PREFIX } from "../core/log-mirror";
 import { CLOUD_SERVICE_IDENTITY, PKI_NAME_PATTERN } from "./pki";
 
@@ -132,6 +135,39 @@ export type Identity =
 export function identityOf(cn: string | undefined, serviceIdentities: readonly string[] = [CLOUD_SERVICE_IDENTITY]): Identity | undefined {
   if (cn === undefined || !PKI_NAME_PATTERN.test(cn)) return undefined;
   return serviceIdentities.includes(cn) ? { kind: "service", name: cn } : { kind: "device", name: cn };
+}
+
+/** How the broker checks an Azure device that connects with a SAS token instead of a client certificate. */
+export interface SasDeviceAuth {
+  /** The hub's host name, as devices' connection strings and tokens name it. */
+  hubHost(): string;
+  /** The device's base64 symmetric key; undefined for an unknown device or one without a key. */
+  keyFor(deviceId: string): string | undefined;
+  /** Epoch seconds. */
+  now(): number;
+}
+
+/**
+ * IoT Hub's SAS authentication of an MQTT CONNECT (docs/protocols.md §3.4, §3.6): user name
+ * `{hub}/{deviceId}/?api-version=…` with `{deviceId}` the client id, password a SAS token for
+ * `{hub}/devices/{deviceId}` signed with the device's key and not expired. Returns the device identity and
+ * the token's expiry (the broker disconnects the device then, as IoT Hub does), or why it is refused.
+ */
+export function authenticateSas(clientId: string, username: string | undefined, password: Uint8Array | string | undefined, auth: SasDeviceAuth):
+  { identity: Identity; expiry: number } | { refused: string } {
+  if (username === undefined || password === undefined) return { refused: "no client certificate and no user name and password" };
+  const hub = auth.hubHost();
+  const m = /^([^/]+)\/([^/]+)\/(?:\?.*)?$/.exec(username);
+  if (m === null) return { refused: "the user name is not {hub}/{deviceId}/?api-version=..." };
+  if (m[1]!.toLowerCase() !== hub.toLowerCase()) return { refused: `the user name names hub ${m[1]!.slice(0, 128)}, not ${hub}` };
+  if (m[2] !== clientId) return { refused: "the user name's device id is not the client id" };
+  if (!PKI_NAME_PATTERN.test(clientId)) return { refused: "the device id is not a valid device name" };
+  const key = auth.keyFor(clientId);
+  if (key === undefined) return { refused: `no symmetric key for device ${clientId}` };
+  const token = typeof password === "string" ? password : new TextDecoder().decode(password);
+  const v = verifySasToken(token, deviceResourceUri(hub, clientId), auth.now(), (name) => (name === undefined ? key : undefined));
+  if (!v.ok) return { refused: `SAS token refused (${v.reason}): ${v.message}` };
+  return { identity: { kind: "device", name: clientId }, expiry: v.token.expiry };
 }
 
 /** `$aws/things/{thing}/shadow/` — the root of every classic and named shadow topic of a thing. */
