@@ -36,6 +36,12 @@
  *   updateReportKey      the reported member carrying the update's progress (default "firmwareUpdate")
  *   otaFlashFile         Moddable's desktop simulator only: the flash file the OTA slot runs on (absolute
  *                        path); ignored on the ESP32
+ * Logs to the cloud (LogMirror, src/core/log-mirror.ts; DeviceAppConfig.logs):
+ *   logLevel             lowest level mirrored to the cloud: debug | info | warn | error, or off (no mirror);
+ *                        default warn
+ *   logRatePerMin        lines a minute (a token bucket holding min(10, rate)): 1..6000; default 30
+ *   healthEveryMs        health line period (uptime, reconnects, OTA state, heap): 0 = none, else
+ *                        1000..86400000; default 300000
  * The running version comes from the booted image's descriptor; `firmwareVersion` is its fallback for an
  * image whose descriptor version is not SemVer (the factory app, an unstamped Moddable build).
  * Other keys (ssid, password, sntp, file, …) belong to the SDK and are ignored here.
@@ -46,6 +52,8 @@
 import { ShadowOtaError } from "../core/errors";
 import type { CloudKind } from "../core/cloud-protocol";
 import { urlHost } from "../core/firmware-url";
+import { DEFAULT_HEALTH_EVERY_MS, DEFAULT_LOG_MIN_LEVEL, DEFAULT_LOG_RATE_PER_MIN, LOG_LEVELS, MIN_HEALTH_EVERY_MS } from "../core/log-mirror";
+import type { LogLevel } from "../ports/log";
 import { DEVICE_CODES } from "./device-errors";
 
 export interface DeviceConfig {
@@ -61,6 +69,14 @@ export interface DeviceConfig {
   alpn?: string;
   keepaliveMs: number;
   ota: DeviceOtaConfig;
+  /** Absent when logLevel is "off". */
+  logs?: DeviceLogsConfig;
+}
+
+export interface DeviceLogsConfig {
+  minLevel: LogLevel;
+  ratePerMin: number;
+  healthEveryMs: number;
 }
 
 export interface DeviceOtaConfig {
@@ -202,6 +218,16 @@ function otaConfig(raw: Record<string, unknown>): DeviceOtaConfig {
   return out;
 }
 
+function logsConfig(raw: Record<string, unknown>): DeviceLogsConfig | undefined {
+  const level = text(raw, "logLevel", { required: false }) || DEFAULT_LOG_MIN_LEVEL;
+  if (level === "off") return undefined;
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw invalid("logLevel", level, `must be one of ${LOG_LEVELS.join(", ")} or off`);
+  const ratePerMin = optionalInteger(raw, "logRatePerMin", 1, 6000) ?? DEFAULT_LOG_RATE_PER_MIN;
+  const healthEveryMs = optionalInteger(raw, "healthEveryMs", 0, 86_400_000) ?? DEFAULT_HEALTH_EVERY_MS;
+  if (healthEveryMs !== 0 && healthEveryMs < MIN_HEALTH_EVERY_MS) throw invalid("healthEveryMs", healthEveryMs, `must be 0 (none) or ${MIN_HEALTH_EVERY_MS}..86400000`);
+  return { minLevel: level as LogLevel, ratePerMin, healthEveryMs };
+}
+
 /**
  * Validates `raw` (mc/config) and fills in the defaults that depend on the cloud.
  * Throws DEVICE_CONFIG_INVALID with `detail.key` for the first bad key.
@@ -226,10 +252,12 @@ export function parseDeviceConfig(raw: Record<string, unknown>): DeviceConfig {
   const keepaliveMs = raw["keepaliveMs"] === undefined ? 60_000 : integer(raw, "keepaliveMs", 0, 65_535_000);
 
   const ota = otaConfig(raw);
+  const logs = logsConfig(raw);
 
   const out: DeviceConfig = { cloud, thing, host, port, firmwareVersion, firmwareVersionPath, reportedFirmwarePath, keepaliveMs, ota };
   if (shadow !== "") out.shadowName = shadow;
   if (mqttUser !== "") out.mqttUser = mqttUser;
   if (alpn !== "") out.alpn = alpn;
+  if (logs !== undefined) out.logs = logs;
   return out;
 }

@@ -39,6 +39,7 @@ describe("parseDeviceConfig with manifest.json's config", () => {
         firmwareBaseUrl: "", allowedHosts: [], projectName: "xs_esp32", allowDowngrade: false,
         selfTestWindowMs: 60_000, updateReportKey: "firmwareUpdate",
       },
+      logs: { minLevel: "warn", ratePerMin: 30, healthEveryMs: 300_000 },
     });
   });
 
@@ -153,5 +154,25 @@ describe("formatLogLine", () => {
     cyclic.self = cyclic;
     expect(formatLogLine("error", "e", cyclic)).toBe("error e [unprintable]\n");
     expect(formatLogLine("error", "e", { n: 10n })).toBe("error e [unprintable]\n");
+  });
+});
+
+describe("parseDeviceConfig: the logs keys (log mirror)", () => {
+  it("takes a level, a rate and a health period, as numbers or command-line strings; off turns the mirror off", () => {
+    expect(parseDeviceConfig(mcConfig({ logLevel: "info", logRatePerMin: "120", healthEveryMs: "0" })).logs).toEqual({ minLevel: "info", ratePerMin: 120, healthEveryMs: 0 });
+    expect(parseDeviceConfig({ ...mcConfig(), logRatePerMin: 6000, healthEveryMs: 1000 }).logs).toEqual({ minLevel: "warn", ratePerMin: 6000, healthEveryMs: 1000 });
+    expect(parseDeviceConfig(mcConfig({ logLevel: "off" })).logs).toBeUndefined();
+  });
+
+  it.each([
+    [{ logLevel: "trace" }, "logLevel"],
+    [{ logLevel: "WARN" }, "logLevel"],
+    [{ logRatePerMin: "0" }, "logRatePerMin"],
+    [{ logRatePerMin: "6001" }, "logRatePerMin"],
+    [{ logRatePerMin: "1.5" }, "logRatePerMin"],
+    [{ healthEveryMs: "999" }, "healthEveryMs"],
+    [{ healthEveryMs: "86400001" }, "healthEveryMs"],
+  ])("refuses %j with DEVICE_CONFIG_INVALID naming %s", (over, key) => {
+    expect(codeOf(() => parseDeviceConfig(mcConfig(over as Record<string, string>)))).toEqual({ code: DEVICE_CODES.DEVICE_CONFIG_INVALID, key });
   });
 });
