@@ -12,7 +12,8 @@
  * times: 1` acts on the third matching packet and never again, so a device that reconnects after a cut gets
  * through — that is what keeps a fault test bounded. The packets a rule matches: a type (mqtt-packet's
  * `cmd`, or "any"), a direction, and for PUBLISH / SUBSCRIBE / UNSUBSCRIBE optionally an MQTT topic filter
- * (`+`, `#`) the packet's topic (any of its filters) must match. The first rule that matches and still has
+ * (`+`, `#`) the packet's topic (any of its filters) must match, and for PUBLISH a text its payload must
+ * contain (to pick, say, the update's progress reports out of the device's reports). The first rule that matches and still has
  * times left decides; a packet no rule takes is forwarded unchanged.
  *
  * Actions, per packet:
@@ -81,6 +82,8 @@ export interface FaultRule {
   direction?: FaultDirection | "both";
   /** PUBLISH / SUBSCRIBE / UNSUBSCRIBE only: an MQTT topic filter the topic (or one of the filters) matches. */
   topic?: string;
+  /** PUBLISH only: the payload contains this text (UTF-8), e.g. "\"Downloading\"" for a progress report. */
+  payload?: string;
   /** Matching packets let through untouched before the rule acts (default 0). */
   skip?: number;
   /** Matching packets the rule acts on, after `skip` (default 1). */
@@ -119,12 +122,13 @@ function ruleError(index: number, message: string): ShadowOtaError {
 function checkRule(r: unknown, i: number): FaultRule {
   if (typeof r !== "object" || r === null || Array.isArray(r)) throw ruleError(i, "not an object");
   const o = r as Record<string, unknown>;
-  const known = new Set(["action", "type", "direction", "topic", "skip", "times", "delayMs", "copies"]);
+  const known = new Set(["action", "type", "direction", "topic", "payload", "skip", "times", "delayMs", "copies"]);
   for (const k of Object.keys(o)) if (!known.has(k)) throw ruleError(i, `unknown member ${JSON.stringify(k)}`);
   if (!FAULT_ACTIONS.includes(o.action as FaultAction)) throw ruleError(i, `action must be one of ${FAULT_ACTIONS.join(", ")}`);
   if (o.type !== "any" && !PACKET_TYPES.includes(o.type as PacketCmd)) throw ruleError(i, `type must be "any" or one of ${PACKET_TYPES.join(", ")}`);
   if (o.direction !== undefined && o.direction !== "up" && o.direction !== "down" && o.direction !== "both") throw ruleError(i, "direction must be up, down or both");
   if (o.topic !== undefined && (typeof o.topic !== "string" || o.topic.length === 0 || !MQTT_FILTER.test(o.topic))) throw ruleError(i, "topic must be an MQTT topic filter");
+  if (o.payload !== undefined && (typeof o.payload !== "string" || o.payload.length === 0)) throw ruleError(i, "payload must be a non-empty string");
   for (const k of ["skip", "times", "delayMs", "copies"] as const) {
     const v = o[k];
     if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < 0)) throw ruleError(i, `${k} must be a non-negative integer`);
@@ -203,6 +207,7 @@ export class FaultPlan {
       if (rule.type !== "any" && rule.type !== packet.cmd) continue;
       if ((rule.direction ?? "both") !== "both" && rule.direction !== direction) continue;
       if (rule.topic !== undefined && !topics.some((t) => topicMatches(rule.topic!, t))) continue;
+      if (rule.payload !== undefined && (packet.cmd !== "publish" || !Buffer.from(packet.payload).includes(rule.payload, 0, "utf8"))) continue;
       const skip = rule.skip ?? 0;
       const times = rule.times ?? 1;
       if (e.applied >= times) continue;

@@ -65,6 +65,11 @@ describe("FaultPipe on literal packets", () => {
     expect(r.events).toEqual([{ connection: 1, direction: "down", type: "publish", action: "drop", rule: 0, topic: "a/c", messageId: 2 }]);
   });
 
+  it("drop by payload text: only the PUBLISH whose payload contains it", async () => {
+    const r = rig("up", [{ action: "drop", type: "publish", payload: "ho" }]);
+    expect(await run(r, P.publish1, P.publish2, P.pingreq)).toEqual([P.publish1, P.pingreq]);
+  });
+
   it("drop by type and direction: a SUBACK going down is dropped, a SUBSCRIBE going up is not matched by it", async () => {
     const down = rig("down", [{ action: "drop", type: "suback", direction: "down" }]);
     expect(await run(down, P.connack, P.suback, P.suback)).toEqual([P.connack, P.suback]); // times defaults to 1
@@ -178,6 +183,7 @@ describe("parseFaultRules", () => {
     ["fractional count", [{ action: "drop", type: "any", times: 1.5 }], /times/],
     ["misplaced wildcard", [{ action: "drop", type: "publish", topic: "a/#/b" }], /topic filter/],
     ["unknown member", [{ action: "drop", type: "any", tims: 1 }], /unknown member "tims"/],
+    ["empty payload text", [{ action: "drop", type: "publish", payload: "" }], /payload/],
   ])("refuses %s with PROXY_RULE_INVALID", (_what, value, message) => {
     const e = refused(value);
     expect(e).toBeInstanceOf(ShadowOtaError);

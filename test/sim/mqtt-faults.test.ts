@@ -4,7 +4,8 @@
  * adapters as the ESP32 build) talks to the local cloud through the fault proxy (src/sim/mqtt-fault-proxy.ts,
  * mutual TLS on both hops with the device's own certificate), and each test injects one fault:
  * a lost QoS 1 PUBLISH (the device's report) or PUBACK, a lost SUBACK, a desired change that arrives before
- * the get response, duplicate deliveries in both directions, a connection cut in the middle of a report.
+ * the get response, duplicate deliveries in both directions, a connection cut in the middle of a report, and
+ * one cut in the middle of an update's progress report (the update still ends Valid, and the cloud says so).
  * The cloud side is checked by version numbers: every accepted report the proxy saw answered is in the
  * final document, and a duplicated request is not applied twice.
  *
@@ -21,7 +22,9 @@ import type { Packet } from "mqtt-packet";
 import { getPath } from "../../src/core/config-diff";
 import type { JsonObject } from "../../src/core/json";
 import type { CloudKind } from "../../src/core/cloud-protocol";
-import { SimDevice } from "../../src/sim/device";
+import { awsBlobName, azureBlobName } from "../../src/core/firmware-url";
+import { SIM_PROJECT_NAME, SimDevice } from "../../src/sim/device";
+import { buildImage } from "../../src/tools/esp-image";
 import { LocalCloud, type BrokerKind } from "../../src/sim/local-cloud";
 import { MqttFaultProxy, pkiTls, type FaultDirection, type FaultRule } from "../../src/sim/mqtt-fault-proxy";
 import { describeEachBroker, noteMosquittoSkipped } from "./mosquitto-gate";
@@ -221,6 +224,63 @@ describeEachBroker("the device converges through MQTT faults on %s", (broker: Br
         expect(proxy.events.map((e) => `${e.direction} ${e.type} ${e.action}`)).toEqual(["up publish cut-mid"]);
         expect(proxy.connections).toBeGreaterThanOrEqual(2);
       });
+    });
+  }
+});
+
+describeEachBroker("an update's progress reports cut by the network on %s", (broker: BrokerKind) => {
+  let dir: string;
+  let cloud: LocalCloud;
+  const open: Array<{ close(): Promise<void> }> = [];
+  const SIZE = 192 * 1024;
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), `shadow-ota-faults-ota-${broker}-`));
+    cloud = await LocalCloud.start({
+      broker, dataDir: path.join(dir, "cloud"), certsDir: PKI, blobs: { bytesPerSecond: 128 * 1024 },
+      devices: [{ id: DEVICES.aws, cloud: "aws" }, { id: DEVICES.azure, cloud: "azure" }],
+    });
+    cloud.blobs.publish("firmware", awsBlobName("1.1.0"), buildImage({ version: "1.1.0", projectName: SIM_PROJECT_NAME, size: SIZE, seed: 11 }));
+    cloud.blobs.publish("firmware", azureBlobName("1.1.0"), buildImage({ version: "1.1.0", projectName: SIM_PROJECT_NAME, size: SIZE, seed: 12 }));
+  });
+  afterEach(async () => {
+    for (const o of open.splice(0).reverse()) await o.close();
+  });
+  afterAll(async () => {
+    await cloud.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const kind of ["aws", "azure"] as const) {
+    it(`${kind}: a cut in the middle of the second "Downloading" report; the update still ends Valid and the cloud says so`, async () => {
+      const id = DEVICES[kind];
+      const creds = cloud.credentials(id);
+      const { downstreamTls, upstreamTls } = pkiTls(cloud.pki);
+      const proxy = await MqttFaultProxy.start({
+        upstream: { host: creds.host, port: creds.port, tls: upstreamTls }, downstreamTls,
+        rules: [{ action: "cut-mid", type: "publish", direction: "up", topic: REPORT_TOPIC[kind], payload: "\"Downloading\"", skip: 1 }],
+      });
+      open.push(proxy);
+      const device = SimDevice.start({
+        ...creds, port: proxy.port, dataDir: path.join(dir, id), requestTimeoutMs: 1_500, log: { log() {} }, powerOffMs: 20,
+        firmware: { baseUrl: cloud.blobBaseUrl, ca: creds.ca },
+        ota: { retry: { initialMs: 100, maxMs: 400, maxAttempts: 20 }, selfTestWindowMs: 20_000, progressPercent: 5, progressIntervalMs: 100 },
+      });
+      open.push(device);
+      await device.waitFor(() => device.sync.synced, 30_000, "get response received");
+      if (kind === "azure") await cloud.twins.updateDesired(id, { updateVersion: "1.1.0" });
+      else await cloud.shadows.updateDesired(id, { config: { firmware_version: "1.1.0" } });
+      const reported = async (): Promise<JsonObject> => (kind === "azure" ? (await cloud.twins.getTwin(id)).reported
+        : ((((await cloud.shadows.getShadow(id))?.["state"] as JsonObject | undefined)?.["reported"] as JsonObject | undefined) ?? {}));
+      const running = kind === "aws" ? ["config", "firmware_version"] : ["firmwareVersion"];
+      const final = await waitUntil(async () => {
+        const r = await reported();
+        return getPath(r, ["firmwareUpdate", "state"]) === "Valid" && getPath(r, running) === "1.1.0" ? r : undefined;
+      }, 60_000, "Valid and 1.1.0 reported");
+      expect(device.runningVersion).toBe("1.1.0");
+      expect(getPath(final, ["firmwareUpdate", "percent"])).toBe(100);
+      expect(proxy.events.map((e) => `${e.direction} ${e.type} ${e.action}`)).toEqual(["up publish cut-mid"]);
+      expect(proxy.connections).toBeGreaterThanOrEqual(2);
     });
   }
 });
