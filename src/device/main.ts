@@ -11,7 +11,8 @@
  *   platformRestart (esp_restart() on the ESP32, a re-exec of mcsim in the simulator: src/device/restart);
  * - slot: XsOtaSlot, the xsmc binding of the native OTA module (src/native/xs/ota-slot-xs.ts; on the
  *   simulator over the flash file `otaFlashFile`);
- * - source: ModdableHttpsSource (http Request + SecureSocket, the same pinned CA, the configured allow-list).
+ * - source: ModdableHttpsSource (http Request + SecureSocket, the same pinned CA, the configured allow-list);
+ * - heap: moddableHeap (the SDK's instrumentation counters), read by the log mirror when `logLevel` is not off.
  * So at power-on the OTA controller reads the booted image (its descriptor's version, `firmwareVersion` only
  * as the fallback for an unstamped image) and what the last restart meant, the sync reports that version,
  * and a desired version other than it runs the update (download → verify → stage → restart → self-test →
@@ -28,6 +29,7 @@ import { XsOtaSlot, type XsOtaSlotOptions } from "../native/xs/ota-slot-xs";
 import type { Log } from "../ports/log";
 import { parseDeviceConfig } from "./device-config";
 import { DEVICE_CODES } from "./device-errors";
+import { moddableHeap } from "./heap-moddable";
 import { ModdableHttpsSource } from "./https-moddable";
 import { moddableClock } from "./moddable-clock";
 import { ModdableMqttTransport } from "./mqtt-moddable";
@@ -92,6 +94,7 @@ export function startDevice(rawConfig: Record<string, unknown>, log: Log): Devic
   };
   if (cfg.shadowName !== undefined) appConfig.shadowName = cfg.shadowName;
   if (cfg.ota.firmwareBaseUrlPath !== undefined) appConfig.firmwareBaseUrlPath = cfg.ota.firmwareBaseUrlPath;
+  if (cfg.logs !== undefined) appConfig.logs = cfg.logs;
 
   try {
     const app = DeviceApp.start({
@@ -102,6 +105,7 @@ export function startDevice(rawConfig: Record<string, unknown>, log: Log): Devic
       slot,
       source: new ModdableHttpsSource({ ca, allowedHosts: cfg.ota.allowedHosts }),
       restart: new SystemRestart(log, platformRestart),
+      heap: moddableHeap(),
     }, appConfig);
     log.log("info", "device.boot", { version: app.boot.runningVersion, partition: app.boot.partition, ota: app.boot.state });
     return app;

@@ -53,6 +53,19 @@ declare module "timer" {
   export default Timer;
 }
 
+/** The SDK's instrumentation counters (modules/base/instrumentation): values exist only in builds with
+ *  instrumentation (debug or -i); otherwise both functions return undefined. */
+declare module "instrumentation" {
+  class Instrumentation {
+    private constructor();
+    /** The index of the counter named `name` ("System Free Memory", "XS Slot Heap Used", ...), or undefined. */
+    static map(name: string): number | undefined;
+    /** The counter's current value, or undefined. */
+    static get(index: number): number | undefined;
+  }
+  export default Instrumentation;
+}
+
 /** The system clock and the millisecond tick counter. */
 declare module "time" {
   class Time {
