@@ -3,7 +3,9 @@
 # flash layer and the N-API binding, with the node-gyp that ships inside npm, offline, against this
 # machine's Node headers (no download). Idempotent: does nothing when the module is newer than every
 # source. Also compiles the C core and host layer alone with -Wall -Wextra -Werror.
-# Not here: the ESP32 layer and the xsmc binding (built by mcconfig), the fuzz target (scripts/fuzz.sh).
+# Also builds, for the tests, the same binding over the ESP32 layer and RAM fakes of ESP-IDF
+# (test/native/esp32-fakes): build/Release/ota_slot_esp32_fakes.node.
+# Not here: the xsmc binding and the device build (mcconfig), the fuzz target (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,7 @@ die() { printf '[build-native] error: %s\n' "$*" >&2; exit 1; }
 
 NATIVE=src/native
 OUT="$NATIVE/build/Release/ota_slot.node"
+OUT_FAKES="$NATIVE/build/Release/ota_slot_esp32_fakes.node" # test-only: the ESP32 layer over ESP-IDF fakes
 CC="${CC:-cc}"
 
 command -v "$CC" >/dev/null 2>&1 || die "no C compiler ($CC); install build-essential or clang"
@@ -23,8 +26,8 @@ if ! printf '#include <mbedtls/sha256.h>\n#include <mbedtls/md5.h>\nint main(voi
   die "mbedTLS headers or libmbedcrypto not found: install libmbedtls-dev (apt-get install libmbedtls-dev)"
 fi
 
-sources=("$NATIVE"/core/*.c "$NATIVE"/core/*.h "$NATIVE"/core/*.def "$NATIVE"/host/*.c "$NATIVE"/host/*.h "$NATIVE"/napi/*.c "$NATIVE"/napi/sha256-openssl/mbedtls/*.h "$NATIVE/binding.gyp")
-if [ -f "$OUT" ] && [ "${1:-}" != "--force" ]; then
+sources=("$NATIVE"/core/*.c "$NATIVE"/core/*.h "$NATIVE"/core/*.def "$NATIVE"/esp32/*.c "$NATIVE"/esp32/*.h test/native/esp32-fakes/*.c test/native/esp32-stubs/*.h "$NATIVE"/host/*.c "$NATIVE"/host/*.h "$NATIVE"/napi/*.c "$NATIVE"/napi/sha256-openssl/mbedtls/*.h "$NATIVE/binding.gyp")
+if [ -f "$OUT" ] && [ -f "$OUT_FAKES" ] && [ "${1:-}" != "--force" ]; then
   stale=0
   for f in "${sources[@]}"; do [ "$f" -nt "$OUT" ] && { stale=1; break; }; done
   if [ "$stale" = 0 ]; then say "up to date: $OUT"; exit 0; fi
@@ -54,5 +57,6 @@ fi
 say "building"
 gyp build --jobs 2
 [ -f "$OUT" ] || die "node-gyp finished but $OUT is missing"
-touch "$OUT"
-say "built $OUT"
+[ -f "$OUT_FAKES" ] || die "node-gyp finished but $OUT_FAKES is missing"
+touch "$OUT" "$OUT_FAKES"
+say "built $OUT and $OUT_FAKES"

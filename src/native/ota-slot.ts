@@ -74,22 +74,35 @@ interface NativeModule {
 /** Where scripts/build-native.sh puts the module. */
 export const NATIVE_MODULE_PATH = path.join(__dirname, "build", "Release", "ota_slot.node");
 
-let loaded: NativeModule | undefined;
+/**
+ * Which hardware layer the binding runs on: "host" (src/native/host/, the file-backed flash: the simulator
+ * and the tests) or "esp32-fakes" (test-only: src/native/esp32/ota_esp32.c over RAM-backed fakes of the
+ * ESP-IDF functions it calls, test/native/esp32-fakes/; same flash file, same simulated bootloader).
+ */
+export type OtaHardwareLayer = "host" | "esp32-fakes";
 
-/** Loads the native module once. Throws OTA_NATIVE_UNAVAILABLE (with the loader's error as cause). */
-export function loadNativeOtaModule(): NativeModule {
-  if (loaded !== undefined) return loaded;
+const MODULE_FILES: Record<OtaHardwareLayer, string> = {
+  host: NATIVE_MODULE_PATH,
+  "esp32-fakes": path.join(__dirname, "build", "Release", "ota_slot_esp32_fakes.node"),
+};
+
+const loaded = new Map<OtaHardwareLayer, NativeModule>();
+
+/** Loads the native module of a layer once. Throws OTA_NATIVE_UNAVAILABLE (with the loader's error as cause). */
+export function loadNativeOtaModule(layer: OtaHardwareLayer = "host"): NativeModule {
+  const have = loaded.get(layer);
+  if (have !== undefined) return have;
+  const file = MODULE_FILES[layer];
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    loaded = require(NATIVE_MODULE_PATH) as NativeModule;
+    const mod = require(file) as NativeModule;
+    loaded.set(layer, mod);
+    return mod;
   } catch (cause) {
-    throw new ShadowOtaError(
-      OTA_CODES.OTA_NATIVE_UNAVAILABLE,
-      `cannot load ${NATIVE_MODULE_PATH}; run \`npm run build:native\``,
-      { cause },
-    );
+    throw new ShadowOtaError(OTA_CODES.OTA_NATIVE_UNAVAILABLE, `cannot load ${file}; run \`npm run build:native\``, {
+      cause,
+    });
   }
-  return loaded;
 }
 
 function toBoot(b: NativeBootResult): BootResult {
@@ -108,13 +121,15 @@ export interface HostOtaSlotOptions {
   flashPath: string;
   /** The chip images must be built for (default ESP32). */
   chipId?: number;
+  /** The hardware layer under the binding (default "host"; "esp32-fakes" is for tests). */
+  layer?: OtaHardwareLayer;
 }
 
 export class HostOtaSlot extends OtaSlotSession<NativeOtaHost> {
   /** Opens the flash file (nothing boots: call boot()). Throws OTA_FLASH_FILE_ERROR (detail.errno),
    *  OTA_PARTITION_TABLE_INVALID, OTA_INVALID_SIZE, OTA_NATIVE_UNAVAILABLE. */
   constructor(options: HostOtaSlotOptions) {
-    const mod = loadNativeOtaModule();
+    const mod = loadNativeOtaModule(options.layer ?? "host");
     super(() => new mod.OtaHost(options.flashPath, options.chipId ?? ESP_CHIP_ID.ESP32));
   }
 

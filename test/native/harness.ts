@@ -11,21 +11,22 @@ import * as fs from "node:fs";
 import { ShadowOtaError } from "../../src/core/errors";
 import { isNewer } from "../../src/core/semver";
 import { OTA_CODES } from "../../src/native/ota-errors";
-import { BootResult, HostOtaSlot } from "../../src/native/ota-slot";
+import { BootResult, HostOtaSlot, type OtaHardwareLayer } from "../../src/native/ota-slot";
 import { AppDescriptor, OtaBeginOptions } from "../../src/ports/ota-slot";
 
 export class Device {
   slot: HostOtaSlot;
   lastBoot: BootResult | undefined;
 
-  constructor(readonly file: string, readonly chipId = 0) {
-    this.slot = new HostOtaSlot({ flashPath: file, chipId });
+  /** `layer`: the hardware layer under the binding (the host flash, or the ESP32 layer over ESP-IDF fakes). */
+  constructor(readonly file: string, readonly chipId = 0, readonly layer: OtaHardwareLayer = "host") {
+    this.slot = new HostOtaSlot({ flashPath: file, chipId, layer });
   }
 
   /** Power on (the first time) or reboot: reopen the flash file and run the bootloader. */
   reboot(): BootResult {
     this.slot.close();
-    this.slot = new HostOtaSlot({ flashPath: this.file, chipId: this.chipId });
+    this.slot = new HostOtaSlot({ flashPath: this.file, chipId: this.chipId, layer: this.layer });
     this.lastBoot = this.slot.boot();
     return this.lastBoot;
   }
