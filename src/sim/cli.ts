@@ -18,6 +18,9 @@
  *   firmware delete NAME [--container C]
  *   firmware fault NAME JSON [--container C] [--times N|always] [--after N]   arm a BlobFault (blob-server.ts)
  *   firmware clear-faults NAME [--container C]
+ *   proxy [--device ID] [--rules JSON|@FILE] [--port N] [--seed N]        a fault-injecting MQTT proxy in front of the
+ *                                                                         broker (src/sim/mqtt-fault-proxy.ts); devices
+ *                                                                         reach it with `device --mqtt-port N`
  *   logs tail DEVICE [--lines N] [--follow] [--json]                      the device's last N (default 20) log lines
  *                                                                         mirrored to the cloud; --follow keeps
  *                                                                         printing new ones (polls every 500 ms)
@@ -34,6 +37,8 @@ import { consoleLog } from "../node/console-log";
 import { CLOUD_INFO_FILE, deviceMain } from "./device";
 import { DEFAULT_DATA_DIR, DEFAULT_FIRMWARE_CONTAINER, LocalCloud, type BrokerKind } from "./local-cloud";
 import { MAX_TAIL_LIMIT, formatLogRecord, type LogRecord } from "./log-service";
+import { PROXY_CODES, runProxyCommand } from "./mqtt-fault-proxy";
+import { ShadowOtaError } from "../core/errors";
 
 export interface CliIo {
   print(line: string): void;
@@ -53,7 +58,8 @@ const USAGE = `usage: npm run cloud -- <command> [--data-dir DIR]
   twin get ID | twin set-desired ID JSON | twin method ID NAME [JSON] [--timeout S]
   firmware publish FILE [--name NAME] [--container C] | firmware list | firmware delete NAME [--container C]
   firmware fault NAME JSON [--container C] [--times N|always] [--after N] | firmware clear-faults NAME [--container C]
-  logs tail DEVICE [--lines N] [--follow] [--json]`;
+  logs tail DEVICE [--lines N] [--follow] [--json]
+  proxy [--device ID] [--rules JSON|@FILE] [--port N] [--seed N]`;
 
 /** Splits argv into positional words and --options (an option takes the next word; --device may repeat). */
 export function parseArgs(argv: readonly string[]): { words: string[]; options: Map<string, string[]> } {
@@ -136,6 +142,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       case "device":
         deviceMain([...argv]);
         return await new Promise<number>(() => undefined); // runs until a signal ends the process
+      case "proxy":
+        return await runProxy(options, dataDir, io);
       case "logs":
         if (sub === "tail" && a !== undefined && b === undefined) return await runLogsTail(a, options, dataDir, io);
         break;
@@ -229,6 +237,32 @@ async function runLogsTail(device: string, options: Map<string, string[]>, dataD
     if (p.missed > 0) io.error(`(${p.missed} lines left the cloud's buffer before they could be shown)`);
     show(p.lines);
     next = p.next;
+  }
+  return 0;
+}
+
+/** `proxy`: see runProxyCommand (mqtt-fault-proxy.ts); a bad rule or option is a usage error. */
+async function runProxy(options: Map<string, string[]>, dataDir: string, io: CliIo): Promise<number> {
+  const num = (k: string): number | undefined => {
+    const v = options.get(k)?.at(-1);
+    if (v !== undefined && !/^[0-9]{1,10}$/.test(v)) throw new UsageError(`${k} must be a non-negative integer, not ${v}`);
+    return v === undefined ? undefined : Number(v);
+  };
+  const device = options.get("--device")?.at(-1);
+  const rules = options.get("--rules")?.at(-1);
+  const port = num("--port");
+  const seed = num("--seed");
+  try {
+    await runProxyCommand({
+      dataDir, print: io.print, ...(io.signal === undefined ? {} : { signal: io.signal }),
+      ...(device === undefined ? {} : { device }), ...(rules === undefined ? {} : { rules }),
+      ...(port === undefined ? {} : { port }), ...(seed === undefined ? {} : { seed }),
+    });
+  } catch (e) {
+    if (e instanceof ShadowOtaError && (e.code === PROXY_CODES.PROXY_RULE_INVALID || e.code === PROXY_CODES.PROXY_OPTION_INVALID)) {
+      throw new UsageError(`${e.code}: ${e.message}`);
+    }
+    throw e;
   }
   return 0;
 }

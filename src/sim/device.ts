@@ -45,6 +45,7 @@ import { consoleLog } from "../node/console-log";
 import { FileKvStore } from "../node/file-kv";
 import { HttpsByteSource } from "../node/https-source";
 import { NodeMqttTransport } from "../node/mqtt-node";
+import { sasCredentialSource } from "../node/sas-credentials";
 import { NodeClock } from "../node/node-clock";
 import { buildImage, readImageMarker } from "../tools/esp-image";
 import { createFlashFile } from "../tools/flash-file";
@@ -86,6 +87,9 @@ export interface DeviceConnection {
   ca: string;
   cert: string;
   key: string;
+  /** Azure only: connect with SAS tokens from this device connection string (HostName=…;DeviceId=…;
+   *  SharedAccessKey=…) instead of the certificate — the Azure seed's flow (src/node/sas-credentials.ts). */
+  connectionString?: string;
 }
 
 /** Where firmware comes from: the blob server's base URL (ending in "/") and the CA that signed it. */
@@ -116,7 +120,7 @@ export interface SimDeviceOptions extends DeviceConnection {
   onFirmwareRequested?: (request: { version: string; running: string; newer: boolean }) => void;
   /** A byte source instead of HTTPS (tests). */
   source?: ByteSource;
-  /** Time allowed for each cloud request (default 10 s). */
+  /** Time allowed for each cloud request, and for each SUBACK / PUBACK (the transport's ackTimeoutMs) (default 10 s). */
   requestTimeoutMs?: number;
   /** Pause between a power cut and the next power-on (default 200 ms). */
   powerOffMs?: number;
@@ -260,8 +264,10 @@ export class SimDevice {
     const kv = new FileKvStore(nvs);
     const log = this.#log;
     const transport = new NodeMqttTransport({
-      host: o.host, port: o.port, clientId: o.id, ca: o.ca, cert: o.cert, key: o.key,
+      host: o.host, port: o.port, clientId: o.id, ca: o.ca,
+      ...(o.connectionString === undefined ? { cert: o.cert, key: o.key } : { credentials: sasCredentialSource(o.connectionString) }),
       backoff: { initialMs: 200, maxMs: 5_000 }, log,
+      ...(o.requestTimeoutMs === undefined ? {} : { ackTimeoutMs: o.requestTimeoutMs }),
     });
     const mqtt = new ObservedTransport(transport, (connected) => {
       if (connected !== undefined) this.#connected = connected;
@@ -452,7 +458,7 @@ const CHILD_ENV = "SHADOW_OTA_DEVICE_CHILD";
 export function deviceMain(argv: string[]): void {
   const id = argValue(argv, "--id");
   if (id === undefined) {
-    console.error("usage: tsx src/sim/device.ts --id THING [--cloud aws|azure] [--version 1.0.0] [--cloud-dir .cloud-data] [--data-dir DIR]");
+    console.error("usage: tsx src/sim/device.ts --id THING [--cloud aws|azure] [--version 1.0.0] [--cloud-dir .cloud-data] [--data-dir DIR] [--mqtt-port N]");
     process.exit(2);
   }
   if (process.env[CHILD_ENV] !== "1") { supervise(); return; }
@@ -467,7 +473,10 @@ export function deviceMain(argv: string[]): void {
   }
   const cloud = (argValue(argv, "--cloud") ?? info.devices?.[id] ?? "aws") as CloudKind;
   if (cloud !== "aws" && cloud !== "azure") { console.error(`--cloud must be aws or azure, not ${String(cloud)}`); process.exit(2); }
-  const port = cloud === "azure" ? info.azurePorts?.[id] ?? info.mqttPort : info.mqttPort;
+  // --mqtt-port: connect elsewhere than the cloud's broker, e.g. to a fault proxy (npm run cloud -- proxy).
+  const portArg = argValue(argv, "--mqtt-port");
+  if (portArg !== undefined && !/^[0-9]{1,5}$/.test(portArg)) { console.error(`--mqtt-port must be a port number, not ${portArg}`); process.exit(2); }
+  const port = portArg !== undefined ? Number(portArg) : cloud === "azure" ? info.azurePorts?.[id] ?? info.mqttPort : info.mqttPort;
   const read = (f: string): string => fs.readFileSync(path.join(info.certsDir, f), "utf8");
   const ca = read("ca.cert.pem");
   let device: SimDevice | undefined;

@@ -44,7 +44,9 @@
  * Not here: MQTT 5 properties' faults (5 is parsed and forwarded, but the project speaks 3.1.1), WebSockets,
  * faults below MQTT (TCP resets mid-handshake: cut the TLS socket yourself), anything non-loopback.
  */
+import * as fs from "node:fs";
 import * as net from "node:net";
+import * as path from "node:path";
 import * as tls from "node:tls";
 
 import mqttPacket from "mqtt-packet";
@@ -53,7 +55,7 @@ import type { Packet, PacketCmd, Parser } from "mqtt-packet";
 import { ShadowOtaError } from "../core/errors";
 import type { Log } from "../ports/log";
 import { silentLog } from "../ports/log";
-import type { LocalPki } from "./pki";
+import { LocalPki } from "./pki";
 
 /** Stable codes of the proxy (a contract). */
 export const PROXY_CODES = {
@@ -566,4 +568,70 @@ function peerCn(s: tls.TLSSocket): string | undefined {
   if (!s.authorized) return undefined;
   const cn = (s.getPeerCertificate() as tls.PeerCertificate | null)?.subject?.CN as unknown;
   return typeof cn === "string" ? cn : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// `npm run cloud -- proxy` (wired in cli.ts)
+
+export interface ProxyCommandOptions {
+  /** The running cloud's data directory (its cloud.json says where the broker and the CA are). */
+  dataDir: string;
+  /** Listen port (default 0: printed). */
+  port?: number;
+  /** Proxy this device's broker (needed for an Azure device on mosquitto, which has its own instance). */
+  device?: string;
+  /** Rules as JSON text, or `@FILE` to read them from a file. */
+  rules?: string;
+  seed?: number;
+  print(line: string): void;
+  /** Ends the command (without it, it runs until SIGINT / SIGTERM). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs a fault proxy in front of the running local cloud until stopped, printing each fault as a JSON line.
+ * Throws PROXY_RULE_INVALID, PROXY_OPTION_INVALID, PROXY_START_FAILED, and an Error when no cloud runs.
+ */
+export async function runProxyCommand(o: ProxyCommandOptions): Promise<void> {
+  const file = path.join(o.dataDir, "cloud.json");
+  let info: { host: string; mqttPort: number; azurePorts?: Record<string, number>; certsDir: string };
+  try {
+    info = JSON.parse(fs.readFileSync(file, "utf8")) as typeof info;
+  } catch {
+    throw new Error(`no running local cloud: ${file} is missing (start one with: npm run cloud -- start)`);
+  }
+  let rulesText = o.rules ?? "[]";
+  if (rulesText.startsWith("@")) rulesText = fs.readFileSync(rulesText.slice(1), "utf8");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(rulesText);
+  } catch {
+    throw new ShadowOtaError(PROXY_CODES.PROXY_RULE_INVALID, `the rules are not JSON: ${rulesText.slice(0, 200)}`, { detail: { index: -1 } });
+  }
+  const rules = parseFaultRules(parsed);
+  const upstreamPort = (o.device !== undefined ? info.azurePorts?.[o.device] : undefined) ?? info.mqttPort;
+  const { downstreamTls, upstreamTls } = pkiTls(LocalPki.open(info.certsDir));
+  const proxy = await MqttFaultProxy.start({
+    upstream: { host: info.host, port: upstreamPort, tls: upstreamTls }, downstreamTls, rules,
+    ...(o.port === undefined ? {} : { port: o.port }), ...(o.seed === undefined ? {} : { seed: o.seed }),
+  });
+  const printed = { n: 0 };
+  o.print(`fault proxy on mqtts://${proxy.host}:${proxy.port} → mqtts://${info.host}:${upstreamPort}, ${rules.length} rule(s); ` +
+    `point a device at it: npm run cloud -- device --id ID --mqtt-port ${proxy.port}`);
+  const timer = setInterval(() => {
+    while (printed.n < proxy.events.length) o.print(JSON.stringify(proxy.events[printed.n++]));
+  }, 100);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => { process.off("SIGINT", stop); process.off("SIGTERM", stop); resolve(); };
+    if (o.signal !== undefined) {
+      if (o.signal.aborted) return stop();
+      o.signal.addEventListener("abort", stop, { once: true });
+    } else {
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    }
+  });
+  clearInterval(timer);
+  while (printed.n < proxy.events.length) o.print(JSON.stringify(proxy.events[printed.n++]));
+  await proxy.close();
 }
