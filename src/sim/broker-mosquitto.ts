@@ -9,7 +9,9 @@
  * refuse a client id that differs from the CN as AWS does, so it replaces it with the CN instead — what
  * matters is kept: one identity cannot take over another's session. Consequence: two connections with the
  * same certificate drop each other, so every concurrent service connection needs its own service identity.
- * mosquitto keeps RETAIN (it cannot clear the flag the way the aedes broker does).
+ * RETAIN: `retain_available false` — a client publishing with RETAIN set is disconnected and nothing is
+ * stored, as AWS IoT Core does (broker-fidelity.ts); IoT Hub ignores the flag instead, which mosquitto cannot
+ * do (it cannot clear it the way the aedes broker does), so on an Azure instance this is stricter than IoT Hub.
  * Limits (BrokerLimits, broker-policy.ts): `max_packet_size` is the cloud's payload limit plus
  * MQTT_HEADER_ALLOWANCE — AWS's 128 KB on the AWS instance, IoT Hub's 256 KB on an Azure device's — and a
  * client sending more is disconnected; `max_connections` is the per-address cap (every client of a loopback
@@ -172,6 +174,7 @@ function configText(dir: string, host: string, port: number, debug: boolean, lim
     "use_identity_as_username true",
     "use_username_as_clientid true",
     "max_qos 1",
+    "retain_available false",
     `max_connections ${limits.maxConnections}`,
     "",
   ].join("\n");
