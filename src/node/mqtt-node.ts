@@ -41,6 +41,10 @@ export interface NodeMqttOptions {
   key?: string | Uint8Array;
   username?: string;
   password?: string;
+  /** Asked before every connection attempt, wins over username/password (Azure SAS: a fresh token each
+   *  time, src/core/sas-token.ts). With `renewInMs` the session is ended that long after its CONNACK, so the
+   *  next attempt brings a new token before the broker would drop the old one at its expiry. */
+  credentials?: () => { username: string; password: string; renewInMs?: number };
   /** TLS server name to verify and send as SNI (default: `host`; not sent for an IP address). */
   servername?: string;
   /** ALPN protocols to offer, e.g. ["x-amzn-mqtt-ca"] for AWS IoT on port 443. */
@@ -75,6 +79,8 @@ interface Attempt {
   lastError: Error | undefined;
   /** Rejecters of publishes/subscribes waiting for their acknowledgement. */
   readonly pending: Set<(e: Error) => void>;
+  /** Ends the session when its SAS token is due for renewal (credentials().renewInMs). */
+  renewTimer?: ReturnType<typeof setTimeout>;
 }
 
 const DEFAULT_BACKOFF = { initialMs: 1_000, maxMs: 60_000 };
@@ -148,6 +154,8 @@ export class NodeMqttTransport implements MqttTransport {
     if (o.key !== undefined) opts.key = toPem(o.key);
     if (o.username !== undefined) opts.username = o.username;
     if (o.password !== undefined) opts.password = o.password;
+    const cred = o.credentials?.();
+    if (cred !== undefined) { opts.username = cred.username; opts.password = cred.password; }
     if (o.servername !== undefined) opts.servername = o.servername;
     if (o.alpn !== undefined) opts.ALPNProtocols = o.alpn;
     const resume = o.resumeTls !== false;
@@ -183,6 +191,14 @@ export class NodeMqttTransport implements MqttTransport {
       a.ready = true;
       this.#failures = 0;
       this.#log.log("info", "mqtt.connected", { host: o.host, port: o.port, clientId: o.clientId });
+      if (cred?.renewInMs !== undefined) {
+        a.renewTimer = setTimeout(() => {
+          this.#log.log("info", "mqtt.credentials-renew", { clientId: o.clientId });
+          this.#failures = 0;
+          a.lastError = new Error("reconnecting with renewed credentials");
+          this.#ended(a);
+        }, Math.max(0, Math.min(cred.renewInMs, 2 ** 31 - 1)));
+      }
       this.#call(() => this.#handlers!.connected());
     });
     client.on("message", (topic, payload) => {
@@ -202,6 +218,7 @@ export class NodeMqttTransport implements MqttTransport {
   #ended(a: Attempt): void {
     if (a.ended) return;
     a.ended = true;
+    if (a.renewTimer !== undefined) clearTimeout(a.renewTimer);
     const wasReady = a.ready;
     a.ready = false;
     const what = wasReady ? "connection lost" : "connect failed";

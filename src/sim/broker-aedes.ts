@@ -49,7 +49,7 @@ import type { Log } from "../ports/log";
 import { silentLog } from "../ports/log";
 import {
   AWS_MQTT_ALPN, AZURE_TOPIC_ROOT, BROKER_CODES, azureToBroker, brokerLimits, decidePublish, decideSubscribe,
-  deliveredTopic, identityOf, payloadLimitOf, type BrokerLimits, type Identity,
+  authenticateSas, deliveredTopic, identityOf, payloadLimitOf, type BrokerLimits, type Identity, type SasDeviceAuth,
 } from "./broker-policy";
 import { FramedConnection } from "./mqtt-frame-guard";
 import { CLOUD_SERVICE_IDENTITY, PKI_NAME_PATTERN, isReservedIdentity, type LocalPki } from "./pki";
@@ -65,6 +65,10 @@ export interface AedesBrokerOptions {
   serviceIdentities?: readonly string[];
   /** Deadlines and caps against hostile clients (default DEFAULT_BROKER_LIMITS, per member). */
   limits?: Partial<BrokerLimits>;
+  /** Azure devices may connect with a SAS token instead of a client certificate (IoT Hub's other way):
+   *  the TLS handshake then no longer requires a certificate, CONNECT without a verified one must carry a
+   *  valid token (broker-policy.ts authenticateSas), and the device is disconnected when its token expires. */
+  sasAuth?: SasDeviceAuth;
   log?: Log;
 }
 
@@ -161,6 +165,28 @@ export class AedesBroker {
         } catch (e) {
           failed("authenticate", client, e);
           return done(authError("internal error"), false);
+        }
+        if (id === undefined && options.sasAuth !== undefined) {
+          let r: ReturnType<typeof authenticateSas>;
+          try {
+            r = authenticateSas(client.id, _username, _password, options.sasAuth);
+          } catch (e) {
+            failed("authenticate", client, e);
+            return done(authError("internal error"), false);
+          }
+          if ("refused" in r) {
+            log.log("warn", "broker.connect-refused", { clientId: client.id, reason: r.refused });
+            return done(authError("not authorized"), false);
+          }
+          id = r.identity;
+          // IoT Hub closes the connection when the token expires; the device must reconnect with a new one.
+          const ms = Math.max(0, (r.expiry - options.sasAuth.now()) * 1000);
+          const timer = setTimeout(() => {
+            log.log("info", "broker.sas-expired", { clientId: client.id });
+            client.close();
+          }, Math.min(ms, 2 ** 31 - 1));
+          timer.unref();
+          client.conn.once?.("close", () => clearTimeout(timer));
         }
         if (id === undefined) {
           log.log("warn", "broker.connect-refused", { clientId: client.id, reason: "no usable certificate CN" });
@@ -274,7 +300,7 @@ export class AedesBroker {
     const handshakes = { full: 0, resumed: 0 };
     const tlsServer = tls.createServer({
       key: server.keyPem, cert: server.certPem, ca: server.caPem,
-      requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2",
+      requestCert: true, rejectUnauthorized: options.sasAuth === undefined, minVersion: "TLSv1.2",
       ALPNProtocols: [AWS_MQTT_ALPN, "mqtt"],
       handshakeTimeout: limits.handshakeTimeoutMs,
     }, (socket) => {

@@ -111,6 +111,8 @@ export type CloudInfo = CloudConnectionInfo & {
   awsDataPlane?: { endpoint: string; region: string; accessKeyId: string; secretAccessKey: string };
   /** IoT Hub's service API: its URL and a service connection string (policy iothubowner, key made at this start). */
   iothub?: { url: string; hostName: string; connectionString: string };
+  /** The hub host name Azure devices put in their SAS user name and token (the IoT Hub API's host, else `host`). */
+  azureHubHost?: string;
 };
 
 export type DeviceCredentials = DeviceConnection;
@@ -122,6 +124,19 @@ async function connectService(pki: LocalPki, host: string, port: number, clientI
     protocol: "mqtts", host, port, clientId, ca: c.caPem, cert: c.certPem, key: c.keyPem,
     rejectUnauthorized: true, clean: true, reconnectPeriod: 500, connectTimeout: 10_000, protocolVersion: 4,
   });
+}
+
+/** The Azure devices' SAS keys kept in {dataDir}/iothub-device-keys.json; an unreadable file is an error (never
+ *  silently replaced: devices hold those keys). */
+function loadSasKeys(dataDir: string, hubHost: string): { hubHost: string; keys: Map<string, string>; file: string } {
+  const file = path.join(dataDir, "iothub-device-keys.json");
+  const keys = new Map<string, string>();
+  if (fs.existsSync(file)) {
+    const v = JSON.parse(fs.readFileSync(file, "utf8")) as unknown;
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new ShadowOtaError(CLOUD_CODES.CLOUD_DEVICE_ID_INVALID, `${file} is not an object of device keys`);
+    for (const [id, key] of Object.entries(v)) if (typeof key === "string") keys.set(id, key);
+  }
+  return { hubHost, keys, file };
 }
 
 export class LocalCloud {
@@ -144,6 +159,8 @@ export class LocalCloud {
   #blobs: BlobServer | undefined;
   #dataPlane: { server: AwsDataPlaneServer; accessKeyId: string; secretAccessKey: string } | undefined;
   #iothub: { server: IotHubRestServer; hostName: string; key: string } | undefined;
+  /** Azure devices' symmetric keys (SAS) and the hub host their tokens name; shared with the aedes broker. */
+  #sas: { hubHost: string; keys: Map<string, string>; file: string } = { hubHost: "", keys: new Map(), file: "" };
   #closed = false;
 
   private constructor(init: {
@@ -184,8 +201,10 @@ export class LocalCloud {
     try {
       const limits = options.brokerLimits === undefined ? {} : { limits: options.brokerLimits };
       const brokerOptions = { pki, host, log, ...limits, ...(options.port === undefined ? {} : { port: options.port }) };
+      const sas = loadSasKeys(dataDir, host);
+      const sasClock = options.clock ?? new NodeClock();
       broker = brokerKind === "aedes"
-        ? await AedesBroker.start(brokerOptions)
+        ? await AedesBroker.start({ ...brokerOptions, sasAuth: { hubHost: () => sas.hubHost, keyFor: (id) => sas.keys.get(id), now: () => sasClock.epochSeconds() } })
         : await MosquittoBroker.start({ ...brokerOptions, mode: "aws" });
       if (brokerKind === "mosquitto") azure = new AzureMosquittoInstances({ pki, host, log, ...limits });
       const main = await connectService(pki, host, broker.port, `${CLOUD_SERVICE_IDENTITY}-${process.pid}`);
@@ -203,7 +222,8 @@ export class LocalCloud {
       const logs = await LogService.start(main, {
         log, ...(dl.ringSize === undefined ? {} : { ringSize: dl.ringSize }), ...(dl.files === true ? { dir: path.join(dataDir, "logs") } : {}),
       });
-      const cloud = new LocalCloud({ host, dataDir, certsDir, brokerKind, pki, store, shadows, twins, logs, broker, azure, clients, log });
+      const cloud: LocalCloud = new LocalCloud({ host, dataDir, certsDir, brokerKind, pki, store, shadows, twins, logs, broker, azure, clients, log });
+      cloud.#sas = sas;
       for (const d of options.devices ?? []) await cloud.addDevice(d.id, d.cloud);
       if (options.blobPort !== false) {
         const server = pki.server();
@@ -233,6 +253,7 @@ export class LocalCloud {
           certPem: server.certPem, keyPem: server.keyPem, clock: options.clock ?? new NodeClock(), log,
         });
         cloud.#iothub = { server: iothub, hostName: hubHost, key };
+        sas.hubHost = hubHost;
       }
       if (options.adminPort !== false) {
         cloud.#admin = await AdminHttpServer.start({ cloud, host, port: options.adminPort ?? 0, log });
@@ -317,6 +338,10 @@ export class LocalCloud {
       throw new ShadowOtaError(CLOUD_CODES.CLOUD_DEVICE_ID_INVALID, `device ${id} is already registered for ${known}`, { detail: { id, cloud: known } });
     }
     this.pki.client(id);
+    if (cloud === "azure" && !this.#sas.keys.has(id)) {
+      this.#sas.keys.set(id, crypto.randomBytes(32).toString("base64"));
+      writeFileAtomic(this.#sas.file, JSON.stringify(Object.fromEntries(this.#sas.keys), null, 2) + "\n", { mode: 0o600 });
+    }
     if (known === undefined && cloud === "azure" && this.#azure !== undefined) {
       const instance = await this.#azure.ensure(id);
       const link = await connectService(this.pki, this.host, instance.port, `${CLOUD_SERVICE_IDENTITY}-${id}`);
@@ -343,6 +368,18 @@ export class LocalCloud {
     return Object.keys(c.subscriptions).some((t) => t.startsWith(methods));
   }
 
+  /**
+   * An Azure device's connection string, `HostName={hub};DeviceId={id};SharedAccessKey={key}`, for devices
+   * that authenticate with SAS tokens instead of their certificate (aedes only: mosquitto cannot check a
+   * token). The key is made at the device's first addDevice and kept in {dataDir}/iothub-device-keys.json
+   * (0600). Throws CLOUD_DEVICE_ID_INVALID for a device that is not an Azure one.
+   */
+  deviceConnectionString(id: string): string {
+    const key = this.#devices.get(id) === "azure" ? this.#sas.keys.get(id) : undefined;
+    if (key === undefined) throw new ShadowOtaError(CLOUD_CODES.CLOUD_DEVICE_ID_INVALID, `${id} is not an Azure device of this cloud`, { detail: { id } });
+    return `HostName=${this.#sas.hubHost};DeviceId=${id};SharedAccessKey=${key}`;
+  }
+
   /** What a device needs to connect. Throws CLOUD_DEVICE_ID_INVALID for an unknown device. */
   credentials(id: string): DeviceCredentials {
     const cloud = this.#devices.get(id);
@@ -361,6 +398,7 @@ export class LocalCloud {
     };
     if (this.#admin !== undefined) { info.adminUrl = this.#admin.url; info.adminToken = this.#admin.token; }
     if (this.#blobs !== undefined) info.blobUrl = this.#blobs.baseUrl(DEFAULT_FIRMWARE_CONTAINER);
+    info.azureHubHost = this.#sas.hubHost;
     if (this.#dataPlane !== undefined) {
       const { server, accessKeyId, secretAccessKey } = this.#dataPlane;
       info.awsDataPlane = { endpoint: server.url, region: "us-east-1", accessKeyId, secretAccessKey };
