@@ -37,6 +37,8 @@ export const PKI_CODES = {
   /** The CA files in `dir` are incomplete, unreadable, mismatched or expired. `detail.path`. Delete the
    *  directory to start a new CA (every issued certificate then has to be issued again). */
   PKI_STORE_INVALID: "PKI_STORE_INVALID",
+  /** A key handed to `client(name, { keyPem })` is not an RSA private key in PEM. `cause` = the crypto error. */
+  PKI_KEY_INVALID: "PKI_KEY_INVALID",
   /** A file could not be written. `detail.path`, `cause` = the fs error. */
   PKI_WRITE_FAILED: "PKI_WRITE_FAILED",
 } as const;
@@ -123,6 +125,18 @@ function randomSerial(): string {
   const b = crypto.randomBytes(16);
   b[0] = (b[0]! & 0x7f) | 0x01;
   return b.toString("hex");
+}
+
+/** An RSA private key given as PKCS#8 PEM, with its public half; PKI_KEY_INVALID otherwise. */
+function existingKey(keyPem: string): { keyPem: string; publicPem: string } {
+  try {
+    const key = crypto.createPrivateKey(keyPem);
+    if (key.asymmetricKeyType !== "rsa") throw new Error(`a ${String(key.asymmetricKeyType)} key, not RSA`);
+    const pkcs8 = key.export({ type: "pkcs8", format: "pem" }).toString();
+    return { keyPem: pkcs8, publicPem: crypto.createPublicKey(key).export({ type: "spki", format: "pem" }).toString() };
+  } catch (cause) {
+    return fail("PKI_KEY_INVALID", "the key to certify is not an RSA private key in PEM", {}, cause);
+  }
 }
 
 function newRsaKey(bits: number): { keyPem: string; publicPem: string } {
@@ -269,12 +283,17 @@ export class LocalPki {
     return this.#leaf("server", path.join(this.dir, "server"), false);
   }
 
-  /** A client certificate with CN = `name` (a thing name / device id, or a service identity). */
-  client(name: string): Credentials {
+  /**
+   * A client certificate with CN = `name` (a thing name / device id, or a service identity). With
+   * `keyPem` (PKCS#8 PEM), a certificate to be issued certifies that existing key instead of a new one: a
+   * simulated fleet (bench/fleet.bench.ts) then costs one RSA key generation, not one per device; each
+   * device still has its own certificate and identity. Throws PKI_NAME_INVALID, PKI_KEY_INVALID.
+   */
+  client(name: string, options: { keyPem?: string } = {}): Credentials {
     if (!PKI_NAME_PATTERN.test(name)) {
       fail("PKI_NAME_INVALID", `certificate name ${JSON.stringify(name)} is not [A-Za-z0-9:_-]{1,128}`, { name });
     }
-    return this.#leaf(name, path.join(this.dir, "clients", name), true);
+    return this.#leaf(name, path.join(this.dir, "clients", name), true, options.keyPem);
   }
 
   /**
@@ -313,13 +332,13 @@ export class LocalPki {
     }
   }
 
-  #leaf(name: string, base: string, isClient: boolean): Credentials {
+  #leaf(name: string, base: string, isClient: boolean, keyPem?: string): Credentials {
     const certPath = `${base}.cert.pem`;
     const keyPath = `${base}.key.pem`;
     const existing = this.#reusable(name, certPath, keyPath, isClient);
     if (existing !== undefined) return this.#credentials(name, existing.certPem, existing.keyPem, certPath, keyPath, base, isClient, existing.notAfter, false);
 
-    const key = newRsaKey(this.#bits);
+    const key = keyPem === undefined ? newRsaKey(this.#bits) : existingKey(keyPem);
     const cert = forge.pki.createCertificate();
     cert.publicKey = forge.pki.publicKeyFromPem(key.publicPem);
     cert.serialNumber = randomSerial();

@@ -182,3 +182,28 @@ describe("issueServerCertificate (TLS failure tests)", () => {
     expect(fs.readdirSync(dir).sort()).toEqual(before);
   });
 });
+
+describe("client certificates for a given key (a simulated fleet)", () => {
+  it("certifies the key it is given, one certificate and CN per name, reused later; a non-RSA or bad key is PKI_KEY_INVALID", () => {
+    const dir = fresh();
+    try {
+      const pki = LocalPki.open(dir);
+      const first = pki.client("fleet-0000");
+      const other = pki.client("fleet-0001", { keyPem: first.keyPem });
+      expect(other.issued).toBe(true);
+      expect(other.keyPem).toBe(first.keyPem);
+      expect(new crypto.X509Certificate(other.certPem).subject).toContain("CN=fleet-0001");
+      expect(new crypto.X509Certificate(other.certPem).checkPrivateKey(crypto.createPrivateKey(first.keyPem))).toBe(true);
+      expect(pki.issued(other.certPem)).toBe(true);
+      expect(pki.client("fleet-0001").issued).toBe(false); // reused, with its key
+      const ec = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+      for (const keyPem of [ec, "not a key"]) {
+        let code: unknown;
+        try { pki.client("fleet-0002", { keyPem }); } catch (e) { code = (e as { code?: unknown }).code; }
+        expect(code).toBe(PKI_CODES.PKI_KEY_INVALID);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

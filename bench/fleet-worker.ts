@@ -1,0 +1,85 @@
+/**
+ * One worker process of `npm run bench:fleet` (bench/fleet.bench.ts): runs a slice of the simulated fleet
+ * — SimDevice (the device app over mqtt.js, the native OTA slot on a flash file, the file NVS) per device —
+ * against the local cloud the parent runs. Started with an IPC channel; the parent sends
+ * `{ type: "start", ... }`; the worker prepares each device's flash file and answers `ready`; on `go` it
+ * powers the devices on (answering `started`), and on `stop` it answers `stats` (errors, restarts, running
+ * versions, memory, CPU) and exits. Devices log nothing (a fleet's logs would be the benchmark).
+ *
+ * Not here: any measurement of latency (the parent times everything from the cloud's side).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+import { silentLog } from "../src/ports/log";
+import { SimDevice, SIM_PROJECT_NAME } from "../src/sim/device";
+import { buildImage } from "../src/tools/esp-image";
+import { createFlashFile } from "../src/tools/flash-file";
+
+export interface FleetWorkerStart {
+  type: "start";
+  ids: string[];
+  host: string;
+  port: number;
+  certsDir: string;
+  blobBaseUrl: string;
+  dataDir: string;
+  /** Device starts are spread over [0, spreadMs] (each device's power-on moment, as a fleet's vary). */
+  spreadMs: number;
+}
+
+const devices: SimDevice[] = [];
+
+async function start(m: FleetWorkerStart): Promise<void> {
+  const ca = fs.readFileSync(path.join(m.certsDir, "ca.cert.pem"), "utf8");
+  // One factory flash per worker, copied for each device (building 4 MiB per device would be the bench).
+  const template = path.join(m.dataDir, `template-${process.pid}.bin`);
+  fs.mkdirSync(m.dataDir, { recursive: true });
+  createFlashFile(template, { images: { factory: buildImage({ version: "1.0.0", projectName: SIM_PROJECT_NAME, size: 64 * 1024, seed: 7 }) } });
+  for (const id of m.ids) {
+    const dataDir = path.join(m.dataDir, id);
+    fs.mkdirSync(dataDir, { recursive: true });
+    fs.copyFileSync(template, path.join(dataDir, "flash.bin"));
+  }
+  // Ready: the parent starts its clock and says go to every worker at once.
+  await new Promise<void>((resolve) => {
+    process.on("message", (g: { type: string }) => { if (g.type === "go") resolve(); });
+    process.send!({ type: "ready" });
+  });
+  const cpu0 = process.cpuUsage();
+  await Promise.all(m.ids.map(async (id, i) => {
+    const dataDir = path.join(m.dataDir, id);
+    await new Promise((r) => setTimeout(r, Math.floor((m.spreadMs * i) / Math.max(1, m.ids.length))));
+    devices.push(SimDevice.start({
+      id, cloud: "aws", host: m.host, port: m.port, ca,
+      cert: fs.readFileSync(path.join(m.certsDir, "clients", `${id}.cert.pem`), "utf8"),
+      key: fs.readFileSync(path.join(m.certsDir, "clients", `${id}.key.pem`), "utf8"),
+      dataDir, log: silentLog, requestTimeoutMs: 30_000,
+      firmware: { baseUrl: m.blobBaseUrl, ca, connectTimeoutMs: 30_000, idleTimeoutMs: 30_000 },
+    }));
+  }));
+  process.send!({ type: "started", count: devices.length, startCpuMs: cpuMs(process.cpuUsage(cpu0)) });
+}
+
+function cpuMs(u: NodeJS.CpuUsage): number {
+  return (u.user + u.system) / 1000;
+}
+
+async function stop(): Promise<void> {
+  const errors: Record<string, number> = {};
+  for (const d of devices) for (const e of d.errors) errors[e.code] = (errors[e.code] ?? 0) + 1;
+  const stats = {
+    type: "stats", devices: devices.length, errors,
+    restarts: devices.reduce((n, d) => n + d.restarts.length, 0),
+    running: devices.reduce<Record<string, number>>((acc, d) => { acc[d.runningVersion] = (acc[d.runningVersion] ?? 0) + 1; return acc; }, {}),
+    maxRssMb: process.resourceUsage().maxRSS / 1024, cpuMs: cpuMs(process.cpuUsage()),
+  };
+  await Promise.all(devices.map((d) => d.close().catch(() => undefined)));
+  process.send!(stats, () => process.exit(0));
+}
+
+process.on("message", (m: { type: string }) => {
+  if (m.type === "start") void start(m as FleetWorkerStart).catch((e: unknown) => { process.send!({ type: "error", message: String(e) }); });
+  else if (m.type === "stop") void stop();
+});
+process.on("disconnect", () => process.exit(0));
