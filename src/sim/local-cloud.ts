@@ -17,7 +17,8 @@
  * - "mosquitto": one instance for the AWS devices, and one more instance per Azure device (mosquitto
  *   2.0.11 cannot scope `$iothub/...` per connection); the twin service opens a dedicated link to each.
  *
- * What it writes: `{dataDir}/cloud-store.json` (shadows and twins, kept across restarts) and its lock
+ * What it writes: `{dataDir}/cloud-store.json` + `cloud-store.log` (shadows and twins, kept across restarts and
+ * kill -9: snapshot and log of changes, cloud-store.ts) and its lock
  * `{dataDir}/cloud-store.lock` while running (a second cloud on the same directory fails with CLOUD_STORE_LOCKED),
  * `{dataDir}/blobs/{container}/{name}` (published firmware, kept across restarts), `{dataDir}/cloud.json`
  * (where devices and the CLI find the broker, the certificates, the blob server and the admin API; 0600
@@ -268,7 +269,7 @@ export class LocalCloud {
       for (const c of clients) await c.endAsync(true).catch(() => undefined);
       await azure?.close();
       await broker?.close();
-      store.close();
+      await store.close();
       throw e;
     }
   }
@@ -424,7 +425,7 @@ export class LocalCloud {
     for (const c of this.#clients) await c.endAsync(true).catch(() => undefined);
     await this.#azure?.close();
     await this.#broker.close();
-    this.store.close();
+    await this.store.close(); // waits for commits in flight, compacts the log into cloud-store.json
     fs.rmSync(path.join(this.dataDir, CLOUD_INFO_FILE), { force: true });
   }
 
