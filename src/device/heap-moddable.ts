@@ -13,7 +13,10 @@
 import Instrumentation from "instrumentation";
 import type { HeapProbe, HeapSample } from "../ports/heap-probe";
 
-function indexOf(name: string): number | undefined {
+/** The instruments read here, by the names the SDK's `Instrumentation.map` takes (its typings list them). */
+type InstrumentName = "System Free Memory" | "XS Slot Heap Used" | "XS Chunk Heap Used";
+
+function indexOf(name: InstrumentName): number | undefined {
   try {
     return Instrumentation.map(name);
   } catch {
