@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { MqttClient } from "mqtt";
 import { decidePublish, logsTopic, mosquittoAcl, payloadLimitOf, telemetryRoot } from "../../src/sim/broker-policy";
+import { runCli } from "../../src/sim/cli";
 import { LOG_SUBSCRIPTIONS, LogService, classifyLogTopic, formatLogRecord } from "../../src/sim/log-service";
 
 const dev = (name: string) => ({ kind: "device" as const, name });
@@ -138,5 +139,26 @@ describe("log service", () => {
       line: { level: "warn", message: "ota.request.refused {}", freeHeap: 10, usedBytes: 20, dropped: 3 },
     })).toBe("2026-01-01T00:00:00.000Z esp32-01 WARN  ota.request.refused {} [free 10 used 20] [dropped 3]");
     expect(formatLogRecord({ cloudSeq: 2, receivedAt: "t", deviceId: "d", cloud: "aws", line: { invalid: "too-large" } })).toBe('t d ?     {"invalid":"too-large"}');
+  });
+});
+
+describe("logs tail: usage", () => {
+  it.each([
+    [["logs", "tail"], "unknown or incomplete command"],
+    [["logs", "tail", "a", "b"], "unknown or incomplete command"],
+    [["logs", "tail", "esp32-01", "--lines", "x"], "--lines must be 0..1000"],
+    [["logs", "tail", "esp32-01", "--lines", "1001"], "--lines must be 0..1000"],
+  ])("%j exits 2 naming the problem", async (argv, problem) => {
+    const err: string[] = [];
+    expect(await runCli([...argv, "--data-dir", os.tmpdir()], { print: () => undefined, error: (l) => err.push(l) })).toBe(2);
+    expect(err.join("\n")).toContain(problem);
+  });
+
+  it("without a running cloud it says so and exits 1", async () => {
+    const err: string[] = [];
+    const empty = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-nocloud-"));
+    expect(await runCli(["logs", "tail", "esp32-01", "--data-dir", empty], { print: () => undefined, error: (l) => err.push(l) })).toBe(1);
+    expect(err.join("\n")).toContain("no running local cloud");
+    fs.rmSync(empty, { recursive: true, force: true });
   });
 });
