@@ -19,6 +19,7 @@ export const SOURCES: ReadonlyArray<readonly [string, string, string]> = [
   ["src/core/config-diff.ts", "CONFIG_DIFF_CODES", "Desired/reported diffs (src/core/config-diff.ts)"],
   ["src/core/update-errors.ts", "UPDATE_CODES", "OTA update controller: policy, self-test, rollback (src/core/ota-controller.ts)"],
   ["src/core/download-errors.ts", "DOWNLOAD_CODES", "Firmware download (the ByteSource port and its adapters)"],
+  ["src/core/sas-token.ts", "SAS_CODES", "Azure SAS tokens and connection strings (src/core/sas-token.ts)"],
   ["src/core/log-mirror.ts", "LOG_CODES", "Logs to the cloud (src/core/log-mirror.ts)"],
   ["src/native/ota-errors.ts", "OTA_CODES", "OTA slot and OTA policy (native module; the platform number travels in `platformCode`)"],
   ["src/device/device-errors.ts", "DEVICE_CODES", "The Moddable device app (src/device)"],
