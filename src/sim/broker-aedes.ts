@@ -13,7 +13,8 @@
  *   certificate with a name reserved for the services (isReservedIdentity, pki.ts) is refused.
  * - Publish: devices only to their own shadow request topics and the twin's request topics; a refused
  *   publish closes the connection (AWS does the same for a policy violation on MQTT 3.1.1). QoS 2 closes it
- *   too. RETAIN is cleared (AWS and Azure ignore it on these topics).
+ *   too. RETAIN on a device's `$aws/...` publish closes it as well (AWS); elsewhere the flag is cleared
+ *   (IoT Hub ignores it). A SUBSCRIBE at QoS 2 is granted QoS 1 (broker-fidelity.ts).
  * - Subscribe: devices only under their own roots; a refused filter gets SUBACK 0x80.
  * - Azure: a device's `$iothub/...` topics become `devices/{CN}/$iothub/...` on publish (authorizePublish)
  *   and subscribe (authorizeSubscribe; a persistent session stores and restores the rewritten filter),
@@ -51,6 +52,7 @@ import {
   AWS_MQTT_ALPN, AZURE_TOPIC_ROOT, BROKER_CODES, azureToBroker, brokerLimits, decidePublish, decideSubscribe,
   authenticateSas, deliveredTopic, identityOf, payloadLimitOf, type BrokerLimits, type Identity, type SasDeviceAuth,
 } from "./broker-policy";
+import { grantedQos, retainedPublish } from "./broker-fidelity";
 import { FramedConnection } from "./mqtt-frame-guard";
 import { CLOUD_SERVICE_IDENTITY, PKI_NAME_PATTERN, isReservedIdentity, type LocalPki } from "./pki";
 
@@ -102,6 +104,20 @@ function peerCn(socket: tls.TLSSocket): string | undefined {
   const cert = socket.getPeerCertificate() as tls.PeerCertificate | null; // null once the socket is gone
   const cn = cert?.subject?.CN as unknown;
   return typeof cn === "string" ? cn : undefined;
+}
+
+/**
+ * Both clouds grant at most QoS 1 (broker-fidelity.ts). aedes takes the granted QoS from the SUBSCRIBE as
+ * parsed, before any hook runs, so the parsed packet is lowered here: a listener put ahead of aedes's own on
+ * the client's mqtt-packet parser (`_parser`, aedes 1.x).
+ */
+function clampSubscribeQos(client: Client): void {
+  const parser = (client as unknown as { _parser?: { prependListener?(e: "packet", f: (p: { cmd?: string; subscriptions?: Array<{ qos: number }> }) => void): void } })._parser;
+  if (parser?.prependListener === undefined) throw new Error("aedes client has no parser to clamp SUBSCRIBE QoS on");
+  parser.prependListener("packet", (p) => {
+    if (p.cmd !== "subscribe" || p.subscriptions === undefined) return;
+    for (const s of p.subscriptions) s.qos = grantedQos(s.qos);
+  });
 }
 
 function messageOf(e: unknown): string {
@@ -264,6 +280,10 @@ export class AedesBroker {
         limit("payload-size", { clientId: client.id, topic: packet.topic, bytes: size, limit: max });
         return `payload of ${size} bytes over the ${max}-byte limit`;
       }
+      if (packet.retain && retainedPublish(id, d.topic) === "refuse") {
+        log.log("warn", "broker.publish-refused", { clientId: client.id, topic: packet.topic, reason: "RETAIN on a reserved topic" });
+        return "RETAIN is not supported on this topic";
+      }
       // aedes publishes this very packet object after the hook, so rewriting it here takes effect.
       packet.topic = d.topic;
       packet.retain = false;
@@ -310,7 +330,8 @@ export class AedesBroker {
         peers.set(conn, peerCn(socket));
         handshakes.full += socket.isSessionReused() ? 0 : 1;
         handshakes.resumed += socket.isSessionReused() ? 1 : 0;
-        aedes.handle(conn);
+        const client = aedes.handle(conn);
+        clampSubscribeQos(client);
       } catch (e) {
         failed("secureConnection", null, e);
         socket.destroy();
