@@ -228,8 +228,10 @@ export class LocalCloud {
       for (const d of options.devices ?? []) await cloud.addDevice(d.id, d.cloud);
       if (options.blobPort !== false) {
         const server = pki.server();
+        // The chain (leaf + CA), as real endpoints send it: Moddable's SecureSocket checks the server name
+        // only on a certificate whose issuer is also in the chain (ssl_cert.js verify), so a lone leaf fails.
         blobs = await BlobServer.start({
-          dir: path.join(dataDir, "blobs"), cert: server.certPem, key: server.keyPem, ca: pki.caPem, host, log,
+          dir: path.join(dataDir, "blobs"), cert: `${server.certPem}${pki.caPem}`, key: server.keyPem, ca: pki.caPem, host, log,
           port: options.blobPort ?? 0, ...options.blobs,
         });
         cloud.#blobs = blobs;
