@@ -168,6 +168,7 @@ export function parseQuery(query: string): Map<string, string> | AzureTopicStatu
 /** Decimal digits only, no sign, at most 15 digits (exact as a JS number). */
 function parseVersionText(s: string): number | undefined {
   if (s.length === 0 || s.length > 15) return undefined;
+  // Stryker disable next-line EqualityOperator: at i === s.length charCodeAt is NaN, which passes both comparisons below, so "<=" reads one NaN more and changes nothing.
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c < 0x30 || c > 0x39) return undefined;
@@ -218,6 +219,7 @@ export function matchAzureTopic(topic: string): AzureTopicMatch | AzureTopicMism
   if (topic.startsWith(RES_PREFIX)) {
     const s = RES_PREFIX.length;
     let e = topic.indexOf("/", s);
+    // Stryker disable next-line EqualityOperator: indexOf from s > 0 is -1 or at least s, never 0, so "<= 0" is the same test.
     if (e < 0) e = topic.length;
     const statusText = topic.slice(s, e);
     const status = parseVersionText(statusText);
@@ -241,6 +243,7 @@ export function matchAzureTopic(topic: string): AzureTopicMatch | AzureTopicMism
   if (topic.startsWith(METHOD_PREFIX)) {
     const s = METHOD_PREFIX.length;
     let e = topic.indexOf("/", s);
+    // Stryker disable next-line EqualityOperator: indexOf from s > 0 is -1 or at least s, never 0, so "<= 0" is the same test.
     if (e < 0) e = topic.length;
     const name = topic.slice(s, e);
     if (!isId(name, METHOD_NAME_MAX)) return fail(AZURE_TOPIC_STATUS.METHOD_NAME_INVALID);
@@ -369,7 +372,7 @@ function byteLength(s: string): number {
  * text at most 32 KB. Iterative. Errors: SYNC_DOCUMENT_INVALID (`detail.field` = the key path),
  * SYNC_DEPTH_EXCEEDED, SYNC_PAYLOAD_TOO_LARGE.
  */
-export function checkTwinSection(section: JsonObject, what = "reported"): void {
+export function checkTwinSection(section: JsonObject, what: "reported" | "desired"): void {
   const depth = jsonDepth(section);
   if (depth > AZURE_TWIN_LIMITS.MAX_DEPTH) {
     throw new ShadowOtaError(SYNC_CODES.SYNC_DEPTH_EXCEEDED, `${what} nests ${depth} levels; the maximum is ${AZURE_TWIN_LIMITS.MAX_DEPTH}`,

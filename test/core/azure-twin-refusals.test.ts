@@ -124,6 +124,10 @@ describe("topics at the edges of their grammar", () => {
     expect(m("$iothub/twin/res/600/?$rid=1")).toBe("STATUS_INVALID");
     expect(m("$iothub/twin/res/099/?$rid=1")).toBe("STATUS_INVALID");
     expect(m("$iothub/twin/res/2000/?$rid=1")).toBe("STATUS_INVALID");
+    expect(m("$iothub/twin/res/0200/?$rid=1")).toBe("STATUS_INVALID");
+    expect(m("$iothub/twin/res/20/?$rid=1")).toBe("STATUS_INVALID");
+    expect(m("$iothub/twin/res/2x0/?$rid=1")).toBe("STATUS_INVALID");
+    expect(m("$iothub/twin/res/+20/?$rid=1")).toBe("STATUS_INVALID");
     expect(m("$iothub/twin/res/200")).toBe("QUERY_INVALID");
     expect(m("$iothub/twin/res/200/")).toBe("QUERY_INVALID");
     expect(m("$iothub/twin/res/200/?")).toBe("RID_INVALID");
@@ -150,6 +154,8 @@ describe("topics at the edges of their grammar", () => {
   it("method requests: the name runs to the next slash", () => {
     expect(m("$iothub/methods/POST/reboot/?$rid=9")).toEqual({ ok: true, kind: "method-request", name: "reboot", rid: "9" });
     expect(m("$iothub/methods/POST/reboot")).toBe("QUERY_INVALID");
+    expect(m("$iothub/methods/POST/a")).toBe("QUERY_INVALID");
+    expect(m("$iothub/twin/res/200")).toBe("QUERY_INVALID");
     expect(m("$iothub/methods/POST//?$rid=9")).toBe("METHOD_NAME_INVALID");
     expect(m("$iothub/methods/POST/reboot/?$rid=")).toBe("RID_INVALID");
   });
