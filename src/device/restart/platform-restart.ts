@@ -4,6 +4,13 @@
  * flash file and NVS (Preference) file like a device after a reset. Does not return when it works; throws
  * an Error when the simulator cannot re-execute itself.
  */
+const binding = {
+  // A method of the `native(...).call(this)` shape, which XS binds straight to the C function.
+  restart(): void {
+    native("xs_device_restart").call(this);
+  },
+};
+
 export function platformRestart(): void {
-  native("xs_device_restart").call(globalThis);
+  binding.restart();
 }

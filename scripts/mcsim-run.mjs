@@ -1,0 +1,163 @@
+#!/usr/bin/env node
+/**
+ * mcsim-run.mjs — runs a Moddable app built with `mcconfig -d -p lin` (its mc.so) in the SDK's Linux
+ * simulator, headless, and prints what the app traces. Used by scripts/test-mcsim.mjs and for the runs in
+ * docs/moddable.md.
+ *
+ * What it does, the way the SDK's own `xsbug-log` runs a simulator (tools/xsbug-log, `mcconfig -dl`):
+ * listens for the debug connection on 127.0.0.1 (XSBUG_HOST/XSBUG_PORT, which the simulator's XS reads at
+ * start), starts `$MODDABLE/build/bin/lin/release/mcsim <mc.so>` on an X display (its own Xvfb unless
+ * --display is given), and reads the xsbug protocol with the SDK's parser (xsbug-log's xsbug-machine.js,
+ * `npm install` in $MODDABLE/tools/xsbug-log once). Each trace line is printed as is; `--instruments`
+ * adds one line per sample the debug build sends (about one a second): `#instruments {"Chunk used": …}`.
+ * Breaks (exceptions, debugger statements) are printed with their stack and resumed. Unlike xsbug-log it
+ * never reads stdin and never runs `pkill mcsim`, so it can run beside other simulators.
+ *
+ * A simulator that re-executes itself (the app's restart, src/device/restart/restart_xs.c) connects again;
+ * each connection prints `#mcsim connected (N)`.
+ *
+ * Stops --linger seconds (default 0) after a trace line matches --until (exit 0), after --timeout seconds
+ * (exit 3), or when mcsim exits (exit 0 if --until was not given, else 1). Always kills its mcsim and Xvfb.
+ *
+ * Usage: node scripts/mcsim-run.mjs MC_SO [--until REGEX [--linger SECONDS]] [--timeout SECONDS] [--instruments]
+ *        [--display :N]
+ */
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import net from "node:net";
+import { join } from "node:path";
+
+/** Starts mcsim on `so` and resolves when the run ends: { code, reason }. `onLine` sees every output line. */
+export async function runMcsim(so, options = {}) {
+  const moddable = process.env.MODDABLE;
+  if (!moddable) throw new Error("MODDABLE is not set");
+  const mcsim = join(moddable, "build/bin/lin/release/mcsim");
+  if (!existsSync(mcsim)) throw new Error(`${mcsim} does not exist: build the SDK's Linux tools first`);
+  const require = createRequire(join(moddable, "tools/xsbug-log/"));
+  let Machine;
+  try {
+    ({ Machine } = require("./xsbug-machine.js"));
+  } catch (e) {
+    throw new Error(`cannot load the SDK's xsbug-machine.js (run npm install in $MODDABLE/tools/xsbug-log): ${e.message}`);
+  }
+  const onLine = options.onLine ?? ((line) => console.log(line));
+  const timeoutSec = options.timeoutSec ?? 300;
+  const until = options.until;
+
+  let xvfb;
+  let display = options.display;
+  if (!display) {
+    display = `:${90 + Math.floor(Math.random() * 800)}`;
+    xvfb = spawn("Xvfb", [display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"], { stdio: "ignore" });
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+
+  class PrintingMachine extends Machine {
+    log = "";
+    onTitleChanged(title, tag) {
+      super.onTitleChanged(title, tag); // resumes the machine (doGo)
+    }
+    onLogged(path, line, data) {
+      this.log += data;
+      let nl;
+      while ((nl = this.log.indexOf("\n")) >= 0) {
+        const text = this.log.slice(0, nl);
+        this.log = this.log.slice(nl + 1);
+        emit(text);
+      }
+    }
+    onInstrumentValues(values) {
+      super.onInstrumentValues(values);
+      if (options.instruments) {
+        const o = {};
+        for (const i of this.instruments ?? []) o[i.name] = Number(i.value);
+        emit(`#instruments ${JSON.stringify(o)}`);
+      }
+    }
+    onBroken(path, line, text) {
+      emit(`#break ${path ?? ""}:${line ?? ""} ${text ?? ""}`);
+      super.onBroken(path, line, text); // doGo
+    }
+  }
+
+  let finish;
+  const done = new Promise((r) => { finish = r; });
+  let ended = false;
+  let matched = false;
+  function end(code, reason) {
+    if (ended) return;
+    ended = true;
+    finish({ code, reason });
+  }
+  function emit(text) {
+    onLine(text);
+    if (until && until.test(text) && !matched) {
+      matched = true;
+      // --linger: keep running (and printing) a while after the match, e.g. for a report to go out.
+      setTimeout(() => end(0, `matched ${until}`), (options.lingerSec ?? 0) * 1000);
+    }
+  }
+
+  let connections = 0;
+  const sockets = new Set();
+  const server = net.createServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.setEncoding("utf8");
+    socket.on("error", () => {});
+    socket.on("close", () => sockets.delete(socket));
+    emit(`#mcsim connected (${connections})`);
+    new PrintingMachine(socket, socket);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const port = server.address().port;
+
+  const child = spawn(mcsim, [so], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, DISPLAY: display, XSBUG_HOST: "127.0.0.1", XSBUG_PORT: String(port) },
+  });
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (d) => { for (const l of d.split("\n")) if (l.trim()) emit(`#mcsim stderr: ${l}`); });
+  child.on("exit", (code, signal) => {
+    emit(`#mcsim exited (${signal ?? code})`);
+    end(until ? 1 : 0, `mcsim exited (${signal ?? code})`);
+  });
+  const timer = setTimeout(() => end(3, `timeout after ${timeoutSec} s`), timeoutSec * 1000);
+
+  const result = await done;
+  clearTimeout(timer);
+  if (child.exitCode === null) child.kill("SIGTERM");
+  for (const s of sockets) s.destroy();
+  server.close();
+  if (xvfb) xvfb.kill("SIGTERM");
+  return result;
+}
+
+async function main(argv) {
+  const options = {};
+  let so;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--until") options.until = new RegExp(argv[++i]);
+    else if (a === "--timeout") options.timeoutSec = Number(argv[++i]);
+    else if (a === "--instruments") options.instruments = true;
+    else if (a === "--linger") options.lingerSec = Number(argv[++i]);
+    else if (a === "--display") options.display = argv[++i];
+    else if (!a.startsWith("-") && so === undefined) so = a;
+    else {
+      console.error("usage: node scripts/mcsim-run.mjs MC_SO [--until REGEX [--linger SECONDS]] [--timeout SECONDS] [--instruments] [--display :N]");
+      return 2;
+    }
+  }
+  if (so === undefined) { console.error("mcsim-run: MC_SO is required"); return 2; }
+  const t0 = Date.now();
+  const stamp = () => ((Date.now() - t0) / 1000).toFixed(1).padStart(6);
+  const r = await runMcsim(so, { ...options, onLine: (l) => console.log(`${stamp()} ${l}`) });
+  console.log(`#mcsim-run: ${r.reason}`);
+  return r.code;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e) => { console.error(`mcsim-run: ${e.message}`); process.exitCode = 1; });
+}
