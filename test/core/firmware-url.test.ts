@@ -123,6 +123,13 @@ describe("urlHost at the edges of its grammar", () => {
     ["https://[::1]:/", undefined],
     ["https://[::1]:65536/", undefined],
     ["https://[::1]]/", undefined],
+    ["https://[g::1]/", undefined],
+    ["https://[::1g]/", undefined],
+    ["https://[::1]x80/", undefined],
+    ["https://[::1]x/", undefined],
+    // the scheme is the URL's start, not somewhere inside it
+    ["h.example/a://x/", undefined],
+    ["_https://h.example/", undefined],
     ["https://x[::1]/", undefined],
     // host names: letters, digits, "-" and "." only
     ["https://h_x.example/", undefined],
@@ -172,6 +179,13 @@ describe("firmwareUrl's refusals", () => {
     for (const base of ["https://[::1/", "https://h.example:70000/", "https://h<x/"]) {
       expect(errorOf(() => firmwareUrl(base, "aws", "1.0.0")).code).toBe(DOWNLOAD_CODES.DOWNLOAD_URL_INVALID);
     }
+  });
+
+  it("refuses a base whose scheme only ends in https, and a non-string that looks like a URL, without throwing anything else", () => {
+    expect(errorOf(() => firmwareUrl("xhttps://h.example/", "aws", "1.0.0")).code).toBe(DOWNLOAD_CODES.DOWNLOAD_URL_INVALID);
+    const looksLikeOne = { toString: () => "https://h.example/" } as unknown as string;
+    expect(errorOf(() => firmwareUrl(looksLikeOne, "aws", "1.0.0")).code).toBe(DOWNLOAD_CODES.DOWNLOAD_URL_INVALID);
+    expect(urlHost(looksLikeOne)).toBeUndefined();
   });
 
   it("refuses a seed other than aws and azure as a programming error", () => {
