@@ -52,6 +52,20 @@ class Client extends SdkClient {
   }
 }
 
+/**
+ * SecureSocket with Nagle's algorithm off. The SDK client builds its socket as
+ * `new Socket({host, port, secure})` (mqtt.js), with no way to pass `noDelay`; SecureSocket hands its whole
+ * dictionary to the raw socket (securesocket.js `new Socket(dict)`), and the ESP32's lwIP socket turns Nagle
+ * off when the dictionary says `noDelay: true` (modules/network/socket/lwip/modSocket.c, `tcp_nagle_disable`).
+ * Without it a small PUBLISH after a small write can wait for the broker's delayed ACK. The Linux
+ * simulator's socket (socket/lin/modSocket.c) has no such option and ignores the key.
+ */
+export class NoDelaySecureSocket extends SecureSocket {
+  constructor(dictionary: { host: string; port: number; secure?: Record<string, unknown> }) {
+    super({ ...dictionary, noDelay: true });
+  }
+}
+
 export interface ModdableMqttOptions {
   host: string;
   port: number;
@@ -107,7 +121,7 @@ export class ModdableMqttTransport implements MqttTransport {
     if (o.alpn) secure.applicationLayerProtocolNegotiation = [o.alpn];
     const options: ClientOptions = {
       host: o.host, port: o.port, id: o.clientId,
-      timeout: o.keepaliveMs ?? 60_000, Socket: SecureSocket, secure,
+      timeout: o.keepaliveMs ?? 60_000, Socket: NoDelaySecureSocket, secure,
     };
     if (o.user !== undefined) options.user = o.user;
     if (o.password !== undefined) options.password = o.password;

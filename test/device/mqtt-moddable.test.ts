@@ -14,7 +14,7 @@ import { isShadowOtaError } from "../../src/core/errors";
 import type { MqttTransport, MqttTransportEvents } from "../../src/ports/mqtt-transport";
 
 interface FakeClientShape {
-  options: { host: string; port: number; id: string };
+  options: { host: string; port: number; id: string; Socket?: new (d: object) => { dictionary: object } };
   onReady?: () => void;
   onClose?: () => void;
   onMessage?: (topic: string, body: ArrayBuffer) => void;
@@ -49,7 +49,11 @@ jest.mock("mqtt", () => {
   }
   return { __esModule: true, default: Client };
 });
-jest.mock("securesocket", () => ({ __esModule: true, default: class SecureSocket {} }), { virtual: true });
+jest.mock("securesocket", () => ({
+  __esModule: true,
+  // Records the dictionary it was built with, as the SDK's SecureSocket hands it to the raw socket.
+  default: class SecureSocket { constructor(readonly dictionary: object) {} },
+}), { virtual: true });
 jest.mock("timer", () => {
   const sdk = (): FakeSdk => (globalThis as unknown as { __fakeSdk: FakeSdk }).__fakeSdk;
   let next = 1;
@@ -158,4 +162,16 @@ test("close() cancels a pending reconnect and builds no client afterwards", asyn
   await t.close();
   expect(sdk.timers.filter((x) => !x.cleared).length).toBe(0);
   expect(sdk.clients.length).toBe(1);
+});
+
+test("the client's socket turns Nagle off: SecureSocket gets noDelay: true with the client's host, port and TLS options", () => {
+  const { t } = make(() => 0);
+  t.start();
+  const c = lastClient();
+  const Socket = c.options.Socket;
+  expect(Socket).toBeDefined();
+  const secure = { protocolVersion: 0x303 };
+  const socket = new Socket!({ host: "localhost", port: 8883, secure });
+  expect(socket.dictionary).toEqual({ host: "localhost", port: 8883, secure, noDelay: true });
+  void t.close();
 });

@@ -168,8 +168,9 @@ declare module "securesocket" {
     serverName?: string;
   }
   class SecureSocket {
-    /** Connects to `host`:`port` and runs the handshake; extra dictionary keys are ignored. */
-    constructor(dictionary: { host: string; port: number; secure?: SecureOptions });
+    /** Connects to `host`:`port` and runs the handshake. The whole dictionary also goes to the raw socket
+     *  (`new Socket(dict)`), whose `noDelay: true` turns Nagle off on lwIP (the ESP32); other keys are ignored. */
+    constructor(dictionary: { host: string; port: number; secure?: SecureOptions; noDelay?: boolean });
   }
   export default SecureSocket;
 }
