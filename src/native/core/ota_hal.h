@@ -76,6 +76,14 @@ typedef struct ota_hal {
     /* Programs len bytes (bits can only go 1 -> 0: the data is ANDed into what is there).
      * Errors: ESP_ERR_INVALID_ARG, flash errors. */
     esp_err_t (*write)(void *ctx, const ota_partition_t *part, uint32_t offset, const void *src, size_t len);
+    /* esp_ota_begin's flash side, for a session that starts at offset 0 of OTA slot `part`: called by
+     * ota_writer_accept once, right before the first erase of the slot, never by begin() (which writes
+     * nothing) nor by a resume past the head (esp_ota_resume does none of it). ESP32: opens the esp_ota
+     * session there (esp_ota_begin, OTA_WITH_SEQUENTIAL_WRITES; with rollback enabled it erases the inactive
+     * otadata entry unless that entry names the running slot). Host: that erase, the same way
+     * (ota_otadata_invalidate_inactive), through this layer's own erase_sector so power cuts hit it.
+     * Errors: ESP_ERR_INVALID_ARG (not an OTA slot), the esp_ota_begin errors (ESP32), flash errors. */
+    esp_err_t (*begin_session)(void *ctx, const ota_partition_t *part);
     /* The partition the running app was booted from. Errors: ESP_ERR_NOT_FOUND (host: not booted yet). */
     esp_err_t (*running_partition)(void *ctx, ota_partition_t *out);
     /* esp_ota_get_state_partition. Errors: ESP_ERR_NOT_SUPPORTED (not an OTA slot), ESP_ERR_NOT_FOUND

@@ -241,3 +241,21 @@ esp_err_t ota_otadata_mark_invalid(const ota_hal_t *hal, const ota_layout_t *l, 
     e[active].ota_state = OTA_STATE_INVALID;
     return rewrite_ota_seq(hal, l, e, e[active].ota_seq, active);
 }
+
+esp_err_t ota_otadata_invalidate_inactive(const ota_hal_t *hal, const ota_layout_t *l, const ota_partition_t *running)
+{
+    /* erase_last_boot_app_partition(skip_app_part_erase = true), step by step: read_otadata,
+     * bootloader_common_get_active_otadata, the other entry must be used and its CRC good, the slot it names
+     * must exist and not be the running one; then only that entry's sector is erased. */
+    ota_select_entry_t e[2];
+    esp_err_t err = ota_otadata_read(hal, l, e);
+    if (err == ESP_ERR_NOT_FOUND || err == ESP_ERR_INVALID_SIZE) return ESP_FAIL; /* read_otadata: NULL */
+    if (err != ESP_OK) return err;
+    int active = ota_otadata_select(e);
+    if (active == -1 || l->slot_count == 0) return ESP_FAIL;
+    int inactive = active ^ 1; /* (~active_otadata) & 1 */
+    if (e[inactive].ota_seq == 0xFFFFFFFFu || !ota_select_entry_crc_ok(&e[inactive])) return ESP_FAIL;
+    uint32_t slot = ota_otadata_slot_of(e[inactive].ota_seq, l->slot_count);
+    if (running == NULL || l->slots[slot].address == running->address) return ESP_FAIL;
+    return hal->erase_sector(hal->ctx, &l->otadata, (uint32_t)inactive * OTA_OTADATA_SECOND_OFFSET);
+}

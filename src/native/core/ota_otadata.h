@@ -90,6 +90,15 @@ esp_err_t ota_otadata_rollback_possible(const ota_hal_t *hal, const ota_layout_t
  * ESP_ERR_NOT_FOUND / ESP_ERR_INVALID_SIZE (otadata), flash errors. */
 esp_err_t ota_otadata_mark_invalid(const ota_hal_t *hal, const ota_layout_t *l, uint16_t chip_id);
 
+/* esp_ota_invalidate_inactive_ota_data_slot -> erase_last_boot_app_partition(skip_app_part_erase = true),
+ * which esp_ota_begin calls for an OTA slot when rollback is enabled (ESP-IDF >= 5.5; esp_ota_resume does
+ * not): the sector of the INACTIVE entry (the one ota_otadata_select does not pick) is erased, so the slot it
+ * named, about to be overwritten, can no longer be a rollback target. The app slot itself is not erased.
+ * Nothing is written, and ESP_FAIL comes back, when: no otadata, no OTA slot, no active entry, the inactive
+ * entry is blank (seq 0xFFFFFFFF) or its CRC does not match, or it names `running` (NULL: ESP_FAIL too).
+ * Errors: ESP_FAIL (the cases above; esp_ota_begin ignores them), flash errors from read and erase_sector. */
+esp_err_t ota_otadata_invalidate_inactive(const ota_hal_t *hal, const ota_layout_t *l, const ota_partition_t *running);
+
 #ifdef __cplusplus
 }
 #endif

@@ -195,7 +195,11 @@ esp_err_t ota_writer_accept(ota_writer_t *w)
 {
     if (w == NULL) return ESP_ERR_INVALID_ARG;
     if (w->state != OTA_WRITER_HEAD_READY) return ESP_ERR_INVALID_STATE;
-    esp_err_t err = program(w, w->head, w->head_len);
+    /* The session's first flash write: esp_ota_begin's moment (a resume past the head never gets here, and
+     * esp_ota_resume does none of it). HEAD_READY always starts at offset 0. */
+    esp_err_t err = w->hal->begin_session(w->hal->ctx, &w->target);
+    if (err != ESP_OK) return writer_fail(w, err);
+    err = program(w, w->head, w->head_len);
     if (err != ESP_OK) return writer_fail(w, err);
     w->state = OTA_WRITER_WRITING;
     return ESP_OK;

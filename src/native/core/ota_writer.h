@@ -119,8 +119,10 @@ esp_err_t ota_writer_write(ota_writer_t *w, const uint8_t *data, size_t len, siz
 /* The candidate image's descriptor (HEAD_READY and later, or after resume); NULL otherwise. */
 const ota_app_desc_t *ota_writer_descriptor(const ota_writer_t *w);
 
-/* Accepts the descriptor: erases the first sector and programs the buffered head; state WRITING.
- * Errors: ESP_ERR_INVALID_STATE (not HEAD_READY), flash errors (state FAILED). */
+/* Accepts the descriptor: hal->begin_session (esp_ota_begin's flash side: on both layers, with rollback
+ * enabled, the inactive otadata entry is erased unless it names the running slot), then erases the first
+ * sector and programs the buffered head; state WRITING.
+ * Errors: ESP_ERR_INVALID_STATE (not HEAD_READY), errors of begin_session, flash errors (state FAILED). */
 esp_err_t ota_writer_accept(ota_writer_t *w);
 
 /*
@@ -132,8 +134,10 @@ esp_err_t ota_writer_accept(ota_writer_t *w);
  */
 esp_err_t ota_writer_end(ota_writer_t *w);
 
-/* esp_ota_abort: drops the session (any state), frees the parser. The partial slot content stays (it is
- * never booted: no set_boot happened). Never fails. Safe to call twice. */
+/* esp_ota_abort: drops the session (any state), frees the parser. The partial slot content stays; it is never
+ * booted: no set_boot happened, and once accept() ran the inactive otadata entry, the rollback target, no
+ * longer names it (begin_session erased it unless it named the running app).
+ * Never fails. Safe to call twice. */
 void ota_writer_abort(ota_writer_t *w);
 
 /* esp_ota_set_boot_partition for the ENDED image; state IDLE on success.

@@ -151,6 +151,17 @@ static esp_err_t hal_write(void *ctx, const ota_partition_t *part, uint32_t offs
     return ESP_OK;
 }
 
+/* esp_ota_begin itself: the session opens here, right before the slot's first erase (which then finds it
+ * open and leaves the erase to esp_ota_write). With rollback enabled ESP-IDF erases the inactive otadata
+ * entry inside this call (esp_ota_invalidate_inactive_ota_data_slot); the host layer copies that step. */
+static esp_err_t hal_begin_session(void *ctx, const ota_partition_t *part)
+{
+    ota_esp32_t *e = self(ctx);
+    const esp_partition_t *p = esp_partition_of(part);
+    if (p == NULL || !is_ota_slot(p)) return ESP_ERR_INVALID_ARG;
+    return open_session(e, p, 0);
+}
+
 static esp_err_t hal_running_partition(void *ctx, ota_partition_t *out)
 {
     (void)ctx;
@@ -212,6 +223,7 @@ void ota_esp32_init(ota_esp32_t *e)
     e->hal.read = hal_read;
     e->hal.erase_sector = hal_erase_sector;
     e->hal.write = hal_write;
+    e->hal.begin_session = hal_begin_session;
     e->hal.running_partition = hal_running_partition;
     e->hal.get_state = hal_get_state;
     e->hal.set_boot = hal_set_boot;

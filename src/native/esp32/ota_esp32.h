@@ -13,11 +13,12 @@
  * core's read-back at ota_writer_end would not see them.
  *
  * How the core's flash calls map onto an esp_ota session (the "session" is one esp_ota_handle_t):
- *   - The first erase_sector/write on an OTA app partition opens the session: at offset 0 with
+ *   - begin_session (ota_writer_accept, right before the slot's first erase) opens the session with
  *     esp_ota_begin(part, OTA_WITH_SEQUENTIAL_WRITES) — which also refuses while the running app is
  *     PENDING_VERIFY and invalidates the inactive otadata entry, so a half-written slot can never be a
- *     rollback target — at offset N > 0 (after ota_writer_resume) with
- *     esp_ota_resume(part, OTA_WITH_SEQUENTIAL_WRITES, N).
+ *     rollback target. After ota_writer_resume at offset N > 0 the first erase_sector/write opens it with
+ *     esp_ota_resume(part, OTA_WITH_SEQUENTIAL_WRITES, N); a first erase_sector/write at offset 0 without a
+ *     session (not done by the writer) would open it with esp_ota_begin.
  *   - write -> esp_ota_write, which erases each sector just before it is first written (the sequential mode
  *     of ESP-IDF), so erase_sector on the session's partition at or beyond the write position is a no-op
  *     here: the sector is erased by the esp_ota_write that reaches it, never the whole slot up front.

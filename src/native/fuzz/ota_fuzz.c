@@ -24,7 +24,8 @@
  * Invariants checked (abort() = a crash libFuzzer saves), beyond ASan/UBSan:
  *   - the parser gives the same verdict (code; length and descriptor on success) for one chunk, for the
  *     input's random chunking, and for chunks of exactly ota_image_wanted() bytes;
- *   - the writer's verdict equals the parser's; nothing is erased or programmed before accept; every
+ *   - the writer's verdict equals the parser's; nothing is erased or programmed before accept; the hal's
+ *     begin_session (esp_ota_begin's otadata step) comes once, at accept, before the slot's first erase; every
  *     program lands on erased (0xFF) bytes inside the target slot; each sector is erased at most once per
  *     session and only when data goes into it (never the whole slot up front);
  *   - on success the slot holds the payload, set boot works and the reboot boots it PENDING_VERIFY;
@@ -206,6 +207,7 @@ typedef struct {
     const ota_writer_t *w;
     bool gate_open;           /* accept() was called in this session (or it is a resume past the head) */
     uint32_t ops;             /* erase/program calls in this session */
+    bool begun;               /* begin_session was called in this session */
     bool erased[SLOT_SECTORS];
     bool programmed[SLOT_SECTORS];
 } guard_t;
@@ -216,6 +218,7 @@ static void guard_session(bool gate_open)
 {
     guard.gate_open = gate_open;
     guard.ops = 0;
+    guard.begun = false;
     memset(guard.erased, 0, sizeof(guard.erased));
     memset(guard.programmed, 0, sizeof(guard.programmed));
 }
@@ -270,6 +273,18 @@ static esp_err_t g_write(void *c, const ota_partition_t *p, uint32_t off, const 
     return guard.inner->write(guard.inner->ctx, p, off, src, len);
 }
 
+static esp_err_t g_begin_session(void *c, const ota_partition_t *p)
+{
+    (void)c;
+    /* esp_ota_begin's moment: after accept, before the session's first erase or program of the slot. */
+    check_target(p, 0, 0, "begin_session");
+    CHECK(guard.ops == 0, "begin_session after %u flash operations of the session", guard.ops);
+    CHECK(guard.w->written == 0, "begin_session at offset %u", guard.w->written);
+    CHECK(!guard.begun, "begin_session twice in one session");
+    guard.begun = true;
+    return guard.inner->begin_session(guard.inner->ctx, p);
+}
+
 static esp_err_t g_running(void *c, ota_partition_t *out)
 {
     (void)c;
@@ -306,6 +321,7 @@ static const ota_hal_t guard_hal = {
     .read = g_read,
     .erase_sector = g_erase,
     .write = g_write,
+    .begin_session = g_begin_session,
     .running_partition = g_running,
     .get_state = g_get_state,
     .set_boot = g_set_boot,

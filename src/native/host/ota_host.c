@@ -321,6 +321,23 @@ static bool flash_error(esp_err_t err)
     return !((err > OTA_ERR_IMAGE_BASE && err < OTA_ERR_SIM_BASE) || err == ESP_ERR_OTA_SMALL_SEC_VER);
 }
 
+static esp_err_t h_begin_session(void *ctx, const ota_partition_t *part)
+{
+    ota_host_flash_t *f = ctx;
+    if (f->lost) return OTA_ERR_SIM_POWER_LOST;
+    if (part == NULL) return ESP_ERR_INVALID_ARG;
+    ota_layout_t l;
+    ota_layout_load(&f->hal, &l);
+    if (ota_layout_slot_index(&l, part) < 0) return ESP_ERR_INVALID_ARG;
+    /* esp_ota_begin (ESP-IDF >= 5.5, CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE, an OTA partition):
+     * esp_ota_invalidate_inactive_ota_data_slot() -> erase_last_boot_app_partition(true), through this
+     * layer's own erase (power cuts hit it). esp_ota_begin ignores its result: ESP_FAIL only means there was
+     * nothing to erase. A flash error is returned: on the host that is a power cut, which every later
+     * operation would report anyway. */
+    esp_err_t err = ota_otadata_invalidate_inactive(&f->hal, &l, f->booted ? &f->boot.partition : NULL);
+    return err == ESP_FAIL ? ESP_OK : err;
+}
+
 static esp_err_t h_set_boot(void *ctx, const ota_partition_t *part)
 {
     ota_host_flash_t *f = ctx;
@@ -422,6 +439,7 @@ esp_err_t ota_host_open(const char *path, uint16_t chip_id, ota_host_flash_t **o
         .read = h_read,
         .erase_sector = h_erase,
         .write = h_write,
+        .begin_session = h_begin_session,
         .running_partition = h_running,
         .get_state = h_get_state,
         .set_boot = h_set_boot,

@@ -49,6 +49,9 @@ esp_err_t ota_host_open(const char *path, uint16_t chip_id, ota_host_flash_t **o
 void ota_host_close(ota_host_flash_t *f);
 
 /* The hal over this flash (valid until ota_host_close). Boot-control members:
+ *   begin_session: esp_ota_begin's otadata step, ota_otadata_invalidate_inactive (the inactive entry erased
+ *             unless it names the running slot; nothing to erase is ESP_OK, as esp_ota_begin ignores it);
+ *             ESP_ERR_INVALID_ARG for a partition that is not an OTA slot.
  *   get_state: ESP_ERR_NOT_SUPPORTED for non-OTA partitions, else ota_otadata_get_state.
  *   set_boot: OTA slot -> verifies the image (ESP_ERR_OTA_VALIDATE_FAILED) then ota_otadata_set_boot;
  *             factory -> erases otadata (as esp_ota_set_boot_partition does); other -> ESP_ERR_INVALID_ARG.

@@ -393,21 +393,14 @@ static fake_ota_entry_t *new_entry(ota_host_flash_t *f, const esp_partition_t *p
     return NULL;
 }
 
-/* esp_ota_invalidate_inactive_ota_data_slot (erase_last_boot_app_partition(skip_app_part_erase = true)). */
+/* esp_ota_invalidate_inactive_ota_data_slot (erase_last_boot_app_partition(skip_app_part_erase = true)): the
+ * core's ota_otadata_invalidate_inactive, which follows it step by step (and is also what the host layer
+ * runs at the same moment); here it plays ESP-IDF, like the other otadata rules. */
 static esp_err_t invalidate_inactive_slot(ota_host_flash_t *f)
 {
     ota_layout_t l = layout(f);
-    ota_select_entry_t e[2];
-    if (ota_otadata_read(&f->raw, &l, e) != ESP_OK || l.slot_count == 0) return ESP_FAIL;
-    int active = ota_otadata_select(e);
-    if (active == -1) return ESP_FAIL;
-    int inactive = active ^ 1;
-    if (!ota_select_entry_crc_ok(&e[inactive])) return ESP_FAIL;
-    uint32_t slot = (e[inactive].ota_seq - 1) % l.slot_count;
-    if (f->running != NULL && l.slots[slot].address == f->running->address) return ESP_FAIL;
-    const esp_partition_t *od = esp_partition_find_first(ESP_PARTITION_TYPE_DATA, ESP_PARTITION_SUBTYPE_DATA_OTA, NULL);
-    if (od == NULL) return ESP_FAIL;
-    return esp_partition_erase_range(od, (size_t)inactive * od->erase_size, od->erase_size);
+    const ota_partition_t *running = f->running != NULL ? &f->oparts[f->running - f->parts] : NULL;
+    return ota_otadata_invalidate_inactive(&f->raw, &l, running);
 }
 
 esp_err_t esp_ota_begin(const esp_partition_t *partition, size_t image_size, esp_ota_handle_t *out_handle)
@@ -571,6 +564,7 @@ WRAP(read, (void *ctx, const ota_partition_t *part, uint32_t offset, void *dst, 
 WRAP(erase_sector, (void *ctx, const ota_partition_t *part, uint32_t offset), (h->ctx, part, offset))
 WRAP(write, (void *ctx, const ota_partition_t *part, uint32_t offset, const void *src, size_t len),
      (h->ctx, part, offset, src, len))
+WRAP(begin_session, (void *ctx, const ota_partition_t *part), (h->ctx, part))
 WRAP(running_partition, (void *ctx, ota_partition_t *out), (h->ctx, out))
 WRAP(get_state, (void *ctx, const ota_partition_t *part, uint32_t *state), (h->ctx, part, state))
 WRAP(set_boot, (void *ctx, const ota_partition_t *part), (h->ctx, part))
@@ -680,6 +674,7 @@ esp_err_t ota_host_open(const char *path, uint16_t chip_id, ota_host_flash_t **o
                            .read = wrap_read,
                            .erase_sector = wrap_erase_sector,
                            .write = wrap_write,
+                           .begin_session = wrap_begin_session,
                            .running_partition = wrap_running_partition,
                            .get_state = wrap_get_state,
                            .set_boot = wrap_set_boot,
