@@ -29,6 +29,10 @@ export interface FleetWorkerStart {
 }
 
 const devices: SimDevice[] = [];
+/** Each device's power-on moment (epoch ms, performance.timeOrigin + now), sent with `started`. */
+const powerOn: Record<string, number> = {};
+/** Time spent inside SimDevice.start (synchronous: flash file, NVS, boot, the app), ms. */
+const startMs = { total: 0, max: 0 };
 
 async function start(m: FleetWorkerStart): Promise<void> {
   const ca = fs.readFileSync(path.join(m.certsDir, "ca.cert.pem"), "utf8");
@@ -47,9 +51,16 @@ async function start(m: FleetWorkerStart): Promise<void> {
     process.send!({ type: "ready" });
   });
   const cpu0 = process.cpuUsage();
-  await Promise.all(m.ids.map(async (id, i) => {
+  const t0 = performance.now();
+  for (let i = 0; i < m.ids.length; i++) {
+    const id = m.ids[i]!;
     const dataDir = path.join(m.dataDir, id);
-    await new Promise((r) => setTimeout(r, Math.floor((m.spreadMs * i) / Math.max(1, m.ids.length))));
+    // Power-on moments spread evenly over spreadMs; between two, the loop turns (the TLS handshakes of the
+    // devices already on must not wait behind the next power-on).
+    const wait = t0 + (m.spreadMs * i) / m.ids.length - performance.now();
+    await new Promise((r) => (wait > 1 ? setTimeout(r, wait) : setImmediate(r)));
+    const on = performance.now();
+    powerOn[id] = performance.timeOrigin + on;
     devices.push(SimDevice.start({
       id, cloud: "aws", host: m.host, port: m.port, ca,
       cert: fs.readFileSync(path.join(m.certsDir, "clients", `${id}.cert.pem`), "utf8"),
@@ -57,8 +68,11 @@ async function start(m: FleetWorkerStart): Promise<void> {
       dataDir, log: silentLog, requestTimeoutMs: 30_000,
       firmware: { baseUrl: m.blobBaseUrl, ca, connectTimeoutMs: 30_000, idleTimeoutMs: 30_000 },
     }));
-  }));
-  process.send!({ type: "started", count: devices.length, startCpuMs: cpuMs(process.cpuUsage(cpu0)) });
+    const took = performance.now() - on;
+    startMs.total += took;
+    startMs.max = Math.max(startMs.max, took);
+  }
+  process.send!({ type: "started", count: devices.length, startCpuMs: cpuMs(process.cpuUsage(cpu0)), powerOn });
 }
 
 function cpuMs(u: NodeJS.CpuUsage): number {
@@ -72,7 +86,7 @@ async function stop(): Promise<void> {
     type: "stats", devices: devices.length, errors,
     restarts: devices.reduce((n, d) => n + d.restarts.length, 0),
     running: devices.reduce<Record<string, number>>((acc, d) => { acc[d.runningVersion] = (acc[d.runningVersion] ?? 0) + 1; return acc; }, {}),
-    maxRssMb: process.resourceUsage().maxRSS / 1024, cpuMs: cpuMs(process.cpuUsage()),
+    maxRssMb: process.resourceUsage().maxRSS / 1024, cpuMs: cpuMs(process.cpuUsage()), startMs,
   };
   await Promise.all(devices.map((d) => d.close().catch(() => undefined)));
   process.send!(stats, () => process.exit(0));

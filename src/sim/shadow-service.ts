@@ -95,6 +95,8 @@ export class ShadowService {
   readonly #chains = new Map<string, Promise<unknown>>();
   /** The last answer queued for publishing. */
   #outbox: Promise<unknown> = Promise.resolve();
+  /** The last answer's publish step. */
+  #published: Promise<unknown> = Promise.resolve();
   #closed = false;
   #handled = 0;
   readonly #listener: MessageListener;
@@ -169,9 +171,13 @@ export class ShadowService {
     const tail = decided.catch(() => undefined);
     this.#chains.set(key, tail);
     void tail.then(() => { if (this.#chains.get(key) === tail) this.#chains.delete(key); });
-    // Answers leave in arrival order, whichever shadow they are for (a get waits for an earlier commit).
-    const result = this.#outbox.then(() => decided).then((out) => this.#budget.run(() => ({ out, published: publish(out) })));
-    this.#outbox = result.catch(() => undefined);
+    // Answers leave in arrival order, whichever shadow they are for (a get waits for an earlier commit):
+    // each publish is queued in the budget once the earlier ones are queued, so consecutive answers that
+    // are ready go out in the same slice.
+    const queued = this.#outbox.then(() => decided).then((out) => ({ step: this.#budget.run(() => ({ out, published: publish(out) })) }));
+    this.#outbox = queued.catch(() => undefined);
+    const result = queued.then((q) => q.step);
+    this.#published = result.catch(() => undefined);
     return result;
   }
 
@@ -293,6 +299,7 @@ export class ShadowService {
     this.#client.removeListener("message", this.#listener);
     while (this.#chains.size > 0) await Promise.all([...this.#chains.values()]);
     await this.#outbox;
+    await this.#published;
     if (this.#client.connected) await this.#client.unsubscribeAsync(SHADOW_SERVICE_SUBSCRIPTIONS.slice());
   }
 }

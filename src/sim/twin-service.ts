@@ -107,6 +107,8 @@ export class TwinService {
   readonly #chains = new Map<string, Promise<unknown>>();
   /** The last answer queued for publishing. */
   #outbox: Promise<unknown> = Promise.resolve();
+  /** The last answer's publish step. */
+  #published: Promise<unknown> = Promise.resolve();
   #closed = false;
   #shared: { client: MqttClient; listener: MessageListener } | undefined;
   readonly #links = new Map<string, { client: MqttClient; listener: MessageListener }>();
@@ -198,8 +200,11 @@ export class TwinService {
     const tail = decided.catch(() => undefined);
     this.#chains.set(deviceId, tail);
     void tail.then(() => { if (this.#chains.get(deviceId) === tail) this.#chains.delete(deviceId); });
-    const result = this.#outbox.then(() => decided).then((d) => this.#budget.run(() => publish(d)));
-    this.#outbox = result.catch(() => undefined);
+    // Queued in the budget once the earlier publishes are queued: ready answers share a slice.
+    const queued = this.#outbox.then(() => decided).then((d) => ({ step: this.#budget.run(() => publish(d)) }));
+    this.#outbox = queued.catch(() => undefined);
+    const result = queued.then((q) => q.step);
+    this.#published = result.catch(() => undefined);
     return result;
   }
 
@@ -328,6 +333,7 @@ export class TwinService {
     // Requests already received finish (stored and answered) before anything is unhooked.
     while (this.#chains.size > 0) await Promise.all([...this.#chains.values()]);
     await this.#outbox;
+    await this.#published;
     for (const [key, p] of this.#pending) {
       this.#clock.cancel(p.timer);
       p.reject(new ShadowOtaError(CLOUD_CODES.CLOUD_SERVICE_CLOSED, "the twin service closed while a direct method waited", { detail: { method: p.method, deviceId: key.split("\u0000")[0] ?? null } }));
