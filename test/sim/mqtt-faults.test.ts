@@ -10,9 +10,9 @@
  * final document, and a duplicated request is not applied twice.
  *
  * Bounded: rules act a fixed number of times (counted over the proxy's life, so a reconnect gets through);
- * every wait has a deadline; nothing asserts on elapsed time. The device's request timeout is 1.5 s here;
- * a lost SUBACK or PUBACK costs the transport's acknowledgement timeout (NodeMqttTransport's ackTimeoutMs,
- * 10 s by default), after which it gives the session up.
+ * every wait has a deadline; nothing asserts on elapsed time. The device's request timeout is 1.5 s here,
+ * and SimDevice uses it as the transport's acknowledgement timeout too (NodeMqttTransport's ackTimeoutMs):
+ * a lost SUBACK or PUBACK costs about that much before the device gives the session up.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
