@@ -335,6 +335,7 @@ export class NodeMqttTransport implements MqttTransport {
       if (a === undefined) return resolve();
       for (const reject of a.pending) reject(new ShadowOtaError("SYNC_NOT_CONNECTED", "transport closed"));
       a.pending.clear();
+      if (a.renewTimer !== undefined) clearTimeout(a.renewTimer);
       // Forced when there is no session or mqtt.js still holds unacknowledged packets (it would wait for them).
       const force = !a.ready || Object.keys(a.client.outgoing).length > 0;
       a.ended = true;

@@ -15,6 +15,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import { buildSasToken, deviceResourceUri, deviceSasCredentials, parseConnectionString } from "../../src/core/sas-token";
 import { NodeMqttTransport } from "../../src/node/mqtt-node";
 import { sasCredentialSource } from "../../src/node/sas-credentials";
+import { SimDevice } from "../../src/sim/device";
 import { LocalCloud } from "../../src/sim/local-cloud";
 import { MemoryLog } from "../core/fake-ports";
 import { waitUntil } from "./wait-until";
@@ -29,7 +30,7 @@ const open: MqttClient[] = [];
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-sas-"));
-  cloud = await LocalCloud.start({ dataDir: path.join(dir, "cloud"), certsDir: PKI, blobPort: false, log, devices: [{ id: "az-sas", cloud: "azure" }, { id: "az-other", cloud: "azure" }, { id: "esp32-01", cloud: "aws" }] });
+  cloud = await LocalCloud.start({ dataDir: path.join(dir, "cloud"), certsDir: PKI, blobPort: false, log, devices: [{ id: "az-sas", cloud: "azure" }, { id: "az-other", cloud: "azure" }, { id: "az-dev", cloud: "azure" }, { id: "esp32-01", cloud: "aws" }] });
 });
 afterAll(async () => {
   for (const c of open) await c.endAsync(true);
@@ -122,4 +123,20 @@ test("NodeMqttTransport renews its token by reconnecting before the broker would
   }
   // Every session ended by the device's renewal, none by the broker's expiry check.
   expect(log.lines.filter((l) => l.event === "broker.sas-expired" && l.fields?.["clientId"] === "az-sas").length).toBe(expiredBefore);
+});
+
+test("the simulated device configured with a connection string (no certificate) syncs its twin", async () => {
+  const c = cloud.credentials("az-dev");
+  const d = SimDevice.start({ ...c, cert: "", key: "", connectionString: cloud.deviceConnectionString("az-dev"), dataDir: path.join(dir, "devices", "az-dev"), log: { log() {} } });
+  try {
+    const reported = await waitUntil(async () => {
+      const r = (await cloud.twins.getTwin("az-dev")).reported;
+      return typeof r["firmwareVersion"] === "string" ? r : undefined;
+    }, 30_000, "the SAS device's first report");
+    expect(reported["firmwareVersion"]).toBe("1.0.0");
+    await cloud.twins.updateDesired("az-dev", { telemetryInterval: 17 });
+    await waitUntil(async () => ((await cloud.twins.getTwin("az-dev")).reported["telemetryInterval"] === 17 ? true : undefined), 30_000, "the desired change applied over SAS");
+  } finally {
+    await d.close();
+  }
 });
