@@ -216,3 +216,22 @@ describe.each<OtaHardwareLayer>(["host", "esp32-fakes"])("%s layer: esp_ota_begi
     d.close();
   });
 });
+
+/** esp_ota_mark_app_valid_cancel_rollback → esp_ota_current_ota_is_workable(true) (ESP-IDF v6.0 and master
+ *  alike) reads otadata only: the active entry becomes VALID; it never asks which partition runs. The host
+ *  does the same (ota_otadata_mark_valid), so there is nothing to align; this pins it on both layers. */
+describe.each<OtaHardwareLayer>(["host", "esp32-fakes"])("%s layer: mark valid does not check the running partition", (layer) => {
+  it("after a fall-back to factory (the new image does not verify), mark valid confirms the active entry anyway", () => {
+    const d = device(layer);
+    install(d.slot, buildImage({ version: "1.1.0" })); // entry 0: seq 1 NEW → ota_0
+    const at = partition("ota_0").offset + 600;
+    writeAt(d.file, at, Buffer.from([readPartition(d.file, "ota_0")[600]! ^ 0x5a])); // ota_0 no longer verifies
+    expect(d.reboot()).toMatchObject({ slot: -1 }); // NEW → PENDING_VERIFY written, then the fall-back
+    expect(d.slot.runningDescriptor()?.version).toBe("1.0.0");
+    expect(d.slot.slotState(0)).toBe("PENDING_VERIFY");
+    d.slot.markValid(); // the factory app runs; ESP-IDF marks the active entry (ota_0) VALID all the same
+    expect(d.slot.slotState(0)).toBe("VALID");
+    expect(d.reboot()).toMatchObject({ slot: -1 }); // and the bootloader keeps falling back: nothing bricked
+    d.close();
+  });
+});

@@ -2,7 +2,9 @@
  * Power-cut campaign for the OTA slot on the host flash (`npm run test:powercut`; a plain tsx script, not
  * Jest). For three starting points (factory → ota_0, ota_0 → ota_1 with otadata sector 1, ota_1 → ota_0
  * with otadata sector 0) it records every flash operation of each phase of an update:
- *   update          stream (erase + program), end, set boot (the new entry, state NEW)
+ *   update          esp_ota_begin's erase of the inactive otadata entry (at accept, ota_1 → ota_0 only: the
+ *                   other two start with that entry blank), stream (erase + program), end, set boot (the
+ *                   new entry, state NEW)
  *   first boot      the bootloader's NEW → PENDING_VERIFY rewrite
  *   confirm         mark valid (PENDING_VERIFY → VALID)
  *   rollback boot   a reset before the confirm: the bootloader's PENDING_VERIFY → ABORTED rewrite
@@ -222,9 +224,16 @@ function randomBudget(ops: FlashOperation[]): number {
   return op.start + (random() % op.length);
 }
 
-function where(op: FlashOperation | undefined, phase: Phase): string {
+/** Where a cut landed. `budget` and `ops` (the phase's uncut trace, relative starts) tell the update's two
+ *  otadata steps apart: esp_ota_begin's erase of the inactive entry comes before the stream's first
+ *  operation (at accept; only when that entry names another slot than the running one), set boot after it. */
+function where(op: FlashOperation | undefined, phase: Phase, budget: number, ops: FlashOperation[]): string {
   if (op === undefined) return `${phase}: none`;
-  if (phase === "update") return inOtadata(op) ? `update: set-boot ${op.kind}` : `update: stream ${op.kind}`;
+  if (phase === "update") {
+    if (!inOtadata(op)) return `update: stream ${op.kind}`;
+    const firstStream = ops.find((o) => !inOtadata(o));
+    return firstStream !== undefined && budget < firstStream.start ? `update: begin (inactive entry) ${op.kind}` : `update: set-boot ${op.kind}`;
+  }
   return `${phase}: ${inOtadata(op) ? "otadata" : "app"} ${op.kind}`;
 }
 
@@ -329,25 +338,25 @@ function check(sc: Scenario, phase: Phase, tally: Tally): string | undefined {
 function main(): number {
   const started = Date.now();
   const all = scenarios();
-  const plan: { sc: Scenario; phase: Phase; budget: number; seed: number }[] = [];
+  const plan: { sc: Scenario; phase: Phase; budget: number; seed: number; ops: FlashOperation[] }[] = [];
   const keys = new Set<string>();
-  const add = (sc: Scenario, phase: Phase, budget: number, seed: number): void => {
+  const add = (sc: Scenario, phase: Phase, ops: FlashOperation[], budget: number, seed: number): void => {
     const key = `${sc.name}|${phase}|${budget}|${seed}`;
     if (keys.has(key)) return;
     keys.add(key);
-    plan.push({ sc, phase, budget, seed });
+    plan.push({ sc, phase, budget, seed, ops });
   };
   const phaseOps: { sc: Scenario; phase: Phase; ops: FlashOperation[] }[] = [];
   for (const sc of all) {
     const t = traces(sc);
     for (const phase of PHASES) {
       phaseOps.push({ sc, phase, ops: t[phase] });
-      for (const budget of fixedBudgets(t[phase])) add(sc, phase, budget, (random() % 0xfffffffe) + 1);
+      for (const budget of fixedBudgets(t[phase])) add(sc, phase, t[phase], budget, (random() % 0xfffffffe) + 1);
     }
   }
   for (let k = 0; plan.length < CUTS; k++) {
     const { sc, phase, ops } = phaseOps[k % phaseOps.length]!;
-    add(sc, phase, randomBudget(ops), (random() % 0xfffffffe) + 1);
+    add(sc, phase, ops, randomBudget(ops), (random() % 0xfffffffe) + 1);
   }
   console.log(`power-cut plan: ${plan.length} cuts over ${all.length} scenarios × ${PHASES.length} phases (seed 0x${SEED.toString(16)})`);
 
@@ -356,7 +365,7 @@ function main(): number {
   const byPlace = new Map<string, number>();
   const failures: string[] = [];
   const tally: Tally = { newUnconfirmedNotPending: 0, byState: new Map() };
-  for (const { sc, phase, budget, seed } of plan) {
+  for (const { sc, phase, budget, seed, ops } of plan) {
     const { slot, error: err } = runPhase(sc, phase, (s) => s.armPowerCut(budget, seed));
     const cutAt = slot.cutOperation();
     const lost = slot.powerLost();
@@ -372,7 +381,7 @@ function main(): number {
       continue;
     }
     cuts++;
-    const place = where(cutAt, phase);
+    const place = where(cutAt, phase, budget, ops);
     byPlace.set(place, (byPlace.get(place) ?? 0) + 1);
     const why = check(sc, phase, tally);
     if (why !== undefined) {
