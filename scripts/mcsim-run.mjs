@@ -124,6 +124,10 @@ export async function runMcsim(so, options = {}) {
     end(until ? 1 : 0, `mcsim exited (${signal ?? code})`);
   });
   const timer = setTimeout(() => end(3, `timeout after ${timeoutSec} s`), timeoutSec * 1000);
+  // Stopped from outside (SIGTERM, Ctrl-C): take the simulator and the X server down too.
+  const stop = () => end(130, "stopped by a signal");
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
 
   const result = await done;
   clearTimeout(timer);
@@ -131,6 +135,8 @@ export async function runMcsim(so, options = {}) {
   for (const s of sockets) s.destroy();
   server.close();
   if (xvfb) xvfb.kill("SIGTERM");
+  process.off("SIGTERM", stop);
+  process.off("SIGINT", stop);
   return result;
 }
 
