@@ -14,7 +14,8 @@ export const DEVICE_CODES = {
   /** A certificate or key resource the app needs is not in the build (`detail.resource`): the manifest's
    *  SHADOW_OTA_CERTS / SHADOW_OTA_THING did not point at the generated DER files. */
   DEVICE_RESOURCE_MISSING: "DEVICE_RESOURCE_MISSING",
-  /** The platform has no restart (Moddable's desktop simulator: its `System` has no `restart()`). */
+  /** The platform could not restart: the desktop simulator could not re-execute itself (`cause` says why).
+   *  The OTA state stays persisted for the next boot. */
   DEVICE_RESTART_UNSUPPORTED: "DEVICE_RESTART_UNSUPPORTED",
 } as const;
 
