@@ -1,6 +1,7 @@
 /**
  * `npm run cloud -- <command>`: runs the local cloud, or talks to a running one through its admin HTTP API
- * (address and token from {data-dir}/cloud.json).
+ * (address and token from {data-dir}/cloud.json) — the shadow commands through the AWS SDK against its AWS IoT
+ * data-plane endpoint instead (aws-dataplane-client.ts), the code path a script for AWS takes.
  *
  *   start [--broker aedes|mosquitto] [--device ID:aws|azure]… [--port N] [--blob-port N]   run the cloud until Ctrl-C
  *   device --id ID [--version 1.0.0]                                      run a simulated device (src/sim/device.ts)
@@ -9,6 +10,7 @@
  *   shadow get THING [--name N]                                           print a shadow document
  *   shadow set-desired THING JSON [--name N]                              update desired (JSON: the desired object)
  *   shadow delete THING [--name N]
+ *   shadow list THING                                                     the thing's named shadows
  *   twin get ID                                                           print a device twin
  *   twin set-desired ID JSON                                              patch the twin's desired properties
  *   twin method ID NAME [JSON] [--timeout S]                              invoke a direct method
@@ -34,6 +36,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { CloudKind } from "../core/cloud-protocol";
 import { consoleLog } from "../node/console-log";
+import { runShadowCommand, type DataPlaneInfo, type ShadowCommand } from "./aws-dataplane-client";
 import { CLOUD_INFO_FILE, deviceMain } from "./device";
 import { DEFAULT_DATA_DIR, DEFAULT_FIRMWARE_CONTAINER, LocalCloud, type BrokerKind } from "./local-cloud";
 import { MAX_TAIL_LIMIT, formatLogRecord, type LogRecord } from "./log-service";
@@ -54,7 +57,7 @@ const USAGE = `usage: npm run cloud -- <command> [--data-dir DIR]
   start [--broker aedes|mosquitto] [--device ID:aws|azure]... [--port N] [--blob-port N]
   device --id ID [--version X.Y.Z]
   devices | devices add ID aws|azure
-  shadow get THING [--name N] | shadow set-desired THING JSON [--name N] | shadow delete THING [--name N]
+  shadow get THING [--name N] | shadow set-desired THING JSON [--name N] | shadow delete THING [--name N] | shadow list THING
   twin get ID | twin set-desired ID JSON | twin method ID NAME [JSON] [--timeout S]
   firmware publish FILE [--name NAME] [--container C] | firmware list | firmware delete NAME [--container C]
   firmware fault NAME JSON [--container C] [--times N|always] [--after N] | firmware clear-faults NAME [--container C]
@@ -104,6 +107,18 @@ function readAdmin(dataDir: string): Admin {
   return { url: info.adminUrl, token: info.adminToken };
 }
 
+/** The AWS IoT data-plane endpoint and key from cloud.json, with the CA file; undefined when the cloud runs without it. */
+function readDataPlane(dataDir: string): { info: DataPlaneInfo; caFile: string } | undefined {
+  let info: { awsDataPlane?: DataPlaneInfo; certsDir?: string };
+  try {
+    info = JSON.parse(fs.readFileSync(path.join(dataDir, CLOUD_INFO_FILE), "utf8"));
+  } catch {
+    return undefined; // readAdmin says what is missing
+  }
+  if (info.awsDataPlane === undefined || info.certsDir === undefined) return undefined;
+  return { info: info.awsDataPlane, caFile: path.join(info.certsDir, "ca.cert.pem") };
+}
+
 /** One admin request; `body` is sent as JSON, a Uint8Array as application/octet-stream. */
 async function call(admin: Admin, method: string, p: string, body?: unknown): Promise<{ status: number; json: unknown }> {
   let res: Response;
@@ -151,12 +166,26 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         if (sub === undefined) request = ["GET", "/devices"];
         else if (sub === "add" && a !== undefined && (b === "aws" || b === "azure")) request = ["POST", "/devices", { id: a, cloud: b }];
         break;
-      case "shadow":
+      case "shadow": {
         if (a === undefined) break;
+        // Through the AWS SDK against the cloud's AWS IoT data-plane endpoint, as a script for AWS would.
+        const dp = readDataPlane(dataDir);
+        const shadowName = opt("--name") === undefined ? {} : { shadowName: opt("--name")! };
+        const cmd: ShadowCommand | undefined = sub === "get" || sub === "delete" ? { op: sub, thing: a, ...shadowName }
+          : sub === "set-desired" ? { op: sub, thing: a, desired: parseJsonArg(b, "JSON"), ...shadowName }
+          : sub === "list" ? { op: "list", thing: a } : undefined;
+        if (cmd !== undefined && dp !== undefined) {
+          const r = await runShadowCommand(dp.info, dp.caFile, cmd);
+          const text = JSON.stringify(r.json, null, 2);
+          if (r.status >= 400) { io.error(text); return 1; }
+          io.print(text);
+          return 0;
+        }
         if (sub === "get") request = ["GET", `/things/${enc(a)}/shadow${nameQuery}`];
         else if (sub === "set-desired") request = ["POST", `/things/${enc(a)}/shadow${nameQuery}`, { state: { desired: parseJsonArg(b, "JSON") } }];
         else if (sub === "delete") request = ["DELETE", `/things/${enc(a)}/shadow${nameQuery}`];
         break;
+      }
       case "twin":
         if (a === undefined) break;
         if (sub === "get") request = ["GET", `/twins/${enc(a)}`];
