@@ -41,6 +41,7 @@ import { HttpsByteSource } from "../node/https-source";
 import type { ByteSource } from "../ports/byte-source";
 import type { Log, LogLevel } from "../ports/log";
 import { buildImage } from "../tools/esp-image";
+import { runShadowCommand } from "./aws-dataplane-client";
 import { SELFTEST_FAIL_MARKER, SimDevice } from "./device";
 import { LocalCloud, type BrokerKind } from "./local-cloud";
 
@@ -157,9 +158,18 @@ function reportedVersion(r: JsonObject, cloud: "aws" | "azure"): unknown {
   return cloud === "azure" ? r["firmwareVersion"] : getPath(r, ["config", "firmware_version"]);
 }
 
+/** Desired state of an AWS thing through the AWS SDK against the cloud's data-plane endpoint — what a user's
+ *  script for AWS IoT does (aws-dataplane-client.ts); in-process only when the cloud runs without one. */
+async function setShadowDesired(cloud: LocalCloud, thing: string, desired: JsonObject): Promise<void> {
+  const dp = cloud.info().awsDataPlane;
+  if (dp === undefined) { await cloud.shadows.updateDesired(thing, desired); return; }
+  const r = await runShadowCommand(dp, path.join(cloud.certsDir, "ca.cert.pem"), { op: "set-desired", thing, desired });
+  if (r.status !== 200) throw new Error(`UpdateThingShadow ${thing} refused: ${JSON.stringify(r.json)}`);
+}
+
 async function setDesiredVersion(cloud: LocalCloud, e: FleetEntry, version: string): Promise<void> {
   if (e.cloud === "azure") await cloud.twins.updateDesired(e.id, { updateVersion: version });
-  else await cloud.shadows.updateDesired(e.id, { config: { firmware_version: version } });
+  else await setShadowDesired(cloud, e.id, { config: { firmware_version: version } });
 }
 
 /** HttpsByteSource (the real adapter) that also notes the largest chunk it handed over. */
@@ -267,7 +277,7 @@ export async function demo(argv: string[]): Promise<number> {
 
     step(2, "desired configuration: config.interval 30 (AWS shadows), telemetry.interval 15 (Azure twins)");
     for (const e of FLEET) {
-      if (e.cloud === "aws") await cloud.shadows.updateDesired(e.id, { config: { interval: 30 } });
+      if (e.cloud === "aws") await setShadowDesired(cloud, e.id, { config: { interval: 30 } });
       else await cloud.twins.updateDesired(e.id, { telemetry: { interval: 15 } });
     }
     for (const e of FLEET) {
@@ -277,7 +287,7 @@ export async function demo(argv: string[]): Promise<number> {
     }
 
     step(3, "a hostile desired firmware version (\"1.3.0/../../x\") is refused and reported, never downloaded");
-    await cloud.shadows.updateDesired("esp32-01", { config: { firmware_version: "1.3.0/../../x" } });
+    await setShadowDesired(cloud, "esp32-01", { config: { firmware_version: "1.3.0/../../x" } });
     const err = await until("esp32-01 reported lastError", async () => (await reportedOf(cloud, "esp32-01"))["lastError"] as JsonObject | undefined);
     out(`    cloud sees esp32-01 reported.lastError ${JSON.stringify(err)}`);
 
