@@ -26,6 +26,7 @@ export const SOURCES: ReadonlyArray<readonly [string, string, string]> = [
   ["src/sim/cloud-errors.ts", "CLOUD_CODES", "Local cloud services and store (src/sim; never sent to a device)"],
   ["src/sim/broker-policy.ts", "BROKER_CODES", "Local cloud brokers (src/sim/broker-*.ts)"],
   ["src/sim/pki.ts", "PKI_CODES", "Local certificate authority (src/sim/pki.ts)"],
+  ["src/sim/mqtt-fault-proxy.ts", "PROXY_CODES", "MQTT fault proxy (src/sim/mqtt-fault-proxy.ts; tests and the CLI)"],
   ["src/node/file-kv.ts", "KV_CODES", "Node key-value store (src/node/file-kv.ts, the simulator's NVS)"],
   ["src/tools/esp-image.ts", "ESP_IMAGE_CODES", "ESP32 image tool (src/tools/esp-image.ts)"],
   ["src/tools/partition-table.ts", "PARTITION_TABLE_CODES", "Partition tables (src/tools/partition-table.ts)"],
