@@ -4,6 +4,8 @@
  * data-plane endpoint instead (aws-dataplane-client.ts), the code path a script for AWS takes.
  *
  *   start [--broker aedes|mosquitto] [--device ID:aws|azure]… [--port N] [--blob-port N]   run the cloud until Ctrl-C
+ *         [--iothub-host H]         also IoT Hub's service API on H:443 (azure-iothub needs 443; root or
+ *                                   CAP_NET_BIND_SERVICE); the twin commands then go through azure-iothub
  *   device --id ID [--version 1.0.0]                                      run a simulated device (src/sim/device.ts)
  *   devices                                                               list known devices
  *   devices add ID aws|azure                                              issue a device certificate
@@ -37,6 +39,8 @@ import * as path from "node:path";
 import type { CloudKind } from "../core/cloud-protocol";
 import { consoleLog } from "../node/console-log";
 import { runShadowCommand, type DataPlaneInfo, type ShadowCommand } from "./aws-dataplane-client";
+import { runTwinCommand, type TwinCommand } from "./iothub-rest-client";
+import type { Json } from "../core/json";
 import { CLOUD_INFO_FILE, deviceMain } from "./device";
 import { DEFAULT_DATA_DIR, DEFAULT_FIRMWARE_CONTAINER, LocalCloud, type BrokerKind } from "./local-cloud";
 import { MAX_TAIL_LIMIT, formatLogRecord, type LogRecord } from "./log-service";
@@ -54,7 +58,7 @@ export interface CliIo {
 const FLAGS = new Set(["--follow", "--json"]);
 
 const USAGE = `usage: npm run cloud -- <command> [--data-dir DIR]
-  start [--broker aedes|mosquitto] [--device ID:aws|azure]... [--port N] [--blob-port N]
+  start [--broker aedes|mosquitto] [--device ID:aws|azure]... [--port N] [--blob-port N] [--iothub-host H]
   device --id ID [--version X.Y.Z]
   devices | devices add ID aws|azure
   shadow get THING [--name N] | shadow set-desired THING JSON [--name N] | shadow delete THING [--name N] | shadow list THING
@@ -117,6 +121,18 @@ function readDataPlane(dataDir: string): { info: DataPlaneInfo; caFile: string }
   }
   if (info.awsDataPlane === undefined || info.certsDir === undefined) return undefined;
   return { info: info.awsDataPlane, caFile: path.join(info.certsDir, "ca.cert.pem") };
+}
+
+/** IoT Hub's service connection string from cloud.json, with the CA file; undefined when the cloud runs without the API. */
+function readIotHub(dataDir: string): { connectionString: string; caFile: string } | undefined {
+  let info: { iothub?: { connectionString?: string }; certsDir?: string };
+  try {
+    info = JSON.parse(fs.readFileSync(path.join(dataDir, CLOUD_INFO_FILE), "utf8"));
+  } catch {
+    return undefined; // readAdmin says what is missing
+  }
+  if (info.iothub?.connectionString === undefined || info.certsDir === undefined) return undefined;
+  return { connectionString: info.iothub.connectionString, caFile: path.join(info.certsDir, "ca.cert.pem") };
 }
 
 /** One admin request; `body` is sent as JSON, a Uint8Array as application/octet-stream. */
@@ -186,8 +202,24 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         else if (sub === "delete") request = ["DELETE", `/things/${enc(a)}/shadow${nameQuery}`];
         break;
       }
-      case "twin":
+      case "twin": {
         if (a === undefined) break;
+        // Through azure-iothub against the cloud's IoT Hub service API when it runs one (start --iothub-host).
+        const hub = readIotHub(dataDir);
+        const timeoutText = opt("--timeout");
+        const tcmd: TwinCommand | undefined = sub === "get" ? { op: "get", id: a }
+          : sub === "set-desired" ? { op: "set-desired", id: a, desired: parseJsonArg(b, "JSON") as Json }
+          : sub === "method" && b !== undefined ? {
+            op: "method", id: a, methodName: b, payload: (c === undefined ? null : parseJsonArg(c, "method payload")) as Json,
+            ...(timeoutText === undefined ? {} : { responseTimeoutInSeconds: Number(timeoutText) }),
+          } : undefined;
+        if (tcmd !== undefined && hub !== undefined) {
+          const r = await runTwinCommand(hub.connectionString, hub.caFile, tcmd);
+          const text = JSON.stringify(r.json, null, 2);
+          if (r.status >= 400) { io.error(text); return 1; }
+          io.print(text);
+          return 0;
+        }
         if (sub === "get") request = ["GET", `/twins/${enc(a)}`];
         else if (sub === "set-desired") request = ["PATCH", `/twins/${enc(a)}`, { properties: { desired: parseJsonArg(b, "JSON") } }];
         else if (sub === "method" && b !== undefined) {
@@ -198,6 +230,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           }];
         }
         break;
+      }
       case "firmware": {
         const container = enc(opt("--container") ?? DEFAULT_FIRMWARE_CONTAINER);
         if (sub === "list" && a === undefined) request = ["GET", "/firmware"];
@@ -306,10 +339,12 @@ async function runStart(options: Map<string, string[]>, dataDir: string, io: Cli
   });
   const port = options.get("--port")?.at(-1);
   const blobPort = options.get("--blob-port")?.at(-1);
+  const iothubHost = options.get("--iothub-host")?.at(-1);
   const cloud = await LocalCloud.start({
     broker, dataDir, devices, log: consoleLog({ base: { component: "cloud" } }), deviceLogs: { files: true },
     ...(port === undefined ? {} : { port: Number(port) }),
     ...(blobPort === undefined ? {} : { blobPort: Number(blobPort) }),
+    ...(iothubHost === undefined ? {} : { iothub: { host: iothubHost } }),
   });
   io.print(`local cloud (${broker}) on mqtts://${cloud.host}:${cloud.mqttPort}, admin API ${cloud.adminUrl}, firmware at ${cloud.blobBaseUrl}; connection file ${path.join(dataDir, CLOUD_INFO_FILE)}`);
   io.print("Ctrl-C stops it.");

@@ -2,7 +2,7 @@
  * The local cloud's IoT Hub service API driven by the unchanged `azure-iothub` SDK (Registry.getTwin,
  * Registry.updateTwin, Client.invokeDeviceMethod) the way a user runs it: a script given only the service
  * connection string from cloud.json, in a process whose NODE_EXTRA_CA_CERTS names the local CA
- * (test/sim/fixtures/iothub-sdk-steps.cjs). The SDK always connects to port 443 of its HostName, so the API
+ * (src/sim/iothub-sdk-steps.cjs). The SDK always connects to port 443 of its HostName, so the API
  * listens on 443 of a loopback address of its own (127.x.y.z, certificate issued for it at test time); that
  * needs root or CAP_NET_BIND_SERVICE, which this machine and CI have — elsewhere the test says so and skips.
  *
@@ -16,6 +16,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 
+import { runCli } from "../../src/sim/cli";
 import { CLOUD_INFO_FILE } from "../../src/sim/device";
 import { LocalCloud, type CloudInfo } from "../../src/sim/local-cloud";
 import { MemoryLog } from "../core/fake-ports";
@@ -24,7 +25,7 @@ import { waitUntil } from "./wait-until";
 jest.setTimeout(120_000);
 
 const PKI = path.join(os.tmpdir(), "shadow-ota-test-pki");
-const STEPS = path.join(__dirname, "fixtures", "iothub-sdk-steps.cjs");
+const STEPS = path.join(__dirname, "..", "..", "src", "sim", "iothub-sdk-steps.cjs");
 const log = new MemoryLog();
 let dir: string;
 let cloud: LocalCloud | undefined;
@@ -130,4 +131,30 @@ maybe("without the local CA the SDK refuses the certificate (the CA is what NODE
   const [a] = await runSteps([{ op: "getTwin", id: "az-01" }], hub.connectionString, env);
   expect(a).toMatchObject({ ok: false });
   expect((a as { message: string }).message).toMatch(/certificate/);
+});
+
+async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCli([...argv, "--data-dir", path.join(dir, "cloud")], { print: (l) => out.push(l), error: (l) => err.push(l) });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+maybe("the CLI's twin commands go through azure-iothub: they work without the admin token", async () => {
+  const infoFile = path.join(dir, "cloud", CLOUD_INFO_FILE);
+  const original = fs.readFileSync(infoFile, "utf8");
+  fs.writeFileSync(infoFile, JSON.stringify({ ...JSON.parse(original), adminToken: "0".repeat(48) }), { mode: 0o600 });
+  try {
+    expect((await cli("twin", "set-desired", "az-01", '{"telemetryInterval":9}')).code).toBe(0);
+    const got = await cli("twin", "get", "az-01");
+    expect(got.code).toBe(0);
+    expect(JSON.parse(got.out)).toMatchObject({ deviceId: "az-01", properties: { desired: { telemetryInterval: 9 } } });
+    const m = await cli("twin", "method", "az-01", "ping", '{"n":1}');
+    expect(JSON.parse(m.out)).toEqual({ status: 200, payload: { method: "ping", got: { n: 1 } } });
+    const offline = await cli("twin", "method", "az-02", "ping");
+    expect(offline.code).toBe(1);
+    expect(JSON.parse(offline.err)).toEqual({ code: "DeviceNotOnline", status: 404, message: "Timed out waiting for device to connect." });
+  } finally {
+    fs.writeFileSync(infoFile, original, { mode: 0o600 });
+  }
 });
