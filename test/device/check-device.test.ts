@@ -18,7 +18,12 @@ function copyProject(): string {
   cpSync(path.join(REPO, "manifest.json"), path.join(dir, "manifest.json"));
   cpSync(path.join(REPO, "partitions"), path.join(dir, "partitions"), { recursive: true });
   for (const d of ["src/device/typings", "src/native/xs", "src/core", "src/ports"]) mkdirSync(path.join(dir, d), { recursive: true });
-  cpSync(path.join(REPO, "src/native/xs/manifest.json"), path.join(dir, "src/native/xs/manifest.json"));
+  // Every local manifest the app's manifest includes (src/native/xs, src/device/restart, ...).
+  const includes = (JSON.parse(readFileSync(path.join(REPO, "manifest.json"), "utf8")).include as string[]).filter((i) => i.startsWith("./"));
+  for (const inc of includes) {
+    mkdirSync(path.dirname(path.join(dir, inc)), { recursive: true });
+    cpSync(path.join(REPO, inc), path.join(dir, inc));
+  }
   writeFileSync(path.join(dir, "src/device/main.ts"), "export {};\n");
   return dir;
 }
