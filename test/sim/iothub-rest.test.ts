@@ -11,11 +11,13 @@
  * device and a stale etag get IoT Hub's errors; without the CA the SDK refuses the certificate.
  */
 import { execFile } from "node:child_process";
+import * as https from "node:https";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 
+import { buildSasToken, parseConnectionString } from "../../src/core/sas-token";
 import { runCli } from "../../src/sim/cli";
 import { CLOUD_INFO_FILE } from "../../src/sim/device";
 import { LocalCloud, type CloudInfo } from "../../src/sim/local-cloud";
@@ -70,6 +72,7 @@ beforeAll(async () => {
   device = await mqtt.connectAsync({ protocol: "mqtts", host: c.host, port: c.port, clientId: "az-01", ca: c.ca, cert: c.cert, key: c.key, protocolVersion: 4 });
   device.on("message", (topic, payload) => {
     const m = /^\$iothub\/methods\/POST\/([^/]+)\/\?\$rid=(.+)$/.exec(topic);
+    if (m !== null && m[1] === "silent") return; // a device that never answers this method
     if (m !== null) {
       void device!.publishAsync(`$iothub/methods/res/200/?$rid=${m[2]}`, JSON.stringify({ method: m[1], got: JSON.parse(payload.toString("utf8")) }), { qos: 0 });
     } else if (topic.startsWith("$iothub/twin/PATCH/properties/desired/")) desiredSeen.push(JSON.parse(payload.toString("utf8")));
@@ -157,4 +160,30 @@ maybe("the CLI's twin commands go through azure-iothub: they work without the ad
   } finally {
     fs.writeFileSync(infoFile, original, { mode: 0o600 });
   }
+});
+
+/** One request with a service token made by the core, for the cases the SDK would retry for minutes. */
+function raw(method: string, route: string, body: unknown): Promise<{ status: number; json: { Message?: string } & Record<string, unknown> }> {
+  const cs = parseConnectionString(hub.connectionString);
+  const token = buildSasToken(cs.hostName, cs.sharedAccessKey, Math.ceil(Date.now() / 1000) + 600, cs.sharedAccessKeyName);
+  const text = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: hub.hostName, port: 443, path: `${route}?api-version=2021-04-12`, method, ca: cloud!.pki.caPem,
+      headers: { authorization: token, "content-type": "application/json", "content-length": Buffer.byteLength(text) } }, (res) => {
+      let b = "";
+      res.on("data", (d: Buffer) => { b += d.toString("utf8"); });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(b) as { Message?: string } }));
+    });
+    req.on("error", reject);
+    req.end(text);
+  });
+}
+
+maybe("a device that does not answer within responseTimeoutInSeconds → 504 GatewayTimeout; connectTimeoutInSeconds waits for an offline one first", async () => {
+  const silent = await raw("POST", "/twins/az-01/methods", { methodName: "silent", payload: null, responseTimeoutInSeconds: 5 });
+  expect(silent).toEqual({ status: 504, json: expect.objectContaining({ Message: "ErrorCode:GatewayTimeout;Timed out waiting for the response from device." }) });
+  const offline = await raw("POST", "/twins/az-02/methods", { methodName: "m", payload: null, connectTimeoutInSeconds: 1 });
+  expect(offline).toEqual({ status: 404, json: expect.objectContaining({ Message: "ErrorCode:DeviceNotOnline;Timed out waiting for device to connect." }) });
+  const bad = await raw("POST", "/twins/az-01/methods", { methodName: "m", responseTimeoutInSeconds: 1 });
+  expect(bad.status).toBe(400); // 5..300 s
 });
