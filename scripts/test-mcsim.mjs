@@ -83,7 +83,13 @@ function findTests(dir) {
   return out.sort();
 }
 
-const files = TEST_DIRS.flatMap(findTests).filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)));
+// All files run in one XS machine, one after the other (xsnap gets a fresh machine per file). A file that
+// freezes the built-ins (frozen-builtins.test.ts, as Moddable's preload does) changes the machine for every
+// later file, so such files run last.
+const RUN_LAST = ["frozen-builtins"];
+const last = (f) => RUN_LAST.some((n) => f.includes(n));
+const files = TEST_DIRS.flatMap(findTests).filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
+  .sort((a, b) => Number(last(a)) - Number(last(b)) || (a < b ? -1 : a > b ? 1 : 0));
 if (files.length === 0) { console.log("test:mcsim: no test file matches"); console.log("0 passed, 1 failed"); process.exit(1); }
 
 // ------------------------------------------------------------------------------------------------ bundles
