@@ -304,14 +304,19 @@ export class TwinService {
     if (route === undefined) return { status: 404, payload: { message: `device ${deviceId} is not connected to the local cloud` } };
     const timeoutMs = options.timeoutMs ?? this.#methodTimeoutMs;
     const key = `${deviceId}\u0000${rid}`;
-    const result = new Promise<MethodResult>((resolve, reject) => {
-      const timer = this.#clock.setTimer(timeoutMs, () => {
-        if (this.#pending.delete(key)) resolve(methodTimeoutResult(timeoutMs));
-      });
-      this.#pending.set(key, { method: methodName, resolve, reject, timer });
-    });
+    let settle!: { resolve(r: MethodResult): void; reject(e: unknown): void };
+    const result = new Promise<MethodResult>((resolve, reject) => { settle = { resolve, reject }; });
     try {
-      await publishAll(route.client, this.#outgoing(deviceId, route, [request]), this.#qos);
+      // In the device's turn: messages it sent before the call are handled first, so a reply that arrived
+      // before the request was made (a stale or forged $rid) can never answer it.
+      const { published } = await this.#serial(deviceId, async () => undefined, () => {
+        const timer = this.#clock.setTimer(timeoutMs, () => {
+          if (this.#pending.delete(key)) settle.resolve(methodTimeoutResult(timeoutMs));
+        });
+        this.#pending.set(key, { method: methodName, resolve: settle.resolve, reject: settle.reject, timer });
+        return { published: publishAll(route.client, this.#outgoing(deviceId, route, [request]), this.#qos) };
+      });
+      await published;
     } catch (e) {
       const p = this.#pending.get(key);
       if (p !== undefined) {
