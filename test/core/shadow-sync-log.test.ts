@@ -54,6 +54,20 @@ describe("the device log of a session", () => {
   });
 });
 
+describe("after close()", () => {
+  it("what still arrives is not looked at: nothing logged, nothing handed on", async () => {
+    const d = device();
+    d.mqtt.connect();
+    await settle();
+    await d.sync.close();
+    const lines = d.log.lines.length;
+    d.mqtt.deliver(`${P}/update/delta`, { state: { x: 1 }, metadata: {}, version: 2 });
+    d.mqtt.deliver("$aws/jobs/notify", "{}");
+    await settle();
+    expect(d.log.lines.slice(lines)).toEqual([]);
+  });
+});
+
 describe("step: timers and failed sends of tokens that are no longer current", () => {
   const ctx: StepContext = {
     protocol: awsProtocol({ thingName: "esp32-01" }), firmwareVersionPath: ["fw"], requestTimeoutMs: 1000,
