@@ -367,3 +367,186 @@ describe("firmware base URLs", () => {
     expect(resolveFirmwareUrl(source, "1.1.0", "https://blobs.example/")).toBe("https://blobs.example/1.1.0.bin");
   });
 });
+
+describe("closing and superseding", () => {
+  it("close() during a download: the response is aborted, no failure is reported or logged, the record stays Downloading", async () => {
+    const r = new Rig();
+    r.source.faults.push({ kind: "stall", at: 10_000 });
+    r.ota.request("1.1.0");
+    await run();
+    const reports = r.reports.length;
+    r.ota.close();
+    await run();
+    expect(r.events("ota.download.failed")).toEqual([]);
+    expect(r.reports.length).toBe(reports);
+    expect(stored(r)["state"]).toBe("Downloading");
+    expect(r.ota.state).toBe("Downloading");
+  });
+
+  it("close() during the wait before a retry: the timer is cancelled and no attempt follows", async () => {
+    const r = new Rig();
+    r.source.faults.push({ kind: "cut", at: 5_000 });
+    r.ota.request("1.1.0");
+    await run();
+    expect(r.clock.pending).toBe(1);
+    r.ota.close();
+    expect(r.clock.pending).toBe(0);
+    r.clock.advance(60_000);
+    await run();
+    expect(r.source.opens.length).toBe(1);
+  });
+
+  it("a newer request while the first connection is still opening: the first response is dropped, the newer version installed", async () => {
+    const r = new Rig();
+    const open = r.source.open.bind(r.source);
+    let release: (() => void) | undefined;
+    let aborted = 0;
+    r.source.open = (req) => new Promise((resolve, reject) => {
+      release = () => {
+        open(req).then((resp) => { const a = resp.abort.bind(resp); resp.abort = () => { aborted++; a(); }; resolve(resp); }, reject);
+      };
+    });
+    r.ota.request("1.1.0");
+    await run();
+    expect(release).toBeDefined();
+    const first = release!;
+    r.source.open = open;
+    r.source.object = fakeImage({ version: "1.2.0" });
+    r.ota.request("1.2.0");
+    first();
+    await run();
+    expect(aborted).toBe(1);
+    expect(r.ota.state).toBe("Staged");
+    expect(r.ota.record.to).toBe("1.2.0");
+    expect(r.restart.reasons).toEqual(["update to 1.2.0 staged"]);
+  });
+
+  it("a newer request while downloading logs no transition (Downloading stays Downloading), only the new version's start", async () => {
+    const r = new Rig();
+    r.source.faults.push({ kind: "stall", at: 5_000 });
+    r.ota.request("1.1.0");
+    await run();
+    r.source.object = fakeImage({ version: "1.2.0" });
+    r.ota.request("1.2.0");
+    await run();
+    expect(r.events("ota.state").map((e) => [e.fields!["from"], e.fields!["to"], e.fields!["version"]])).toEqual([
+      ["Idle", "Downloading", "1.1.0"], ["Downloading", "Verifying", "1.2.0"], ["Verifying", "Staged", "1.2.0"],
+    ]);
+    expect(r.events("ota.download.failed")).toEqual([]);
+  });
+
+  it("a refused request while staged: reported, the staged update kept", async () => {
+    const r = new Rig();
+    r.restart.restart = () => { throw new ShadowOtaError("RESTART_UNSUPPORTED", "cannot restart here"); };
+    r.ota.request("1.1.0");
+    await run();
+    r.ota.request("0.9.0");
+    expect(r.ota.state).toBe("Staged");
+    expect(r.last()).toMatchObject({ state: "Staged", to: "1.1.0", bytes: 20_000, lastError: { code: UPDATE_CODES.OTA_DOWNGRADE_REFUSED } });
+    expect(stored(r)).toMatchObject({ state: "Staged", to: "1.1.0", lastError: { code: UPDATE_CODES.OTA_DOWNGRADE_REFUSED } });
+  });
+
+  it("closed while the staged report is unanswered: no restart", async () => {
+    const r = new Rig();
+    r.reportResult = () => new Promise<void>(() => undefined);
+    r.ota.request("1.1.0");
+    await run();
+    expect(r.ota.state).toBe("Staged");
+    r.ota.close();
+    r.clock.advance(10_000);
+    await run();
+    expect(r.restart.reasons).toEqual([]);
+  });
+
+  it("the restart's report bound is cancelled once the cloud answers: no timer is left", async () => {
+    const r = new Rig();
+    r.ota.request("1.1.0");
+    await run();
+    expect(r.restart.reasons.length).toBe(1);
+    expect(r.clock.pending).toBe(0);
+  });
+});
+
+describe("the self-test after a failure", () => {
+  it("a failed application check cancels the window: one restart, however long the device keeps running", async () => {
+    const r = new Rig();
+    r.appCheck = () => "no";
+    await pending(r);
+    r.slot.markInvalidAndReboot = () => undefined; // the platform does not go back on its own here
+    r.ota.onSynced();
+    await run();
+    r.clock.advance(120_000);
+    await run();
+    expect(r.restart.reasons).toEqual(["update to 1.1.0 staged", "self-test of 1.1.0 failed: OTA_SELF_TEST_FAILED"]);
+    expect(r.events("ota.self-test.failed").length).toBe(1);
+  });
+
+  it("closed while the failure report is unanswered: no rollback, no restart", async () => {
+    const r = new Rig();
+    r.appCheck = () => "no";
+    await pending(r);
+    r.reportResult = () => new Promise<void>(() => undefined);
+    r.ota.onSynced();
+    await run();
+    r.ota.close();
+    r.clock.advance(10_000);
+    await run();
+    expect(r.flash.runningState).toBe("PENDING_VERIFY");
+    expect(r.restart.reasons).toEqual(["update to 1.1.0 staged"]);
+  });
+
+  it("closed while the application check runs: nothing is confirmed", async () => {
+    const r = new Rig();
+    let done: ((v: true) => void) | undefined;
+    r.appCheck = () => new Promise<true>((resolve) => { done = resolve; });
+    await pending(r);
+    r.ota.onSynced();
+    await run();
+    r.ota.close();
+    done!(true);
+    await run();
+    expect(r.ota.state).toBe("PendingVerify");
+    expect(r.flash.runningState).toBe("PENDING_VERIFY");
+  });
+
+  it("an application check that rejects after close() changes nothing either", async () => {
+    const r = new Rig();
+    let fail: ((e: Error) => void) | undefined;
+    r.appCheck = () => new Promise<true>((_, reject) => { fail = reject; });
+    await pending(r);
+    r.ota.onSynced();
+    await run();
+    r.ota.close();
+    fail!(new Error("late"));
+    await run();
+    expect(r.events("ota.self-test.failed")).toEqual([]);
+    expect(r.restart.reasons.length).toBe(1);
+  });
+});
+
+describe("stored records", () => {
+  it("a Failed record without an error is worth another try", async () => {
+    const r = new Rig();
+    r.kv.set(OTA_KV_KEY, JSON.stringify({ state: "Failed", from: "1.0.0", to: "1.1.0", durable: 0, attempt: 1 }));
+    r.powerOn();
+    r.ota.request("1.1.0");
+    await run();
+    expect(r.ota.state).toBe("Staged");
+  });
+
+  it("percent is never above 100, even when the stored bytes are", () => {
+    const r = new Rig();
+    r.kv.set(OTA_KV_KEY, JSON.stringify({ state: "Valid", from: "1.0.0", to: "1.1.0", durable: 25_000, total: 20_000, attempt: 1 }));
+    r.powerOn();
+    expect(r.ota.reported()).toMatchObject({ state: "Valid", bytes: 25_000, total: 20_000, percent: 100 });
+  });
+
+  it("a slot that throws while cleaning up after a failure: the log says the task threw", async () => {
+    const r = new Rig();
+    r.source.faults.push({ kind: "open-error", error: new ShadowOtaError("DOWNLOAD_HTTP_STATUS", "HTTP 404", { detail: { status: 404 } }) });
+    r.ota.request("1.1.0");
+    r.slot.abort = () => { throw new Error("flash gone"); };
+    await run();
+    expect(r.events("ota.task-threw")).toEqual([{ level: "error", fields: { message: "flash gone" } }]);
+  });
+});
