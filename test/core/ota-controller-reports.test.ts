@@ -8,7 +8,7 @@
  */
 import { ShadowOtaError } from "../../src/core/errors";
 import type { JsonObject } from "../../src/core/json";
-import { loadRecord, OTA_KV_KEY, OTA_PROGRESS_KEY, resolveFirmwareUrl } from "../../src/core/ota-controller";
+import { checkCandidate, loadRecord, OTA_KV_KEY, OTA_PROGRESS_KEY, resolveFirmwareUrl } from "../../src/core/ota-controller";
 import { UPDATE_CODES } from "../../src/core/update-errors";
 import type { OtaBeginOptions } from "../../src/ports/ota-slot";
 import { fakeImage } from "./ota-fakes";
@@ -548,5 +548,60 @@ describe("stored records", () => {
     r.slot.abort = () => { throw new Error("flash gone"); };
     await run();
     expect(r.events("ota.task-threw")).toEqual([{ level: "error", fields: { message: "flash gone" } }]);
+  });
+});
+
+describe("the words of what the device reports", () => {
+  it("a message of exactly 200 characters is reported whole; 201 are cut to 199 and an ellipsis", async () => {
+    for (const [length, expected] of [[200, 200], [201, 200]] as const) {
+      const r = new Rig();
+      const prefix = "application check failed: ";
+      r.appCheck = () => "r".repeat(length - prefix.length);
+      await pending(r);
+      r.ota.onSynced();
+      await run();
+      const message = (stored(r)["lastError"] as JsonObject)["message"] as string;
+      expect(message.length).toBe(expected);
+      expect(message.endsWith("…")).toBe(length > 200);
+    }
+  });
+
+  it("descriptor strings of 40 characters are shown whole, longer ones cut at 40", () => {
+    const expected = { version: "1.1.0", projectName: "shadow-ota" };
+    const forty = "g".repeat(40);
+    const e40 = checkCandidate({ version: forty, projectName: "shadow-ota" }, expected)!;
+    expect(e40.message.startsWith(`image version "${forty}" is not SemVer`)).toBe(true);
+    const e41 = checkCandidate({ version: forty + "h", projectName: "shadow-ota" }, expected)!;
+    expect(e41.message.startsWith(`image version "${forty}…" is not SemVer`)).toBe(true);
+    const p = checkCandidate({ version: "1.1.0", projectName: "p".repeat(40) }, expected)!;
+    expect(p.message).toBe(`image is for project "${"p".repeat(40)}", this device runs "shadow-ota"`);
+  });
+
+  it("a Staged record without the version it installed: the rollback names 'the new image'", () => {
+    const r = new Rig();
+    r.kv.set(OTA_KV_KEY, JSON.stringify({ state: "Staged", from: "1.0.0", durable: 20_000, total: 20_000, attempt: 1 }));
+    r.powerOn();
+    expect(r.ota.state).toBe("RolledBack");
+    expect(r.lastError()).toEqual({ code: UPDATE_CODES.OTA_ROLLED_BACK, message: "the new image was not confirmed: the bootloader started 1.0.0 again", time: r.clock.epochSeconds() });
+  });
+
+  it("a PendingVerify record with neither version, another version running: OTA_UNEXPECTED_VERSION says '?'", () => {
+    const r = new Rig();
+    r.kv.set(OTA_KV_KEY, JSON.stringify({ state: "PendingVerify", durable: 0, attempt: 1 }));
+    r.powerOn();
+    expect(r.ota.state).toBe("Failed");
+    expect(r.lastError()).toEqual({ code: UPDATE_CODES.OTA_UNEXPECTED_VERSION, message: "after the update to ? the device runs 1.0.0", time: r.clock.epochSeconds() });
+  });
+
+  it("an ordinary pending boot is not logged as unconfirmed", async () => {
+    const r = new Rig();
+    await pending(r);
+    expect(r.events("ota.boot.unconfirmed")).toEqual([]);
+  });
+
+  it("stored numbers beyond the safe integers are dropped", () => {
+    const r = new Rig();
+    r.kv.set(OTA_KV_KEY, JSON.stringify({ state: "Failed", durable: Number.MAX_SAFE_INTEGER + 1, total: Number.MAX_SAFE_INTEGER, attempt: 0 }));
+    expect(loadRecord(r.kv).record).toEqual({ state: "Failed", durable: 0, total: Number.MAX_SAFE_INTEGER, attempt: 0 });
   });
 });
