@@ -37,7 +37,7 @@
  */
 import * as crypto from "node:crypto";
 import * as http from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeHttpServer, listenOn, urlOf } from "./listen";
 import type { CloudKind } from "../core/cloud-protocol";
 import { ShadowOtaError } from "../core/errors";
 import { isJsonObject, jsonDepth, type Json, type JsonObject } from "../core/json";
@@ -157,20 +157,12 @@ export class AdminHttpServer {
         })
         .catch((e: unknown) => o.log.log("error", "admin.failed", { method: req.method ?? null, url: req.url ?? null, code: "ADMIN_INTERNAL", message: String(e) }));
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(o.port, o.host, () => { server.off("error", reject); resolve(); });
-    });
-    const a = server.address() as AddressInfo;
-    const host = a.family === "IPv6" ? `[${a.address}]` : a.address;
-    return new AdminHttpServer(server, `http://${host}:${a.port}`, token);
+    const a = await listenOn(server, o.port, o.host);
+    return new AdminHttpServer(server, urlOf("http", a), token);
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#server.close(() => resolve());
-      this.#server.closeAllConnections();
-    });
+    return closeHttpServer(this.#server);
   }
 }
 

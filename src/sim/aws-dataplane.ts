@@ -22,7 +22,7 @@
  */
 import * as crypto from "node:crypto";
 import * as https from "node:https";
-import type { AddressInfo } from "node:net";
+import { closeHttpServer, listenOn, urlOf } from "./listen";
 import { validateShadowName, validateThingName } from "../core/aws-shadow";
 import type { JsonObject } from "../core/json";
 import type { Clock } from "../ports/clock";
@@ -113,19 +113,12 @@ export class AwsDataPlaneServer {
         .catch((e: unknown) => o.log.log("error", "dataplane.failed", { message: String(e) }));
     });
     server.on("tlsClientError", (_e, socket) => socket.destroy());
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(o.port, o.host, () => { server.off("error", reject); resolve(); });
-    });
-    const a = server.address() as AddressInfo;
-    return new AwsDataPlaneServer(server, `https://${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}`);
+    const a = await listenOn(server, o.port, o.host);
+    return new AwsDataPlaneServer(server, urlOf("https", a));
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#server.close(() => resolve());
-      this.#server.closeAllConnections();
-    });
+    return closeHttpServer(this.#server);
   }
 }
 

@@ -27,7 +27,8 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as https from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import type { Socket } from "node:net";
+import { listenOn } from "./listen";
 import * as path from "node:path";
 import { ShadowOtaError } from "../core/errors";
 import { writeFileAtomic } from "../node/atomic-file";
@@ -256,11 +257,7 @@ export class BlobServer {
     const handshakeTimeout = o.handshakeTimeoutMs ?? 10_000;
     if (!Number.isSafeInteger(handshakeTimeout) || handshakeTimeout <= 0) throw new RangeError("handshakeTimeoutMs must be a positive integer");
     const server = https.createServer({ cert: o.cert, key: o.key, minVersion: "TLSv1.2", handshakeTimeout });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(o.port ?? 0, host, () => { server.off("error", reject); resolve(); });
-    });
-    const self = new BlobServer(o, server, host, (server.address() as AddressInfo).port);
+    const self = new BlobServer(o, server, host, (await listenOn(server, o.port ?? 0, host)).port);
     server.on("secureConnection", (socket: Socket) => {
       self.#sockets.add(socket);
       socket.once("close", () => self.#sockets.delete(socket));

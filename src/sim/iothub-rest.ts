@@ -32,7 +32,7 @@
 import * as crypto from "node:crypto";
 import type * as http from "node:http";
 import * as https from "node:https";
-import type { AddressInfo } from "node:net";
+import { closeHttpServer, listenOn, urlOf } from "./listen";
 import { isJsonObject, jsonDepth, type Json, type JsonObject } from "../core/json";
 import { verifySasToken } from "../core/sas-token";
 import type { Clock } from "../ports/clock";
@@ -107,19 +107,12 @@ export class IotHubRestServer {
         .catch((e: unknown) => o.log.log("error", "iothub.failed", { message: String(e) }));
     });
     server.on("tlsClientError", (_e, socket) => socket.destroy());
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(o.port, o.host, () => { server.off("error", reject); resolve(); });
-    });
-    const a = server.address() as AddressInfo;
-    return new IotHubRestServer(server, `https://${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}`);
+    const a = await listenOn(server, o.port, o.host);
+    return new IotHubRestServer(server, urlOf("https", a));
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#server.close(() => resolve());
-      this.#server.closeAllConnections();
-    });
+    return closeHttpServer(this.#server);
   }
 }
 

@@ -56,6 +56,7 @@ import { ShadowOtaError } from "../core/errors";
 import type { Log } from "../ports/log";
 import { silentLog } from "../ports/log";
 import { LocalPki } from "./pki";
+import { listenOn } from "./listen";
 
 /** Stable codes of the proxy (a contract). */
 export const PROXY_CODES = {
@@ -475,10 +476,7 @@ export class MqttFaultProxy {
       : net.createServer((s) => onSocket(s, undefined));
     if (server instanceof tls.Server) server.on("tlsClientError", (err, s) => { log.log("info", "proxy.tls-refused", { message: err.message }); s.destroy(); });
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(o.port ?? 0, host, () => { server.off("error", reject); resolve(); });
-      });
+      await listenOn(server, o.port ?? 0, host);
     } catch (cause) {
       throw new ShadowOtaError(PROXY_CODES.PROXY_START_FAILED, `the proxy cannot listen on ${host}:${o.port ?? 0}`, { cause });
     }
