@@ -605,3 +605,15 @@ describe("the words of what the device reports", () => {
     expect(loadRecord(r.kv).record).toEqual({ state: "Failed", durable: 0, total: Number.MAX_SAFE_INTEGER, attempt: 0 });
   });
 });
+
+describe("the NVS keys", () => {
+  it("the record is under \"ota\" and the progress under \"otap\": images of other versions read the same keys", async () => {
+    const r = new Rig();
+    r.source.faults.push({ kind: "stall", at: 10_000 });
+    r.ota.request("1.1.0");
+    await run();
+    expect([...r.kv.data.keys()].sort()).toEqual(["ota", "otap"]);
+    expect(r.kv.data.get("otap")).toBe("8192");
+    r.ota.close();
+  });
+});
