@@ -55,7 +55,7 @@ export function missingSdk(env = process.env) {
   const m = env.MODDABLE;
   if (!m) return "$MODDABLE is not set (no Moddable SDK installed)";
   for (const rel of ["build/bin/lin/release/mcconfig", "build/bin/lin/release/mcsim"]) {
-    if (!existsSync(join(m, rel))) return `${join(m, rel)} does not exist (build the SDK's Linux tools: cd $MODDABLE/build/makefiles/lin && make)`;
+    if (!existsSync(join(m, rel))) return `${join(m, rel)} does not exist (install the SDK's Linux tools by its Getting Started guide)`;
   }
   if (!existsSync(join(m, "tools/xsbug-log/node_modules"))) return "the SDK's xsbug-log has no node_modules (cd $MODDABLE/tools/xsbug-log && npm install)";
   const xvfb = spawnSync("sh", ["-c", "command -v Xvfb"], { encoding: "utf8" });
