@@ -22,8 +22,8 @@
  * Usage: node scripts/test-mcsim.mjs [--timeout SECONDS] [FILE-SUBSTRING…]
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { builtinModules } from "node:module";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { bundleTestFile, findTests, TEST_DIRS } from "./xs-bundle.mjs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -31,7 +31,6 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const APP = join(ROOT, "build/mcsim-tests/app");
 const OUT = join(ROOT, "build/mcsim-tests/out");
 const SHIM = join(ROOT, "test/xs/jest-shim.ts");
-const TEST_DIRS = ["test/core", "test/xs"]; // as scripts/test-xs.mjs
 const SUMMARY_PREFIX = "##xs-test-summary## "; // test/xs/jest-shim.ts
 const DONE = "##mcsim-tests-done##";
 const CRASH_PREFIX = "##mcsim-test-crash## ";
@@ -71,40 +70,16 @@ if (why !== undefined) {
 
 // ------------------------------------------------------------------------------------------------ files
 
-function findTests(dir) {
-  const abs = join(ROOT, dir);
-  if (!existsSync(abs)) return [];
-  const out = [];
-  for (const entry of readdirSync(abs, { withFileTypes: true })) {
-    const rel = `${dir}/${entry.name}`;
-    if (entry.isDirectory()) out.push(...findTests(rel));
-    else if (entry.name.endsWith(".test.ts")) out.push(rel);
-  }
-  return out.sort();
-}
-
 // All files run in one XS machine, one after the other (xsnap gets a fresh machine per file). A file that
 // freezes the built-ins (frozen-builtins.test.ts, as Moddable's preload does) changes the machine for every
 // later file, so such files run last.
 const RUN_LAST = ["frozen-builtins"];
 const last = (f) => RUN_LAST.some((n) => f.includes(n));
-const files = TEST_DIRS.flatMap(findTests).filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
+const files = TEST_DIRS.flatMap((dir) => findTests(ROOT, dir)).filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
   .sort((a, b) => Number(last(a)) - Number(last(b)) || (a < b ? -1 : a > b ? 1 : 0));
 if (files.length === 0) { console.log("test:mcsim: no test file matches"); console.log("0 passed, 1 failed"); process.exit(1); }
 
 // ------------------------------------------------------------------------------------------------ bundles
-
-const esbuild = await import("esbuild");
-const NODE_BUILTINS = new Set(builtinModules);
-const xsPlugin = {
-  name: "xs-no-node",
-  setup(build) {
-    build.onResolve({ filter: /.*/ }, (args) => {
-      if (!args.path.startsWith("node:") && !NODE_BUILTINS.has(args.path)) return undefined;
-      return { errors: [{ text: `imports the Node built-in "${args.path}", which XS does not have` }] };
-    });
-  },
-};
 
 const moduleName = (file) => file.replace(/\.test\.ts$/, "").replace(/[^A-Za-z0-9]+/g, "_");
 
@@ -114,19 +89,8 @@ mkdirSync(OUT, { recursive: true });
 const bundled = [];
 const failedToBundle = [];
 for (const file of files) {
-  const entry = [
-    `import { runTests } from ${JSON.stringify(SHIM)};`,
-    `let loadError;`,
-    `try { await import(${JSON.stringify(join(ROOT, file))}); } catch (e) { loadError = e; }`,
-    `await runTests(${JSON.stringify(file)}, loadError);`,
-  ].join("\n");
   try {
-    await esbuild.build({
-      stdin: { contents: entry, resolveDir: ROOT, sourcefile: `${file} (mcsim entry)`, loader: "js" },
-      bundle: true, format: "esm", platform: "neutral", target: "es2022", mainFields: ["module", "main"],
-      loader: { ".json": "json" }, inject: [SHIM], plugins: [xsPlugin],
-      outfile: join(APP, "tests", `${moduleName(file)}.js`), write: true, logLevel: "silent",
-    });
+    await bundleTestFile({ root: ROOT, shim: SHIM, file, outfile: join(APP, "tests", `${moduleName(file)}.js`), label: "mcsim" });
     bundled.push(file);
   } catch (e) {
     failedToBundle.push({ file, error: (e.errors ?? []).map((m) => m.text).join("; ") || String(e) });

@@ -34,16 +34,14 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { builtinModules } from "node:module";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-import * as esbuild from "esbuild";
+import { bundleTestFile, findTests, TEST_DIRS } from "./xs-bundle.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const XSNAP = join(ROOT, "build/xsnap/bin/xsnap");
 const OUT_DIR = join(ROOT, "build/xs-tests");
 const SHIM = join(ROOT, "test/xs/jest-shim.ts");
-const TEST_DIRS = ["test/core", "test/xs"];
 const SUMMARY_PREFIX = "##xs-test-summary## "; // keep in step with SUMMARY_PREFIX in test/xs/jest-shim.ts
 const CRASH_PREFIX = "##xs-test-crash## ";
 const START_PREFIX = "▶ "; // START_PREFIX in test/xs/jest-shim.ts
@@ -72,20 +70,8 @@ function usage(problem) {
 
 // ------------------------------------------------------------------------------------------------ files
 
-function findTests(dir) {
-  const abs = join(ROOT, dir);
-  if (!existsSync(abs)) return [];
-  const out = [];
-  for (const entry of readdirSync(abs, { withFileTypes: true })) {
-    const rel = `${dir}/${entry.name}`;
-    if (entry.isDirectory()) out.push(...findTests(rel));
-    else if (entry.isFile() && entry.name.endsWith(".test.ts")) out.push(rel);
-  }
-  return out;
-}
-
 function selectTests() {
-  const all = TEST_DIRS.flatMap(findTests).sort();
+  const all = TEST_DIRS.flatMap((dir) => findTests(ROOT, dir)).sort();
   if (options.filters.length === 0) return all;
   const wanted = options.filters.map((f) => relative(ROOT, resolve(f)).split(sep).join("/"));
   const selected = all.filter((file) => options.filters.some((f, i) => file === wanted[i] || file.includes(f)));
@@ -96,22 +82,6 @@ function selectTests() {
 
 // ------------------------------------------------------------------------------------------------ bundling
 
-const NODE_BUILTINS = new Set(builtinModules.filter((m) => !m.startsWith("_")));
-
-/** Refuses Node built-ins with a clear message, and maps `@jest/globals` to the shim. */
-const xsPlugin = {
-  name: "xs-test",
-  setup(build) {
-    build.onResolve({ filter: /^@jest\/globals$/ }, () => ({ path: SHIM }));
-    build.onResolve({ filter: /^(node:)?[a-z_]+(\/[a-z_]+)*$/ }, (args) => {
-      if (!args.path.startsWith("node:") && !NODE_BUILTINS.has(args.path)) return undefined;
-      return {
-        errors: [{ text: `Node built-in module "${args.path}" imported by ${relative(ROOT, args.importer) || "(entry)"}: XS has no Node modules (the core and its tests must not use them)` }],
-      };
-    });
-  },
-};
-
 function bundleName(file) {
   return file.replace(/\.ts$/, "").replace(/[^A-Za-z0-9._-]+/g, "-");
 }
@@ -121,27 +91,8 @@ async function bundle(file) {
   const name = bundleName(file);
   const outfile = join(OUT_DIR, `${name}.mjs`);
   const loader = join(OUT_DIR, `${name}.run.mjs`);
-  const entry = [
-    `import { runTests } from ${JSON.stringify(SHIM)};`,
-    `let loadError;`,
-    `try { await import(${JSON.stringify(join(ROOT, file))}); } catch (e) { loadError = e; }`,
-    `await runTests(${JSON.stringify(file)}, loadError);`,
-  ].join("\n");
   try {
-    const result = await esbuild.build({
-      stdin: { contents: entry, resolveDir: ROOT, sourcefile: `${file} (xs entry)`, loader: "js" },
-      bundle: true,
-      format: "esm",
-      platform: "neutral",
-      target: "es2022",
-      mainFields: ["module", "main"],
-      loader: { ".json": "json" },
-      inject: [SHIM],
-      plugins: [xsPlugin],
-      outfile,
-      write: true,
-      logLevel: "silent",
-    });
+    const result = await bundleTestFile({ root: ROOT, shim: SHIM, file, outfile, label: "xs" });
     const warnings = result.warnings.map((w) => `warning: ${w.text}`);
     writeFileSync(
       loader,
