@@ -37,7 +37,7 @@
  */
 import * as crypto from "node:crypto";
 import * as http from "node:http";
-import { closeHttpServer, listenOn, urlOf } from "./listen";
+import { closeHttpServer, listenOn, readBodyCapped, urlOf } from "./listen";
 import type { CloudKind } from "../core/cloud-protocol";
 import { ShadowOtaError } from "../core/errors";
 import { isJsonObject, jsonDepth, type Json, type JsonObject } from "../core/json";
@@ -73,16 +73,10 @@ function statusOf(e: unknown): number {
 }
 
 async function readJson(req: http.IncomingMessage): Promise<JsonObject> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new HttpError(413, "ADMIN_BODY_TOO_LARGE", `request body over ${MAX_BODY} bytes`);
-    chunks.push(chunk as Buffer);
-  }
+  const body = await readBodyCapped(req, MAX_BODY, () => new HttpError(413, "ADMIN_BODY_TOO_LARGE", `request body over ${MAX_BODY} bytes`));
   let v: unknown;
   try {
-    v = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    v = JSON.parse(body.toString("utf8"));
   } catch {
     throw new HttpError(400, "SYNC_JSON_INVALID", "request body is not JSON");
   }
@@ -96,14 +90,7 @@ async function readJson(req: http.IncomingMessage): Promise<JsonObject> {
 async function readBytes(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   const tooLarge = (): HttpError => new HttpError(413, CLOUD_CODES.CLOUD_BLOB_TOO_LARGE, `firmware body over ${limit} bytes`);
   if (Number(req.headers["content-length"] ?? 0) > limit) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw tooLarge();
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
+  return readBodyCapped(req, limit, tooLarge);
 }
 
 export interface AdminHttpOptions {

@@ -22,7 +22,7 @@
  */
 import * as crypto from "node:crypto";
 import * as https from "node:https";
-import { closeHttpServer, listenOn, urlOf } from "./listen";
+import { closeHttpServer, listenOn, readBodyCapped, urlOf } from "./listen";
 import { validateShadowName, validateThingName } from "../core/aws-shadow";
 import type { JsonObject } from "../core/json";
 import type { Clock } from "../ports/clock";
@@ -123,14 +123,7 @@ export class AwsDataPlaneServer {
 }
 
 async function readBody(req: import("node:http").IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new DataPlaneError(413, SHADOW_ERROR_MESSAGES.PAYLOAD_TOO_LARGE);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
+  return readBodyCapped(req, MAX_BODY, () => new DataPlaneError(413, SHADOW_ERROR_MESSAGES.PAYLOAD_TOO_LARGE));
 }
 
 /** A name checked with the core's rules; a bad one is AWS's 400 InvalidRequestException. */

@@ -32,7 +32,7 @@
 import * as crypto from "node:crypto";
 import type * as http from "node:http";
 import * as https from "node:https";
-import { closeHttpServer, listenOn, urlOf } from "./listen";
+import { closeHttpServer, listenOn, readBodyCapped, urlOf } from "./listen";
 import { isJsonObject, jsonDepth, type Json, type JsonObject } from "../core/json";
 import { verifySasToken } from "../core/sas-token";
 import type { Clock } from "../ports/clock";
@@ -117,16 +117,10 @@ export class IotHubRestServer {
 }
 
 async function readJson(req: http.IncomingMessage): Promise<JsonObject> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new HubError(413, "RequestEntityTooLarge", `the request body is over ${MAX_BODY} bytes`);
-    chunks.push(chunk as Buffer);
-  }
+  const body = await readBodyCapped(req, MAX_BODY, () => new HubError(413, "RequestEntityTooLarge", `the request body is over ${MAX_BODY} bytes`));
   let v: unknown;
   try {
-    v = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    v = JSON.parse(body.toString("utf8"));
   } catch {
     throw new HubError(400, "ArgumentInvalid", "the request body is not JSON");
   }

@@ -26,3 +26,18 @@ export function closeHttpServer(server: HttpServer): Promise<void> {
     server.closeAllConnections();
   });
 }
+
+/**
+ * A request's whole body, refused with `tooLarge()` (thrown) as soon as more than `limit` bytes arrive, so a
+ * hostile client cannot make the server buffer more than that.
+ */
+export async function readBodyCapped(req: AsyncIterable<unknown>, limit: number, tooLarge: () => Error): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw tooLarge();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
