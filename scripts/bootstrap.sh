@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 say() { printf '[bootstrap] %s\n' "$*"; }
 
 # Debian packages: only installs what is missing; needs root (or passwordless sudo).
-want=(libmbedtls-dev clang libclang-rt-14-dev llvm mosquitto)
+want=(libmbedtls-dev clang libclang-rt-14-dev llvm mosquitto chromium)
 missing=()
 for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
