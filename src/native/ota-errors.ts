@@ -41,6 +41,10 @@ export const OTA_CODES = {
   OTA_IMAGE_EMPTY: "OTA_IMAGE_EMPTY",
   /** resume: the slot's prefix is not an image prefix; begin again. platform 0x710E */
   OTA_RESUME_MISMATCH: "OTA_RESUME_MISMATCH",
+  /** A signing key is configured and the image carries no signature block. platform 0x710F */
+  OTA_SIGNATURE_MISSING: "OTA_SIGNATURE_MISSING",
+  /** The signature block is malformed, names another key, or its ECDSA signature does not verify. platform 0x7110 */
+  OTA_SIGNATURE_INVALID: "OTA_SIGNATURE_INVALID",
   /** The image in flash does not verify (read-back after end, or at set-boot). platform 0x1503, 0x2002 */
   OTA_IMAGE_INVALID: "OTA_IMAGE_INVALID",
   /** secure_version below the anti-rollback floor. platform 0x1504 */
@@ -103,6 +107,8 @@ const BY_NUMBER: ReadonlyMap<number, OtaCode> = new Map<number, OtaCode>([
   [0x710C, OTA_CODES.OTA_IMAGE_PAST_END], // OTA_ERR_IMAGE_PAST_END
   [0x710D, OTA_CODES.OTA_IMAGE_EMPTY], // OTA_ERR_IMAGE_EMPTY
   [0x710E, OTA_CODES.OTA_RESUME_MISMATCH], // OTA_ERR_IMAGE_RESUME_MISMATCH
+  [0x710F, OTA_CODES.OTA_SIGNATURE_MISSING], // OTA_ERR_SIGNATURE_MISSING
+  [0x7110, OTA_CODES.OTA_SIGNATURE_INVALID], // OTA_ERR_SIGNATURE_INVALID
   [0x1503, OTA_CODES.OTA_IMAGE_INVALID], // ESP_ERR_OTA_VALIDATE_FAILED
   [0x2002, OTA_CODES.OTA_IMAGE_INVALID], // ESP_ERR_IMAGE_INVALID
   [0x1504, OTA_CODES.OTA_SECURE_VERSION_TOO_LOW], // ESP_ERR_OTA_SMALL_SEC_VER
