@@ -17,6 +17,7 @@
 /** Each core file and the test files that are its own (paths relative to test/core). */
 export const CORE_TESTS = {
   "aws-shadow.ts": ["aws-shadow.test.ts", "aws-shadow-refusals.test.ts"],
+  "azure-topics.ts": ["azure-topics.test.ts"],
   "azure-twin.ts": ["azure-twin.test.ts", "azure-twin-refusals.test.ts"],
   "backoff.ts": ["backoff.test.ts"],
   "cloud-protocol.ts": ["cloud-protocol.test.ts", "frozen-builtins.test.ts"],
