@@ -235,10 +235,12 @@ export function checkRequest(version: string, running: string, allowDowngrade: b
   try {
     parseSemver(version);
   } catch (e) {
+    // Stryker disable next-line StringLiteral: parseSemver throws only ShadowOtaError, so this fallback error is never made.
     return e instanceof ShadowOtaError ? e : new ShadowOtaError("VERSION_INVALID", "version is not strict SemVer");
   }
   const order = compareSemver(version, running);
   if (order === 0) return "same";
+  // Stryker disable next-line EqualityOperator: order 0 has returned "same" on the line above, so "<=" is "<".
   if (order < 0 && !allowDowngrade) {
     return new ShadowOtaError(UPDATE_CODES.OTA_DOWNGRADE_REFUSED, `${version} is older than the running ${running}; downgrades are not allowed by configuration`,
       { detail: { requested: version, running } });
@@ -324,6 +326,7 @@ export class OtaController {
   #lastProgress = { at: -Infinity, percent: -Infinity };
   #closed = false;
   /** boot() changed the state: start() reports it. */
+  // Stryker disable next-line BooleanLiteral: boot() assigns it before start(), its only reader, runs.
   #bootChanged = false;
   /** The running download (tests and the simulator wait on it). */
   #task: Promise<void> = Promise.resolve();
@@ -390,11 +393,13 @@ export class OtaController {
         const err = r.lastError !== undefined && (r.lastError.code === UPDATE_CODES.OTA_SELF_TEST_FAILED || r.lastError.code === UPDATE_CODES.OTA_SELF_TEST_TIMEOUT)
           ? r.lastError
           : this.#reportedError(new ShadowOtaError(UPDATE_CODES.OTA_ROLLED_BACK,
+            // Stryker disable next-line ObjectLiteral: the detail never leaves the controller (a reported error carries code, message, platformCode and time).
             `${r.to ?? "the new image"} was not confirmed: the bootloader started ${r.from} again`, { detail: { from: r.from ?? null, to: r.to ?? null } }));
         r.lastError = err;
         this.#transition("RolledBack");
       } else {
         r.lastError = this.#reportedError(new ShadowOtaError(UPDATE_CODES.OTA_UNEXPECTED_VERSION,
+          // Stryker disable next-line ObjectLiteral: as above, the detail is not reported.
           `after the update to ${r.to ?? "?"} the device runs ${this.#running}`, { detail: { from: r.from ?? null, to: r.to ?? null, running: this.#running } }));
         this.#transition("Failed");
       }
@@ -424,6 +429,7 @@ export class OtaController {
       });
     }
     // What did not change is in the persisted reported state already (ShadowSync re-sends what the cloud lacks).
+    // Stryker disable next-line BooleanLiteral: the first report passes the progress throttle anyway (#lastProgress starts at -Infinity) and records the same time and percent.
     if (this.#bootChanged) this.#report(true);
   }
 
@@ -440,6 +446,7 @@ export class OtaController {
       return;
     }
     if (r.state === "PendingVerify") {
+      // Stryker disable next-line ConditionalExpression: { version, baseUrl: undefined } is taken up as request(version, undefined), the same call.
       this.#deferred = baseUrl === undefined ? { version } : { version, baseUrl };
       this.#refuse(version, new ShadowOtaError(UPDATE_CODES.OTA_UPDATE_WHILE_PENDING,
         `${this.#running} is still pending verification; ${version} waits until it is confirmed`));
@@ -486,15 +493,19 @@ export class OtaController {
       .then((res) => {
         if (this.#closed || this.#record.state !== "PendingVerify") return;
         if (res === true) this.#confirm();
+        // Stryker disable next-line ObjectLiteral,MethodExpression: the detail is not reported.
         else this.#failSelfTest(new ShadowOtaError(UPDATE_CODES.OTA_SELF_TEST_FAILED, `application check failed: ${String(res)}`, { detail: { reason: String(res).slice(0, 100) } }));
       }, (e: unknown) => {
+        // Stryker disable next-line ConditionalExpression: #failSelfTest returns at once on a closed controller.
         if (this.#closed) return;
+        // Stryker disable next-line ObjectLiteral: the cause is not reported.
         this.#failSelfTest(new ShadowOtaError(UPDATE_CODES.OTA_SELF_TEST_FAILED, `application check threw: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
       });
   }
 
   /** Stops the download and timers (the record stays as it is). Safe twice. */
   close(): void {
+    // Stryker disable next-line ConditionalExpression: a second close() repeats only idempotent steps (no response, no sleep, no timer left).
     if (this.#closed) return;
     this.#closed = true;
     this.#cancelDownload();
@@ -551,6 +562,7 @@ export class OtaController {
   }
 
   #reportedError(e: unknown): OtaReportedError {
+    // Stryker disable next-line ObjectLiteral: the cause is not reported.
     const err = e instanceof ShadowOtaError ? e : new ShadowOtaError(UPDATE_CODES.OTA_INTERNAL, e instanceof Error ? e.message : String(e), { cause: e });
     const out: OtaReportedError = { code: err.code, message: err.message.length > MAX_MESSAGE ? err.message.slice(0, MAX_MESSAGE - 1) + "…" : err.message, time: this.#ports.clock.epochSeconds() };
     if (err.platformCode !== undefined) out.platformCode = err.platformCode;
@@ -614,6 +626,7 @@ export class OtaController {
   }
 
   #cancelDownload(): void {
+    // Stryker disable next-line UpdateOperator: generations are only compared for inequality, so counting down cancels as well.
     this.#generation++;
     const resp = this.#response;
     this.#response = undefined;
@@ -681,7 +694,9 @@ export class OtaController {
     const r = this.#record;
     const url = r.url!;
     const expected = { version: r.to!, projectName: this.#config.projectName } as Parameters<typeof checkCandidate>[1];
+    // Stryker disable next-line ConditionalExpression: checkCandidate treats a chipId member that is undefined as absent.
     if (this.#config.chipId !== undefined) expected.chipId = this.#config.chipId;
+    // Stryker disable next-line ConditionalExpression: as above, for chipRevFull.
     if (this.#config.chipRevFull !== undefined) expected.chipRevFull = this.#config.chipRevFull;
     const begin: OtaBeginOptions = { requireHash: this.#config.requireHash ?? true, minSecureVersion: slot.runningDescriptor()?.secureVersion ?? 0 };
 
@@ -692,6 +707,7 @@ export class OtaController {
       // resume an image that is already complete, and fetching the last sector again is cheap.
       const want = r.total !== undefined && r.durable >= r.total ? r.total - 1 : r.durable;
       try {
+        // Stryker disable next-line ConditionalExpression: an imageSize member that is undefined means no size (OtaBeginOptions), as when it is absent.
         offset = slot.resume(want, r.total === undefined ? begin : { ...begin, imageSize: r.total });
       } catch (e) {
         if (e instanceof ShadowOtaError && (e.code === "OTA_RESUME_MISMATCH" || e.code === "OTA_IMAGE_INVALID")) {
@@ -699,6 +715,7 @@ export class OtaController {
           offset = 0;
         } else throw e;
       }
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: after resume() returned 0 the slot holds no candidate (candidateDescriptor() is undefined), so the check finds nothing.
       if (offset > 0) {
         const stored = slot.candidateDescriptor();
         const refusal = stored === undefined ? undefined : checkCandidate(stored, expected);
@@ -716,6 +733,7 @@ export class OtaController {
       }
       if (offset === 0) {
         const size = resp.total;
+        // Stryker disable next-line ConditionalExpression: as at resume(), imageSize undefined means no size.
         slot.begin(size === undefined ? begin : { ...begin, imageSize: size });
       }
       r.durable = offset;
@@ -762,6 +780,7 @@ export class OtaController {
     delete r.lastError;
     this.#transition("Staged");
     this.#log.log("info", "ota.staged", { to: r.to ?? null, bytes: r.durable });
+    // Stryker disable next-line StringLiteral: r.to is always set when a download stages an image (the "?" is for the type only).
     await this.#reportThenRestart(`update to ${r.to ?? "?"} staged`);
   }
 
@@ -804,6 +823,7 @@ export class OtaController {
       this.#ports.slot.markValid();
     } catch (e) {
       this.#log.log("error", "ota.mark-valid-failed", { message: e instanceof Error ? e.message : String(e) });
+      // Stryker disable next-line ObjectLiteral: the cause is not reported.
       this.#failSelfTest(e instanceof ShadowOtaError ? e : new ShadowOtaError(UPDATE_CODES.OTA_SELF_TEST_FAILED, "markValid failed", { cause: e }));
       return;
     }
