@@ -54,6 +54,9 @@ export const CLOUD_CODES = {
   /** An admin API request whose path or query is not a valid URL: a malformed percent-escape such as `%E0%A4%A`.
    *  The admin API answers 400. */
   CLOUD_ADMIN_URL_INVALID: "CLOUD_ADMIN_URL_INVALID",
+  /** A local cloud service option out of range (a twin throttle rate that is negative or not a number, a
+   *  burst of 0). Thrown at start, before anything listens. */
+  CLOUD_OPTION_INVALID: "CLOUD_OPTION_INVALID",
 } as const;
 
 export type CloudCode = (typeof CLOUD_CODES)[keyof typeof CLOUD_CODES];
