@@ -56,6 +56,10 @@ export interface OtaBeginOptions {
   requireHash?: boolean;
   /** Anti-rollback floor for the descriptor's secure_version (default 0). */
   minSecureVersion?: number;
+  /** The trusted ECDSA P-256 public key (91-byte DER SubjectPublicKeyInfo). With it, end() refuses an image
+   *  without a signature block (OTA_SIGNATURE_MISSING) or signed otherwise (OTA_SIGNATURE_INVALID) before
+   *  setBootPartition can run; without it, a well-formed block is accepted unchecked. docs/signing.md. */
+  signingKey?: Uint8Array;
 }
 
 export interface OtaSlot {
