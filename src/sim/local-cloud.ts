@@ -50,6 +50,7 @@ import type { BrokerLimits } from "./broker-policy";
 import { CLOUD_CODES } from "./cloud-errors";
 import { CloudStore } from "./cloud-store";
 import { LogService } from "./log-service";
+import { FleetEvents, type WebhookOptions } from "./fleet-events";
 import { CLOUD_INFO_FILE, type CloudConnectionInfo, type DeviceConnection } from "./device";
 import { CLOUD_SERVICE_IDENTITY, LocalPki, isReservedIdentity, type PkiOptions } from "./pki";
 import type { ShadowEngineOptions } from "./shadow-engine";
@@ -98,6 +99,8 @@ export interface LocalCloudOptions {
   /** Device log lines (log-service.ts): lines kept per device (default 1000); `files`: also append them to
    *  `{dataDir}/logs/{id}.jsonl` (default false). */
   deviceLogs?: { ringSize?: number; files?: boolean };
+  /** Where each fleet event (a finished update, a published release; fleet-events.ts) is POSTed as JSON. */
+  webhook?: WebhookOptions;
 }
 
 /** The blob container the seeds' firmware lives in by default. */
@@ -157,6 +160,7 @@ export class LocalCloud {
   readonly #devices = new Map<string, CloudKind>();
   readonly #log: Log;
   #admin: AdminHttpServer | undefined;
+  #fleet: FleetEvents | undefined;
   #blobs: BlobServer | undefined;
   #dataPlane: { server: AwsDataPlaneServer; accessKeyId: string; secretAccessKey: string } | undefined;
   #iothub: { server: IotHubRestServer; hostName: string; key: string } | undefined;
@@ -192,6 +196,8 @@ export class LocalCloud {
     const log = options.log ?? silentLog;
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const pki = LocalPki.open(certsDir, options.pki ?? {});
+    let known: ReadonlyMap<string, CloudKind> = new Map();
+    const fleet = new FleetEvents({ log, file: path.join(dataDir, "fleet-events.jsonl"), devices: () => known, ...(options.webhook === undefined ? {} : { webhook: options.webhook }) });
     const store = CloudStore.open(dataDir);
     const clients: MqttClient[] = [];
     let broker: AedesBroker | MosquittoBroker | undefined;
@@ -225,6 +231,10 @@ export class LocalCloud {
       });
       const cloud: LocalCloud = new LocalCloud({ host, dataDir, certsDir, brokerKind, pki, store, shadows, twins, logs, broker, azure, clients, log });
       cloud.#sas = sas;
+      cloud.#fleet = fleet;
+      known = cloud.#devices;
+      fleet.watchStore(store);
+      fleet.attachClient(main);
       for (const d of options.devices ?? []) await cloud.addDevice(d.id, d.cloud);
       if (options.blobPort !== false) {
         const server = pki.server();
@@ -235,6 +245,7 @@ export class LocalCloud {
           port: options.blobPort ?? 0, ...options.blobs,
         });
         cloud.#blobs = blobs;
+        fleet.watchBlobs(blobs);
       }
       if (options.awsDataPlanePort !== false) {
         const key = generateAccessKey();
@@ -265,6 +276,7 @@ export class LocalCloud {
       log.log("info", "cloud.started", { broker: brokerKind, host, port: broker.port, admin: cloud.#admin?.url ?? null, blobs: blobs?.url ?? null });
       return cloud;
     } catch (e) {
+      fleet.close();
       await blobs?.close();
       await dataPlane?.close();
       await iothub?.close();
@@ -288,6 +300,16 @@ export class LocalCloud {
   /** The admin API's bearer token (also in cloud.json). */
   get adminToken(): string | undefined {
     return this.#admin?.token;
+  }
+
+  /** The fleet page's address with the admin token in its fragment (docs/fleet-page.md), or undefined without an admin API. */
+  get fleetPageUrl(): string | undefined {
+    return this.#admin === undefined ? undefined : `${this.#admin.url}/fleet#token=${this.#admin.token}`;
+  }
+
+  /** The fleet view: devices' update states, finished updates and releases as events, the webhook (fleet-events.ts). */
+  get fleet(): FleetEvents {
+    return this.#fleet!;
   }
 
   /** The firmware blob server. Throws CLOUD_BLOB_SERVER_DISABLED when started with `blobPort: false`. */
@@ -351,6 +373,7 @@ export class LocalCloud {
       this.#clients.push(link);
       await this.twins.attachDeviceLink(id, link);
       await this.logs.attachLink(id, link);
+      this.#fleet?.attachLink(id, link);
     }
     this.#devices.set(id, cloud);
     if (this.#admin !== undefined) this.#writeInfo();
@@ -417,6 +440,7 @@ export class LocalCloud {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#fleet?.close();
     await this.#admin?.close();
     await this.#blobs?.close();
     await this.#dataPlane?.server.close();
