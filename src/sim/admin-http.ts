@@ -21,6 +21,8 @@
  *   POST   /firmware/{container}/{name}/faults  body {"fault":{…BlobFault},"after"?,"times"?: n|"always"}:
  *                                               arm a fault for the next request(s) (src/sim/blob-server.ts)
  *   DELETE /firmware/{container}/{name}/faults  drop that blob's armed faults
+ *   GET    /, /fleet, /fleet/state, /events      the fleet page (no token for the static page), its state and its
+ *                                               Server-Sent Events (src/sim/fleet-page/fleet-http.ts)
  *
  * Every request needs `Authorization: Bearer {token}`; the token is random per start and written, with the
  * URL, to {dataDir}/cloud.json (0600). Errors come back as {"code","message"} with the status the service
@@ -45,6 +47,7 @@ import type { Log } from "../ports/log";
 import { MAX_BLOB_SIZE, parseBlobFault } from "./blob-server";
 import { CLOUD_CODES } from "./cloud-errors";
 import type { LocalCloud } from "./local-cloud";
+import { serveFleetData, serveFleetPage } from "./fleet-page/fleet-http";
 
 const MAX_BODY = 64 * 1024;
 /** Deepest JSON body accepted: far above the clouds' own limits (AWS 6, Azure 10 under their wrappers), so
@@ -128,11 +131,13 @@ export class AdminHttpServer {
         res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
         res.end(text);
       };
+      if (serveFleetPage(req, res)) return;
       const auth = Buffer.from(req.headers.authorization ?? "");
       if (auth.length !== expected.length || !crypto.timingSafeEqual(auth, expected)) {
         send(401, { code: "ADMIN_UNAUTHORIZED", message: "missing or wrong bearer token (see cloud.json)" });
         return;
       }
+      if (serveFleetData(o.cloud.fleet, req, res)) return;
       route(o.cloud, req).then(
         (body) => send(200, body),
         (e: unknown) => {
