@@ -4,6 +4,7 @@
  * only (runs on XS too).
  */
 import type { JsonObject } from "../../src/core/json";
+import type { ByteSource } from "../../src/ports/byte-source";
 import { OtaController, type AppCheck, type OtaControllerConfig } from "../../src/core/ota-controller";
 import { FakeFlash, FakeSlot, FakeSource, fakeImage, RecordingRestart } from "./ota-fakes";
 import { ManualClock, MemoryKv, MemoryLog } from "./fake-ports";
@@ -27,6 +28,8 @@ export class Rig {
   readonly reports: JsonObject[] = [];
   readonly flash: FakeFlash;
   readonly source: FakeSource;
+  /** The ByteSource the next powerOn() hands the controller (a wrapper of `source`); undefined = `source`. */
+  byteSource: ByteSource | undefined;
   slot!: FakeSlot;
   ota!: OtaController;
   appCheck: AppCheck | undefined;
@@ -48,7 +51,7 @@ export class Rig {
     };
     if (this.appCheck !== undefined) hooks.appCheck = this.appCheck;
     this.ota = new OtaController(
-      { slot: this.slot, source: this.source, kv: this.kv, clock: this.clock, log: this.log, restart: this.restart, random: () => 0.5 },
+      { slot: this.slot, source: this.byteSource ?? this.source, kv: this.kv, clock: this.clock, log: this.log, restart: this.restart, random: () => 0.5 },
       this.config, hooks);
     this.ota.boot();
     this.ota.start();
