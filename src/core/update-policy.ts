@@ -1,0 +1,120 @@
+/**
+ * The device's update policy from desired state: when an update that desired asks for may start.
+ * Platform-neutral (runs unchanged on XS and Node); pure helpers plus a small gate that sits between the
+ * device agent and the OTA controller (device-app.ts wires it).
+ *
+ * Desired (both seeds, beside the seed's firmware version):
+ *
+ *   "firmwareUpdatePolicy": {
+ *     "window": "02:00-04:00",     an update starts only between these local times (end exclusive; a window
+ *                                  may wrap midnight: "22:00-02:00"); absent or null: any time
+ *     "requireConsent": true,      an update waits until the operator accepts that very version
+ *     "accept": "1.1.0"            the operator's consent (set by `npm run cloud -- install ID` / the fleet page)
+ *   }
+ *
+ * Local time is the wall clock (Clock.epochSeconds: SNTP on the device, the system clock on Node) plus the
+ * clock's UTC offset (Clock.utcOffsetMinutes, optional: UTC without it). Before the wall clock is set
+ * (epoch seconds before 2020, the ESP32's state before SNTP) no window is open: the update waits.
+ *
+ * While an update waits, `reported.firmwareUpdate` says so — state "WaitingConsent" or "WaitingWindow", `to`
+ * the version, `window` the window — and the gate reports the OTA controller's own document again when the
+ * wait ends (desired went back to the running version) or hands the version on when it may start.
+ *
+ * Not here: the update itself (ota-controller.ts), timers of its own (the Clock port).
+ */
+import { ShadowOtaError } from "./errors";
+import { isJsonObject, type Json, type JsonObject } from "./json";
+
+export const POLICY_CODES = {
+  /** `firmwareUpdatePolicy.window` is not "HH:MM-HH:MM" (24-hour, start ≠ end). Refused like any config
+   *  leaf: reported in `reported.lastError`, and the update does not start while it stands. */
+  POLICY_WINDOW_INVALID: "POLICY_WINDOW_INVALID",
+  /** `firmwareUpdatePolicy` holds something other than window / requireConsent / accept of the right types. */
+  POLICY_INVALID: "POLICY_INVALID",
+} as const;
+
+/** Minutes since local midnight: [start, end). */
+export interface UpdateWindow {
+  start: number;
+  end: number;
+}
+
+/** "02:00-04:00" → {start: 120, end: 240}. Throws POLICY_WINDOW_INVALID. */
+export function parseWindow(text: string): UpdateWindow {
+  const m = typeof text === "string" ? /^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$/.exec(text) : null;
+  if (m === null) throw new ShadowOtaError(POLICY_CODES.POLICY_WINDOW_INVALID, `update window ${JSON.stringify(String(text).slice(0, 40))} is not HH:MM-HH:MM`);
+  const start = Number(m[1]) * 60 + Number(m[2]);
+  const end = Number(m[3]) * 60 + Number(m[4]);
+  if (start === end) throw new ShadowOtaError(POLICY_CODES.POLICY_WINDOW_INVALID, `update window ${text} is empty (start = end)`);
+  return { start, end };
+}
+
+/** Whether `minute` (0..1439) is inside the window (wrapping midnight when end < start). */
+export function inWindow(w: UpdateWindow, minute: number): boolean {
+  return w.start < w.end ? minute >= w.start && minute < w.end : minute >= w.start || minute < w.end;
+}
+
+/** Minutes until the window opens (0 when inside). */
+export function minutesUntilOpen(w: UpdateWindow, minute: number): number {
+  if (inWindow(w, minute)) return 0;
+  return (w.start - minute + 1440) % 1440;
+}
+
+/** 2020-01-01T00:00:00Z: a wall clock earlier than this has not been set (no SNTP yet). */
+export const CLOCK_SET_AFTER = 1577836800;
+
+/** Local minute of the day, or undefined when the wall clock is not set. */
+export function localMinute(epochSeconds: number, utcOffsetMinutes: number): number | undefined {
+  if (!(epochSeconds >= CLOCK_SET_AFTER)) return undefined;
+  const m = Math.floor(epochSeconds / 60) + utcOffsetMinutes;
+  return ((m % 1440) + 1440) % 1440;
+}
+
+export interface UpdatePolicy {
+  window?: UpdateWindow;
+  windowText?: string;
+  requireConsent: boolean;
+  accept?: string;
+}
+
+/** desired.firmwareUpdatePolicy → policy. Absent/null → no constraint. Throws POLICY_INVALID / POLICY_WINDOW_INVALID. */
+export function parsePolicy(v: Json | undefined): UpdatePolicy {
+  if (v === undefined || v === null) return { requireConsent: false };
+  if (!isJsonObject(v)) throw new ShadowOtaError(POLICY_CODES.POLICY_INVALID, "firmwareUpdatePolicy must be an object");
+  const o = v as JsonObject;
+  const p: UpdatePolicy = { requireConsent: false };
+  for (const [k, val] of Object.entries(o)) {
+    if (k === "window") {
+      if (val === null) continue;
+      if (typeof val !== "string") throw new ShadowOtaError(POLICY_CODES.POLICY_WINDOW_INVALID, "firmwareUpdatePolicy.window must be a string HH:MM-HH:MM");
+      p.window = parseWindow(val);
+      p.windowText = val;
+    } else if (k === "requireConsent") {
+      if (val === null) continue;
+      if (typeof val !== "boolean") throw new ShadowOtaError(POLICY_CODES.POLICY_INVALID, "firmwareUpdatePolicy.requireConsent must be true or false");
+      p.requireConsent = val;
+    } else if (k === "accept") {
+      if (val === null) continue;
+      if (typeof val !== "string" || val.length > 64) throw new ShadowOtaError(POLICY_CODES.POLICY_INVALID, "firmwareUpdatePolicy.accept must be a version string");
+      p.accept = val;
+    } else {
+      throw new ShadowOtaError(POLICY_CODES.POLICY_INVALID, `firmwareUpdatePolicy has an unknown member ${JSON.stringify(k.slice(0, 40))}`);
+    }
+  }
+  return p;
+}
+
+export type PolicyVerdict =
+  | { go: true }
+  | { go: false; state: "WaitingConsent" }
+  | { go: false; state: "WaitingWindow"; inMinutes?: number };
+
+/** May an update to `version` start now? Consent first (an operator's yes does not open a window). */
+export function decide(policy: UpdatePolicy, version: string, minute: number | undefined): PolicyVerdict {
+  if (policy.requireConsent && policy.accept !== version) return { go: false, state: "WaitingConsent" };
+  if (policy.window !== undefined) {
+    if (minute === undefined) return { go: false, state: "WaitingWindow" };
+    if (!inWindow(policy.window, minute)) return { go: false, state: "WaitingWindow", inMinutes: minutesUntilOpen(policy.window, minute) };
+  }
+  return { go: true };
+}
