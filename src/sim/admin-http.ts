@@ -23,6 +23,7 @@
  *   DELETE /firmware/{container}/{name}/faults  drop that blob's armed faults
  *   GET    /, /fleet, /fleet/state, /events      the fleet page (no token for the static page), its state and its
  *                                               Server-Sent Events (src/sim/fleet-page/fleet-http.ts)
+ *   /rollouts…, POST /devices/{id}/install      staged rollouts and consent (src/sim/rollout-http.ts)
  *
  * Every request needs `Authorization: Bearer {token}`; the token is random per start and written, with the
  * URL, to {dataDir}/cloud.json (0600). Errors come back as {"code","message"} with the status the service
@@ -48,6 +49,7 @@ import { MAX_BLOB_SIZE, parseBlobFault } from "./blob-server";
 import { CLOUD_CODES } from "./cloud-errors";
 import type { LocalCloud } from "./local-cloud";
 import { serveFleetData, serveFleetPage } from "./fleet-page/fleet-http";
+import { RolloutRoutes, rolloutStatus } from "./rollout-http";
 
 const MAX_BODY = 64 * 1024;
 /** Deepest JSON body accepted: far above the clouds' own limits (AWS 6, Azure 10 under their wrappers), so
@@ -62,6 +64,8 @@ class HttpError extends Error {
 
 function statusOf(e: unknown): number {
   if (e instanceof HttpError) return e.status;
+  const rollout = rolloutStatus(e);
+  if (rollout !== undefined) return rollout;
   if (e instanceof ShadowOtaError) {
     const s = e.detail?.["status"];
     if (typeof s === "number" && s >= 400 && s < 600) return s;
@@ -107,9 +111,12 @@ export class AdminHttpServer {
   readonly url: string;
   readonly token: string;
   readonly #server: http.Server;
+  /** The rollout engine and its routes (/rollouts, /devices/{id}/install: rollout-http.ts). */
+  readonly rollouts: RolloutRoutes;
 
-  private constructor(server: http.Server, url: string, token: string) {
+  private constructor(server: http.Server, url: string, token: string, rollouts: RolloutRoutes) {
     this.#server = server;
+    this.rollouts = rollouts;
     this.url = url;
     this.token = token;
   }
@@ -117,6 +124,7 @@ export class AdminHttpServer {
   static async start(o: AdminHttpOptions): Promise<AdminHttpServer> {
     const token = crypto.randomBytes(24).toString("hex");
     const expected = Buffer.from(`Bearer ${token}`);
+    const rollouts = RolloutRoutes.open({ cloud: o.cloud, log: o.log });
     const server = http.createServer((req, res) => {
       const send = (status: number, body: Json): void => {
         let text: string;
@@ -138,7 +146,7 @@ export class AdminHttpServer {
         return;
       }
       if (serveFleetData(o.cloud.fleet, req, res)) return;
-      route(o.cloud, req).then(
+      route(o.cloud, req, rollouts).then(
         (body) => send(200, body),
         (e: unknown) => {
           const status = statusOf(e);
@@ -150,15 +158,16 @@ export class AdminHttpServer {
         .catch((e: unknown) => o.log.log("error", "admin.failed", { method: req.method ?? null, url: req.url ?? null, code: "ADMIN_INTERNAL", message: String(e) }));
     });
     const a = await listenOn(server, o.port, o.host);
-    return new AdminHttpServer(server, urlOf("http", a), token);
+    return new AdminHttpServer(server, urlOf("http", a), token, rollouts);
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.rollouts.close();
     return closeHttpServer(this.#server);
   }
 }
 
-async function route(cloud: LocalCloud, req: http.IncomingMessage): Promise<Json> {
+async function route(cloud: LocalCloud, req: http.IncomingMessage, rollouts: RolloutRoutes): Promise<Json> {
   let url: URL;
   let parts: string[];
   try {
@@ -169,6 +178,10 @@ async function route(cloud: LocalCloud, req: http.IncomingMessage): Promise<Json
   }
   const method = req.method ?? "GET";
   const shadowName = url.searchParams.get("name") ?? undefined;
+  if (RolloutRoutes.handles(parts)) {
+    const r = await rollouts.route(method, parts, () => readJson(req));
+    if (r !== undefined) return r;
+  }
 
   if (parts.length === 3 && parts[0] === "things" && parts[2] === "shadow") {
     const thing = parts[1]!;
