@@ -1,0 +1,242 @@
+/**
+ * The fleet view (src/sim/fleet-events.ts) through the real local cloud on aedes: devices with their own
+ * certificates publish reported states over MQTT (the AWS shadow update topic, the Azure twin reported PATCH),
+ * the services accept and store them, and the fleet view, its Server-Sent Events (GET /events) and an
+ * operator's webhook (a local HTTP server in this file) see the result. Releases are published through the
+ * admin API as a release tool would. Bounded waits only (waitUntil); nothing on the wall clock.
+ */
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { ShadowOtaError } from "../../src/core/errors";
+import { deviceOfTopic, FLEET_CODES, FleetEvents, MAX_TEXT, releaseOfBlob, type FleetEvent } from "../../src/sim/fleet-events";
+import { LocalCloud } from "../../src/sim/local-cloud";
+import { MemoryLog } from "../core/fake-ports";
+import { connectClient, publish, type TestClient } from "./broker-fixtures";
+import { waitUntil } from "./wait-until";
+
+jest.setTimeout(60_000);
+
+const PKI = path.join(os.tmpdir(), "shadow-ota-test-pki");
+
+interface Hook { url: string; received: Array<{ body: FleetEvent; headers: http.IncomingHttpHeaders }>; answers: number[]; close(): Promise<void> }
+
+/** A webhook receiver on loopback: answers each POST with the next status of `answers` (then 200). */
+async function webhookReceiver(answers: number[] = []): Promise<Hook> {
+  const hook: Omit<Hook, "url" | "close"> = { received: [], answers };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      hook.received.push({ body: JSON.parse(Buffer.concat(chunks).toString("utf8")) as FleetEvent, headers: req.headers });
+      res.writeHead(hook.answers.shift() ?? 200).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  return { ...hook, url: `http://127.0.0.1:${port}/hook`, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+}
+
+describe("pure parts", () => {
+  it("names releases in the seeds' conventions and nothing else", () => {
+    expect(releaseOfBlob("firmware", "1.1.0.bin")).toEqual({ version: "1.1.0", cloud: "aws" });
+    expect(releaseOfBlob("firmware", "v1_1_0.bin")).toEqual({ version: "1.1.0", cloud: "azure" });
+    expect(releaseOfBlob("firmware", "v2_0_0-rc_1.bin")).toEqual({ version: "2.0.0-rc.1", cloud: "azure" });
+    for (const [c, n] of [["canary", "1.1.0.bin"], ["firmware", "1.1.bin"], ["firmware", "v1.1.0.bin"], ["firmware", "1.1.0.img"], ["firmware", "x.bin"], ["firmware", "v1_1.bin"]] as const) {
+      expect(releaseOfBlob(c, n)).toBeUndefined();
+    }
+  });
+  it("tells device-to-cloud topics from the rest", () => {
+    expect(deviceOfTopic("$aws/things/t1/shadow/update")).toEqual({ deviceId: "t1", cloud: "aws" });
+    expect(deviceOfTopic("shadow-ota/things/t1/logs")).toEqual({ deviceId: "t1", cloud: "aws" });
+    expect(deviceOfTopic("devices/a1/$iothub/twin/PATCH/properties/reported/?$rid=3")).toEqual({ deviceId: "a1", cloud: "azure" });
+    expect(deviceOfTopic("devices/a1/messages/events/kind=log")).toEqual({ deviceId: "a1", cloud: "azure" });
+    expect(deviceOfTopic("devices/a1/$iothub/twin/res/204/?$rid=3")).toBeUndefined();
+    expect(deviceOfTopic("$aws/rules/x")).toBeUndefined();
+  });
+  it("refuses a bad webhook with a stable code", () => {
+    const code = (f: () => unknown): string | undefined => { try { f(); } catch (e) { return e instanceof ShadowOtaError ? e.code : String(e); } return undefined; };
+    expect(code(() => new FleetEvents({ webhook: { url: "ftp://x/" } }))).toBe(FLEET_CODES.FLEET_WEBHOOK_URL_INVALID);
+    expect(code(() => new FleetEvents({ webhook: { url: "not a url" } }))).toBe(FLEET_CODES.FLEET_WEBHOOK_URL_INVALID);
+    expect(code(() => new FleetEvents({ webhook: { url: "http://127.0.0.1/", attempts: 0 } }))).toBe(FLEET_CODES.FLEET_WEBHOOK_OPTION_INVALID);
+  });
+});
+
+describe("through the local cloud", () => {
+  const log = new MemoryLog();
+  let dir: string;
+  let cloud: LocalCloud;
+  let hook: Hook;
+  const open: TestClient[] = [];
+
+  async function device(id: string): Promise<TestClient> {
+    const c = cloud.credentials(id);
+    const t = await connectClient(c.port, { caPem: c.ca, certPem: c.cert, keyPem: c.key }, id);
+    open.push(t);
+    return t;
+  }
+  const awsReport = (t: TestClient, id: string, reported: unknown): Promise<void> => publish(t, `$aws/things/${id}/shadow/update`, JSON.stringify({ state: { reported } }));
+  let rid = 0;
+  const azureReport = (t: TestClient, reported: unknown): Promise<void> => publish(t, `$iothub/twin/PATCH/properties/reported/?$rid=${++rid}`, JSON.stringify(reported));
+  const fu = (state: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ state, from: "1.0.0", to: "1.1.0", bytes: null, total: null, percent: null, attempt: 1, lastError: null, ...extra });
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-fleet-"));
+    hook = await webhookReceiver();
+    cloud = await LocalCloud.start({
+      dataDir: path.join(dir, "cloud"), certsDir: PKI, log, shadowEngine: { rateLimitPerSecond: 0 },
+      devices: [{ id: "fl-aws", cloud: "aws" }, { id: "fl-az", cloud: "azure" }], webhook: { url: hook.url, backoffMs: 10 },
+    });
+  });
+  afterAll(async () => {
+    await Promise.all(open.splice(0).map((c) => c.end()));
+    await cloud.close();
+    await hook.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("lists known devices before they report", () => {
+    expect(cloud.fleet.devices().map((d) => [d.id, d.cloud, d.version, d.lastSeen])).toEqual([["fl-aws", "aws", null, null], ["fl-az", "azure", null, null]]);
+  });
+
+  it("follows an AWS device's update to Valid: progress, last seen, one 'updated' event, webhook and stream", async () => {
+    const stream = await fetch(`${cloud.adminUrl}/events`, { headers: { authorization: `Bearer ${cloud.adminToken}` } });
+    expect(stream.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const reader = stream.body!.getReader();
+    let streamed = "";
+    const pump = (async () => { for (;;) { const r = await reader.read(); if (r.done) return; streamed += Buffer.from(r.value).toString("utf8"); } })().catch(() => undefined);
+
+    const t = await device("fl-aws");
+    await awsReport(t, "fl-aws", { config: { firmware_version: "1.0.0" }, firmwareUpdate: fu("Downloading", { bytes: 4096, total: 10240, percent: 40 }) });
+    const d = await waitUntil(() => { const x = cloud.fleet.device("fl-aws"); return x?.update?.percent === 40 ? x : undefined; }, 10_000, "progress 40");
+    expect(d).toMatchObject({ version: "1.0.0", update: { state: "Downloading", bytes: 4096, total: 10240, to: "1.1.0" } });
+    expect(d.lastSeen).not.toBeNull();
+    await awsReport(t, "fl-aws", { config: { firmware_version: "1.1.0" }, firmwareUpdate: fu("Valid", { bytes: 10240, total: 10240, percent: 100 }) });
+    const e = await waitUntil(() => cloud.fleet.events().find((x) => x.deviceId === "fl-aws" && x.type === "updated"), 10_000, "updated event");
+    expect(e).toMatchObject({ cloud: "aws", from: "1.0.0", to: "1.1.0", version: "1.1.0", error: null });
+    const got = await waitUntil(() => hook.received.find((r) => r.body.seq === e.seq), 10_000, "webhook delivery");
+    expect(got.body).toEqual(e);
+    expect(got.headers["content-type"]).toBe("application/json");
+    expect(got.headers["x-shadow-ota-event"]).toBe("updated");
+    expect(got.headers["x-shadow-ota-delivery"]).toBe(`${e.seq}.1`);
+    await waitUntil(() => (streamed.includes(`id: ${e.seq}\nevent: fleet\ndata: ${JSON.stringify(e)}\n\n`) && streamed.includes('"percent":40') ? true : undefined), 10_000, "the event on the stream");
+    await reader.cancel();
+    await pump;
+
+    // The same Valid again (a restarted device re-reports it): no second event.
+    const before = cloud.fleet.events().length;
+    await awsReport(t, "fl-aws", { config: { firmware_version: "1.1.0" }, firmwareUpdate: fu("Valid", { bytes: 10240, total: 10240, percent: 100 }), x: 1 });
+    await waitUntil(() => (cloud.fleet.device("fl-aws")!.lastSeen !== d.lastSeen ? true : undefined), 10_000, "seen again");
+    await cloud.store.flush();
+    expect(cloud.fleet.events().length).toBe(before);
+  });
+
+  it("an Azure device's rollback is a 'rolled-back' event with its error", async () => {
+    const t = await device("fl-az");
+    await azureReport(t, { firmwareVersion: "1.0.0", firmwareUpdate: fu("PendingVerify") });
+    await azureReport(t, { firmwareVersion: "1.0.0", firmwareUpdate: fu("RolledBack", { lastError: { code: "OTA_SELF_TEST_FAILED", message: "self-test failed", time: 1 } }) });
+    const e = await waitUntil(() => cloud.fleet.events().find((x) => x.deviceId === "fl-az"), 10_000, "rolled-back event");
+    expect(e).toMatchObject({ type: "rolled-back", cloud: "azure", to: "1.1.0", version: "1.0.0", error: { code: "OTA_SELF_TEST_FAILED", message: "self-test failed" } });
+    expect(cloud.fleet.device("fl-az")!.lastError).toEqual({ code: "OTA_SELF_TEST_FAILED", message: "self-test failed" });
+    await waitUntil(() => hook.received.find((r) => r.body.seq === e.seq), 10_000, "webhook delivery");
+  });
+
+  it("a published release shows as available on the devices it applies to, and is an event", async () => {
+    const put = (name: string): Promise<Response> => fetch(`${cloud.adminUrl}/firmware/firmware/${name}`, { method: "PUT", headers: { authorization: `Bearer ${cloud.adminToken}` }, body: Buffer.alloc(64, 1) });
+    expect((await put("1.2.0.bin")).status).toBe(200);
+    const e = await waitUntil(() => cloud.fleet.events().find((x) => x.type === "release-published" && x.release?.cloud === "aws"), 5_000, "release event");
+    expect(e.release).toMatchObject({ version: "1.2.0", name: "1.2.0.bin", size: 64, devices: ["fl-aws"] });
+    expect(cloud.fleet.device("fl-aws")!.available?.version).toBe("1.2.0");
+    expect(cloud.fleet.device("fl-az")!.available).toBeNull(); // its seed names v1_2_0.bin
+    expect((await put("v1_2_0.bin")).status).toBe(200);
+    expect(cloud.fleet.device("fl-az")!.available).toEqual({ version: "1.2.0", url: `${cloud.blobBaseUrl}v1_2_0.bin` });
+    // An older release than what a device runs applies to none.
+    expect((await put("1.0.5.bin")).status).toBe(200);
+    expect(cloud.fleet.events().at(-1)!.release).toMatchObject({ version: "1.0.5", devices: [] });
+    expect(cloud.fleet.device("fl-aws")!.available?.version).toBe("1.2.0");
+  });
+
+  it("takes nothing from a device's report as markup or without bounds", async () => {
+    const t = await device("fl-aws");
+    const evil = `<img src=x onerror="alert(1)">${"x".repeat(1_000)}`;
+    await awsReport(t, "fl-aws", { config: { firmware_version: "<b>9</b>" }, firmwareUpdate: { state: 5, percent: "50" }, lastError: { code: "<script>", message: evil } });
+    const d = await waitUntil(() => { const x = cloud.fleet.device("fl-aws"); return x?.lastError?.code === "<script>" ? x : undefined; }, 10_000, "evil report");
+    expect(d.version).toBe("<b>9</b>"); // kept as text; the page puts it in with textContent (test:browser)
+    expect(d.update).toBeNull(); // a state that is no string: no update
+    expect(d.lastError!.message.length).toBe(MAX_TEXT);
+    expect(d.available).toBeNull(); // no SemVer running: nothing to compare
+  });
+
+  it("the static page needs no token, its data does", async () => {
+    const page = await fetch(`${cloud.adminUrl}/fleet`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-security-policy")).toContain("script-src 'self'");
+    expect(await page.text()).toContain('<script src="/fleet/fleet.js"');
+    expect((await fetch(`${cloud.adminUrl}/fleet/state`)).status).toBe(401);
+    expect((await fetch(`${cloud.adminUrl}/events`)).status).toBe(401);
+    const state = await (await fetch(`${cloud.adminUrl}/fleet/state`, { headers: { authorization: `Bearer ${cloud.adminToken}` } })).json() as { devices: unknown[]; events: unknown[]; webhook: { delivered: number } };
+    expect(state.devices).toHaveLength(2);
+    expect(state.webhook.delivered).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe("the webhook", () => {
+  it("retries a failing receiver with backoff and gives up after its attempts, never holding up the cloud", async () => {
+    const hook = await webhookReceiver([500, 503]);
+    const fleet = new FleetEvents({ webhook: { url: hook.url, attempts: 3, backoffMs: 5 } });
+    const blobs = { list: () => [], publish: (container: string, name: string, bytes: Uint8Array) => ({ container, name, path: `${container}/${name}`, size: bytes.length, etag: '"e"', url: `https://x/${container}/${name}` }) };
+    fleet.watchBlobs(blobs);
+    blobs.publish("firmware", "1.0.0.bin", new Uint8Array(1));
+    await waitUntil(() => (fleet.webhookStats()!.delivered === 1 ? true : undefined), 10_000, "delivered on the third try");
+    expect(hook.received.map((r) => r.headers["x-shadow-ota-delivery"])).toEqual(["1.1", "1.2", "1.3"]);
+
+    hook.answers.push(500, 500, 500, 400);
+    blobs.publish("firmware", "1.0.1.bin", new Uint8Array(1)); // three 500s: given up
+    blobs.publish("firmware", "1.0.2.bin", new Uint8Array(1)); // a 400 is final
+    await waitUntil(() => (fleet.webhookStats()!.failed === 2 ? true : undefined), 10_000, "two given up");
+    expect(hook.received.slice(3).map((r) => r.headers["x-shadow-ota-delivery"])).toEqual(["2.1", "2.2", "2.3", "3.1"]);
+    expect(fleet.webhookStats()).toMatchObject({ delivered: 1, failed: 2, dropped: 0, queued: 0, lastError: "HTTP 400" });
+    fleet.close();
+    await hook.close();
+  });
+
+  it("a receiver that is not there: publishing returns at once, the event is given up after its tries", async () => {
+    const gone = await webhookReceiver();
+    const url = gone.url;
+    await gone.close();
+    const fleet = new FleetEvents({ webhook: { url, attempts: 2, backoffMs: 5, maxQueue: 2 } });
+    const blobs = { list: () => [], publish: (container: string, name: string, bytes: Uint8Array) => ({ container, name, path: `${container}/${name}`, size: bytes.length, etag: '"e"', url: `https://x/${container}/${name}` }) };
+    fleet.watchBlobs(blobs);
+    for (let i = 0; i < 5; i++) blobs.publish("firmware", `1.0.${i}.bin`, new Uint8Array(1));
+    expect(fleet.events()).toHaveLength(5); // recorded at once, whatever the webhook does
+    await waitUntil(() => { const s = fleet.webhookStats()!; return s.queued === 0 && s.failed + s.dropped === 5 ? s : undefined; }, 10_000, "all given up or dropped");
+    expect(fleet.webhookStats()).toMatchObject({ delivered: 0, failed: 3, dropped: 2 });
+    expect(fleet.webhookStats()!.lastError).toMatch(/fetch failed|ECONNREFUSED/);
+    fleet.close();
+  });
+});
+
+describe("events on disk", () => {
+  it("survive a restart of the cloud and their numbers go on", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-fleet-disk-"));
+    try {
+      let cloud = await LocalCloud.start({ dataDir: path.join(dir, "cloud"), certsDir: PKI, devices: [{ id: "fl-d", cloud: "aws" }] });
+      cloud.publishFirmware("firmware", "1.1.0.bin", Buffer.alloc(8));
+      expect(cloud.fleet.events().map((e) => e.seq)).toEqual([1]);
+      await cloud.close();
+      cloud = await LocalCloud.start({ dataDir: path.join(dir, "cloud"), certsDir: PKI, devices: [{ id: "fl-d", cloud: "aws" }] });
+      try {
+        expect(cloud.fleet.events()).toEqual([expect.objectContaining({ seq: 1, type: "release-published" })]); // the blob read at start is no new event
+        cloud.publishFirmware("firmware", "1.2.0.bin", Buffer.alloc(8));
+        expect(cloud.fleet.events().map((e) => e.seq)).toEqual([1, 2]);
+        expect(cloud.fleet.releases()).toEqual([{ version: "1.2.0", clouds: ["aws"] }, { version: "1.1.0", clouds: ["aws"] }]);
+      } finally {
+        await cloud.close();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
