@@ -6,6 +6,7 @@
  *   start [--broker aedes|mosquitto] [--device ID:aws|azure]… [--port N] [--blob-port N]   run the cloud until Ctrl-C
  *         [--iothub-host H]         also IoT Hub's service API on H:443 (azure-iothub needs 443; root or
  *                                   CAP_NET_BIND_SERVICE); the twin commands then go through azure-iothub
+ *         [--webhook URL]           POST every fleet event there (docs/fleet-page.md); prints the fleet page's address
  *   device --id ID [--version 1.0.0]                                      run a simulated device (src/sim/device.ts)
  *   devices                                                               list known devices
  *   devices add ID aws|azure                                              issue a device certificate
@@ -58,7 +59,7 @@ export interface CliIo {
 const FLAGS = new Set(["--follow", "--json"]);
 
 const USAGE = `usage: npm run cloud -- <command> [--data-dir DIR]
-  start [--broker aedes|mosquitto] [--device ID:aws|azure]... [--port N] [--blob-port N] [--iothub-host H]
+  start [--broker aedes|mosquitto] [--device ID:aws|azure]... [--port N] [--blob-port N] [--iothub-host H] [--webhook URL]
   device --id ID [--version X.Y.Z]
   devices | devices add ID aws|azure
   shadow get THING [--name N] | shadow set-desired THING JSON [--name N] | shadow delete THING [--name N] | shadow list THING
@@ -340,13 +341,16 @@ async function runStart(options: Map<string, string[]>, dataDir: string, io: Cli
   const port = options.get("--port")?.at(-1);
   const blobPort = options.get("--blob-port")?.at(-1);
   const iothubHost = options.get("--iothub-host")?.at(-1);
+  const webhook = options.get("--webhook")?.at(-1);
   const cloud = await LocalCloud.start({
     broker, dataDir, devices, log: consoleLog({ base: { component: "cloud" } }), deviceLogs: { files: true },
     ...(port === undefined ? {} : { port: Number(port) }),
     ...(blobPort === undefined ? {} : { blobPort: Number(blobPort) }),
     ...(iothubHost === undefined ? {} : { iothub: { host: iothubHost } }),
+    ...(webhook === undefined ? {} : { webhook: { url: webhook } }),
   });
   io.print(`local cloud (${broker}) on mqtts://${cloud.host}:${cloud.mqttPort}, admin API ${cloud.adminUrl}, firmware at ${cloud.blobBaseUrl}; connection file ${path.join(dataDir, CLOUD_INFO_FILE)}`);
+  io.print(`fleet page: ${cloud.fleetPageUrl}${webhook === undefined ? "" : `; fleet events are POSTed to ${webhook}`}`);
   io.print("Ctrl-C stops it.");
   return new Promise<number>((resolve) => {
     const stop = (): void => { void cloud.close().then(() => resolve(0)); };

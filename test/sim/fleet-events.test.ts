@@ -5,12 +5,14 @@
  * operator's webhook (a local HTTP server in this file) see the result. Releases are published through the
  * admin API as a release tool would. Bounded waits only (waitUntil); nothing on the wall clock.
  */
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 
 import { ShadowOtaError } from "../../src/core/errors";
+import { runCli } from "../../src/sim/cli";
 import { deviceOfTopic, FLEET_CODES, FleetEvents, MAX_TEXT, releaseOfBlob, type FleetEvent } from "../../src/sim/fleet-events";
 import { LocalCloud } from "../../src/sim/local-cloud";
 import { MemoryLog } from "../core/fake-ports";
@@ -238,5 +240,44 @@ describe("events on disk", () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("npm run cloud -- start --webhook URL", () => {
+  const ROOT = path.resolve(__dirname, "..", "..");
+  it("prints the fleet page's address and POSTs a release published through the CLI to the webhook", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-fleet-cli-"));
+    const hook = await webhookReceiver();
+    const child = spawn(path.join(ROOT, "node_modules", ".bin", "tsx"), ["src/sim/cli.ts", "start", "--data-dir", dir, "--device", "cli-01:aws", "--webhook", hook.url],
+      { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout!.on("data", (c: Buffer) => { out += c.toString("utf8"); });
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    try {
+      const page = await waitUntil(() => /fleet page: (http:\/\/127\.0\.0\.1:\d+\/fleet#token=[0-9a-f]+)/.exec(out)?.[1], 30_000, "the fleet page line");
+      expect(out).toContain(`fleet events are POSTed to ${hook.url}`);
+      const image = path.join(dir, "1.1.0.bin");
+      fs.writeFileSync(image, Buffer.alloc(32, 7));
+      const lines: string[] = [];
+      expect(await runCli(["firmware", "publish", image, "--data-dir", dir], { print: (l) => lines.push(l), error: (l) => lines.push(l) })).toBe(0);
+      const got = await waitUntil(() => hook.received[0], 10_000, "the webhook POST");
+      expect(got.body).toMatchObject({ seq: 1, type: "release-published", release: { version: "1.1.0", cloud: "aws", name: "1.1.0.bin", size: 32, devices: [] } });
+      // The token in the printed address's fragment opens the page's data.
+      const [base, token] = page.split("/fleet#token=") as [string, string];
+      expect((await fetch(`${base}/fleet/state`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    } finally {
+      child.kill("SIGTERM");
+      await exited;
+      await hook.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a webhook that is not an http(s) URL, with the code", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-fleet-cli-"));
+    const lines: string[] = [];
+    const code = await runCli(["start", "--data-dir", dir, "--webhook", "file:///etc/passwd"], { print: (l) => lines.push(l), error: (l) => lines.push(l) }).catch((e: unknown) => e);
+    expect(code instanceof ShadowOtaError ? code.code : lines.join("\n")).toMatch(/FLEET_WEBHOOK_URL_INVALID|not an absolute http/);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });
