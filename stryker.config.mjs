@@ -33,7 +33,8 @@ export const CORE_TESTS = {
   // Not ota-controller-property.test.ts: its 60 random sequences (over a second) cover nearly every mutant
   // and would run for each; the example tests have to pin the controller's behaviour on their own.
   "ota-controller.ts": ["ota-controller.test.ts", "ota-controller-edges.test.ts", "ota-policy.test.ts", "ota-log.test.ts",
-    "ota-controller-unconfirmed.test.ts", "ota-controller-reports.test.ts", "ota-controller-records.test.ts"],
+    "ota-controller-unconfirmed.test.ts", "ota-controller-reports.test.ts", "ota-controller-records.test.ts",
+    "ota-controller-transfer.test.ts"],
   "sas-token.ts": ["sas-token.test.ts"],
   "semver.ts": ["semver.test.ts", "semver-messages.test.ts"],
   "shadow-sync.ts": ["shadow-sync.test.ts", "shadow-sync-reports.test.ts", "shadow-sync-ports.test.ts", "shadow-sync-states.test.ts",
