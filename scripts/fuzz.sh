@@ -20,7 +20,7 @@ OUT=build/fuzz
 BIN="$OUT/ota_fuzz"
 CC="${CLANG:-clang}"
 MAX_LEN="${FUZZ_MAX_LEN:-32768}"
-SRCS=(src/native/core/ota_errors.c src/native/core/ota_image.c src/native/core/ota_writer.c
+SRCS=(src/native/core/ota_errors.c src/native/core/ota_image.c src/native/core/ota_writer.c src/native/core/ota_sign.c
       src/native/core/ota_layout.c src/native/core/ota_otadata.c src/native/host/ota_boot_sim.c src/native/host/ota_host.c
       src/native/fuzz/ota_fuzz.c)
 DEPS=("${SRCS[@]}" src/native/core/*.h src/native/core/*.def src/native/host/*.h scripts/fuzz.sh)

@@ -16,6 +16,7 @@
         "core/ota_layout.c",
         "core/ota_otadata.c",
         "core/ota_running.c",
+        "core/ota_sign.c",
         "host/ota_boot_sim.c",
         "host/ota_host.c",
         "napi/ota_napi.c"
@@ -38,6 +39,7 @@
         "core/ota_layout.c",
         "core/ota_otadata.c",
         "core/ota_running.c",
+        "core/ota_sign.c",
         "host/ota_boot_sim.c",
         "esp32/ota_esp32.c",
         "napi/ota_napi.c",

@@ -20,8 +20,9 @@ const ESP_ERR_INVALID_STATE = 0x103;
 
 /** The verbs both native bindings provide (ota_napi.c and ota_xs.c). Return values the port ignores are `unknown`. */
 export interface NativeOtaVerbs {
-  begin(imageSize: number, requireHash: boolean, minSecureVersion: number): OtaPartitionInfo;
-  resume(offset: number, imageSize: number, requireHash: boolean, minSecureVersion: number): number;
+  /** `signingKey`: null, or the trusted ECDSA P-256 key as DER SubjectPublicKeyInfo (docs/signing.md). */
+  begin(imageSize: number, requireHash: boolean, minSecureVersion: number, signingKey: Uint8Array | null): OtaPartitionInfo;
+  resume(offset: number, imageSize: number, requireHash: boolean, minSecureVersion: number, signingKey: Uint8Array | null): number;
   /** Returns how many bytes of `chunk` were consumed (fewer when the chunk completed the image head). */
   write(chunk: Uint8Array): number;
   accept(): void;
@@ -69,14 +70,14 @@ export abstract class OtaSlotSession<N extends NativeOtaVerbs> implements OtaSlo
   begin(options: OtaBeginOptions = {}): OtaPartitionInfo {
     this.resetSession();
     return this.call("begin", () =>
-      this.native.begin(options.imageSize ?? 0, options.requireHash ?? true, options.minSecureVersion ?? 0),
+      this.native.begin(options.imageSize ?? 0, options.requireHash ?? true, options.minSecureVersion ?? 0, options.signingKey ?? null),
     );
   }
 
   resume(offset: number, options: OtaBeginOptions = {}): number {
     this.resetSession();
     const at = this.call("resume", () =>
-      this.native.resume(offset, options.imageSize ?? 0, options.requireHash ?? true, options.minSecureVersion ?? 0),
+      this.native.resume(offset, options.imageSize ?? 0, options.requireHash ?? true, options.minSecureVersion ?? 0, options.signingKey ?? null),
     );
     if (at > 0) this.headReported = true; // the stored image was accepted when it was first written
     return at;

@@ -1,7 +1,8 @@
 /*
  * ota_image.c — streaming validator of ESP32 app images (esp_image_header_t, segments, esp_app_desc_t,
  * XOR checksum, appended SHA-256). Pure: no flash access except ota_image_verify_partition, which reads
- * through the hal. Not here: secure-boot signatures, flash encryption, segment load-address checks.
+ * through the hal. Not here: the ECDSA check of the signature block (ota_sign.c), ESP-IDF's secure-boot
+ * signatures, flash encryption, segment load-address checks.
  *
  * Image grammar (docs/formats.md, "App image"; ESP-IDF esp_app_format.h):
  *   image    = header(24) segment{segment_count} padding checksum(1) [sha256(32) if hash_appended]
@@ -10,6 +11,7 @@
  *   checksum = 0xEF XOR every segment data byte
  *   sha256   = SHA-256 of every byte from the header through the checksum
  *   the first segment's data starts with the 256-byte app descriptor (magic 0xABCD5432)
+ *   stream   = image [sigblock(152)]   ; docs/signing.md; a block only after an image with a sha256
  * The parser is a byte-position state machine, so any split of the stream gives the same result.
  */
 #include <string.h>
@@ -173,22 +175,69 @@ static esp_err_t desc_done(ota_image_parser_t *p)
     return ESP_OK;
 }
 
+static const uint8_t SIG_MAGIC[4] = {0x53, 0x4F, 0x53, 0x47}; /* "SOSG" */
+
+static uint16_t le16(const uint8_t *b)
+{
+    return (uint16_t)(b[0] | (b[1] << 8));
+}
+
+/* The block is complete: its structure must describe this image. The key and the ECDSA signature are
+ * ota_sign_check's (only when a key is configured). */
+static esp_err_t sig_done(ota_image_parser_t *p)
+{
+    const uint8_t *b = p->sig_raw;
+    uint32_t der_len = le16(b + 6);
+    bool ok = p->hash_appended && b[4] == OTA_SIG_VERSION && b[5] == OTA_SIG_ALG_ECDSA_P256_SHA256 &&
+              der_len >= OTA_SIG_DER_MIN && der_len <= OTA_SIG_DER_MAX && le32(b + 8) == p->image_end &&
+              le32(b + 12) == 0 && memcmp(b + OTA_SIG_AT_DIGEST, p->image_hash, OTA_IMAGE_HASH_LEN) == 0;
+    for (uint32_t k = OTA_SIG_AT_DER + der_len; ok && k < OTA_SIG_BLOCK_LEN; k++) ok = b[k] == 0;
+    if (!ok) return fail(p, OTA_ERR_SIGNATURE_INVALID);
+    p->sig_present = true;
+    enter(p, OTA_IMAGE_PHASE_DONE, 0);
+    return ESP_OK;
+}
+
+/* Bytes after the image: the signature block (once), byte by byte against the magic, else trailing data. */
+static esp_err_t feed_after_image(ota_image_parser_t *p, const uint8_t *d, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (p->phase == OTA_IMAGE_PHASE_DONE) {
+            if (p->sig_present || p->offset != p->image_end) return fail(p, OTA_ERR_IMAGE_TRAILING_DATA);
+            enter(p, OTA_IMAGE_PHASE_SIGNATURE, OTA_SIG_BLOCK_LEN);
+        }
+        if (p->phase_have < sizeof(SIG_MAGIC) && d[k] != SIG_MAGIC[p->phase_have]) {
+            return fail(p, OTA_ERR_IMAGE_TRAILING_DATA);
+        }
+        p->sig_raw[p->phase_have++] = d[k];
+        p->offset++;
+        if (p->phase_have == p->phase_len) return sig_done(p);
+    }
+    return ESP_OK;
+}
+
 esp_err_t ota_image_feed(ota_image_parser_t *p, const uint8_t *data, size_t len)
 {
     if (len > 0 && data == NULL) return ESP_ERR_INVALID_ARG;
     if (p->phase == OTA_IMAGE_PHASE_FAILED) return p->error;
     size_t i = 0;
     while (i < len) {
-        if (p->phase == OTA_IMAGE_PHASE_DONE) return fail(p, OTA_ERR_IMAGE_TRAILING_DATA);
         /* The structure checks keep every byte within the limits; these two are a second line of defence
          * (the header's bytes before its own check). */
         if (p->offset >= p->cfg.max_size && p->cfg.max_size != 0) return check_end(p, (uint64_t)p->offset + 1u);
         if (p->offset >= p->cfg.image_size && p->cfg.image_size != 0) return check_end(p, (uint64_t)p->offset + 1u);
         size_t n = p->phase_len - p->phase_have;
+        if (p->phase == OTA_IMAGE_PHASE_DONE) n = 1; /* the first byte after the image */
         if (n > len - i) n = len - i;
         if (p->cfg.max_size != 0 && n > p->cfg.max_size - p->offset) n = p->cfg.max_size - p->offset;
         if (p->cfg.image_size != 0 && n > p->cfg.image_size - p->offset) n = p->cfg.image_size - p->offset;
         const uint8_t *d = data + i;
+        if (p->phase == OTA_IMAGE_PHASE_DONE || p->phase == OTA_IMAGE_PHASE_SIGNATURE) {
+            esp_err_t e = feed_after_image(p, d, n);
+            if (e != ESP_OK) return e;
+            i += n;
+            continue;
+        }
         esp_err_t err = ESP_OK;
         switch (p->phase) {
         case OTA_IMAGE_PHASE_HEADER:
@@ -243,6 +292,7 @@ esp_err_t ota_image_feed(ota_image_parser_t *p, const uint8_t *data, size_t len)
                 if (p->hash_appended) {
                     enter(p, OTA_IMAGE_PHASE_HASH, OTA_IMAGE_HASH_LEN);
                 } else {
+                    p->image_end = p->offset;
                     enter(p, OTA_IMAGE_PHASE_DONE, 0);
                 }
             }
@@ -252,6 +302,8 @@ esp_err_t ota_image_feed(ota_image_parser_t *p, const uint8_t *data, size_t len)
                 uint8_t digest[32];
                 if (OTA_SHA256_FINISH(&p->sha, digest) != 0) return fail(p, OTA_ERR_IMAGE_HASH);
                 if (memcmp(digest, p->small, 32) != 0) return fail(p, OTA_ERR_IMAGE_HASH);
+                memcpy(p->image_hash, digest, OTA_IMAGE_HASH_LEN);
+                p->image_end = p->offset;
                 enter(p, OTA_IMAGE_PHASE_DONE, 0);
             }
             break;

@@ -2,6 +2,8 @@
  * ota_image.h — a streaming ESP32 app-image parser (ota_image_*): header, segment walk, chip id, app
  * descriptor, XOR checksum and appended SHA-256, checked incrementally as bytes arrive, and the
  * descriptor decoder. Pure (no I/O) except ota_image_verify_partition, which reads through a hal.
+ * It also takes the optional signature block that may follow the image (docs/signing.md) and checks its
+ * structure; the ECDSA check against a key is ota_sign.h's.
  * What it is not: no policy (which project or version to accept is decided in JavaScript from the
  * descriptor), no allocation (every struct is caller-owned).
  *
@@ -34,6 +36,19 @@ extern "C" {
 #define OTA_IMAGE_HEAD_LEN (OTA_IMAGE_HEADER_LEN + OTA_IMAGE_SEGMENT_HEADER_LEN + OTA_APP_DESC_LEN) /* 288 */
 #define OTA_IMAGE_CHECKSUM_SEED 0xEFu
 #define OTA_IMAGE_HASH_LEN 32u
+
+/* The signature block that may follow the image (docs/signing.md, "Signature block"); little-endian:
+ *   0 magic "SOSG" | 4 version (1) | 5 alg (1 = ECDSA P-256, SHA-256) | 6 u16 signature length (DER)
+ *   8 u32 image length | 12 u32 reserved (0) | 16 digest[32] = the image's appended SHA-256
+ *   48 key id[32] = SHA-256 of the signer's DER SubjectPublicKeyInfo | 80 DER signature, zero padded to 72 */
+#define OTA_SIG_BLOCK_LEN 152u
+#define OTA_SIG_VERSION 1u
+#define OTA_SIG_ALG_ECDSA_P256_SHA256 1u
+#define OTA_SIG_DER_MIN 8u
+#define OTA_SIG_DER_MAX 72u
+#define OTA_SIG_AT_DIGEST 16u
+#define OTA_SIG_AT_KEY_ID 48u
+#define OTA_SIG_AT_DER 80u
 
 /* Chip ids (esp_image_header_t.chip_id). */
 #define OTA_CHIP_ESP32 0x0000u
@@ -76,12 +91,17 @@ void ota_app_desc_decode_head(const uint8_t head[OTA_IMAGE_HEAD_LEN], ota_app_de
 /* ------------------------------------------------------------------------------------------------------
  * Streaming image parser. Feed bytes in any chunking; the result is the same for every split.
  * ---------------------------------------------------------------------------------------------------- */
+struct ota_sign_key; /* ota_sign.h */
+
 typedef struct ota_image_config {
     uint16_t chip_id;            /* OTA_CHIP_*: the image's chip_id must equal it */
     uint32_t max_size;           /* the slot size: a larger image fails with OTA_ERR_IMAGE_TOO_LARGE */
     uint32_t image_size;         /* declared length (HTTP Content-Length), 0 = unknown */
     bool require_hash;           /* refuse images without an appended SHA-256 (OTA_ERR_IMAGE_HASH_MISSING) */
     uint32_t min_secure_version; /* anti-rollback floor: lower secure_version -> ESP_ERR_OTA_SMALL_SEC_VER */
+    /* Borrowed, may be NULL: the key a signature block must verify against. The parser never looks at it;
+     * ota_writer_end does (ota_sign_check) before the image may be booted. NULL = no signature required. */
+    const struct ota_sign_key *sign_key;
 } ota_image_config_t;
 
 typedef enum ota_image_phase {
@@ -90,7 +110,8 @@ typedef enum ota_image_phase {
     OTA_IMAGE_PHASE_SEGMENT_DATA,
     OTA_IMAGE_PHASE_PADDING,  /* zero padding, up to and including the checksum byte */
     OTA_IMAGE_PHASE_HASH,
-    OTA_IMAGE_PHASE_DONE,     /* a complete, verified image has been fed */
+    OTA_IMAGE_PHASE_DONE,     /* a complete, verified image has been fed (and its signature block, if any) */
+    OTA_IMAGE_PHASE_SIGNATURE, /* after DONE: collecting a signature block; finish() here is TRUNCATED */
     OTA_IMAGE_PHASE_FAILED,   /* `error` holds the reason; sticky */
 } ota_image_phase_t;
 
@@ -116,6 +137,10 @@ typedef struct ota_image_parser {
     uint8_t desc_raw[OTA_APP_DESC_LEN];
     ota_app_desc_t desc;
     mbedtls_sha256_context sha;
+    uint32_t image_end;       /* the image's length once DONE was first reached (the block starts there) */
+    bool sig_present;         /* a complete, well-formed signature block followed the image */
+    uint8_t image_hash[OTA_IMAGE_HASH_LEN]; /* the verified appended SHA-256 (when hash_appended) */
+    uint8_t sig_raw[OTA_SIG_BLOCK_LEN];
 } ota_image_parser_t;
 
 /* Starts a parse. Never fails. Ownership: the parser holds an mbedTLS context; call ota_image_free
@@ -133,13 +158,17 @@ void ota_image_free(ota_image_parser_t *p);
  *     far, lies past max_size / image_size, before any byte of that segment's data is accepted; the
  *     header itself already checks 24 + 8 * segment_count + 256 + padding + checksum + hash),
  *   ESP_ERR_OTA_SMALL_SEC_VER (descriptor), OTA_ERR_IMAGE_CHECKSUM (checksum byte),
- *   OTA_ERR_IMAGE_HASH (last hash byte), OTA_ERR_IMAGE_TRAILING_DATA (a byte after the end),
+ *   OTA_ERR_IMAGE_HASH (last hash byte), OTA_ERR_IMAGE_TRAILING_DATA (a byte after the end that does not
+ *     continue the signature block's magic "SOSG", or any byte after a complete block),
+ *   OTA_ERR_SIGNATURE_INVALID (last block byte: version, algorithm, signature length, reserved bytes, image
+ *     length or digest are not this image's; a block after an image without appended SHA-256),
  *   ESP_ERR_INVALID_ARG (data NULL with len > 0; not sticky).
  */
 esp_err_t ota_image_feed(ota_image_parser_t *p, const uint8_t *data, size_t len);
 
-/* Declares the end of the stream. ESP_OK when a complete image was fed; else the sticky error, or
- * OTA_ERR_IMAGE_EMPTY (nothing fed), OTA_ERR_IMAGE_TRUNCATED (stream ended inside the image). */
+/* Declares the end of the stream. ESP_OK when a complete image was fed (with or without a complete
+ * signature block: p->sig_present tells); else the sticky error, or OTA_ERR_IMAGE_EMPTY (nothing fed),
+ * OTA_ERR_IMAGE_TRUNCATED (stream ended inside the image or inside its signature block). */
 esp_err_t ota_image_finish(ota_image_parser_t *p);
 
 /* The descriptor once OTA_IMAGE_HEAD_LEN bytes are in and valid; NULL before. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ota_layout.h"
+#include "ota_sign.h"
 #include "ota_writer.h"
 
 void ota_writer_init(ota_writer_t *w)
@@ -223,7 +224,14 @@ esp_err_t ota_writer_end(ota_writer_t *w)
         /* Image errors on read-back mean the flash does not hold what was streamed. */
         return writer_fail(w, flash_error && err != ESP_ERR_OTA_SMALL_SEC_VER ? err : ESP_ERR_OTA_VALIDATE_FAILED);
     }
-    if (len != w->written) return writer_fail(w, ESP_ERR_OTA_VALIDATE_FAILED);
+    /* The read-back stops at the image's end; a signature block after it is in flash too (written). */
+    if (len != w->parser.image_end) return writer_fail(w, ESP_ERR_OTA_VALIDATE_FAILED);
+    /* With a trusted key, the signature decides before anything can switch the boot partition (the block
+     * was checked against this image's digest as it streamed; here: whose key, and does it verify). */
+    if (w->parser.cfg.sign_key != NULL) {
+        err = ota_sign_check(w->parser.cfg.sign_key, &w->parser);
+        if (err != ESP_OK) return writer_fail(w, err);
+    }
     w->state = OTA_WRITER_ENDED;
     return ESP_OK;
 }

@@ -17,6 +17,7 @@
  * it starts in, so those bytes never AND into new data. The cost is one read of the prefix (flash reads
  * are an order of magnitude faster than programming). A prefix that still parses but whose data bytes
  * were damaged is caught by the SHA-256 at ota_writer_end(), which also re-reads the whole image.
+ * A signature block after the image is part of the stream: written, resumed and re-read like image bytes.
  */
 #ifndef OTA_WRITER_H
 #define OTA_WRITER_H
@@ -127,10 +128,12 @@ esp_err_t ota_writer_accept(ota_writer_t *w);
 
 /*
  * esp_ota_end: the stream is over. Checks that a complete image was streamed (checksum and SHA-256 were
- * checked as they arrived), then re-reads the whole image from flash and verifies it again. State ENDED.
+ * checked as they arrived), then re-reads the whole image from flash and verifies it again; then, when the
+ * config carried a signing key (ota_image_config_t.sign_key), checks the signature block (ota_sign_check).
+ * State ENDED: only now can ota_writer_set_boot switch the boot partition.
  * Errors (state FAILED): ESP_ERR_INVALID_STATE (not HEAD/HEAD_READY/WRITING), OTA_ERR_IMAGE_EMPTY,
  *   OTA_ERR_IMAGE_TRUNCATED, a sticky feed error, ESP_ERR_OTA_VALIDATE_FAILED (flash read-back does not
- *   verify), flash errors from read.
+ *   verify), flash errors from read, OTA_ERR_SIGNATURE_MISSING / OTA_ERR_SIGNATURE_INVALID (key configured).
  */
 esp_err_t ota_writer_end(ota_writer_t *w);
 

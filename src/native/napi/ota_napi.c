@@ -8,8 +8,8 @@
  * JS surface (typed in src/native/ota-slot.ts):
  *   new OtaHost(path: string, chipId: number)   opens the flash file (nothing boots yet)
  *   close(); boot(); running(); runningState(); slotState(slot); partitions(); nextUpdatePartition()
- *   begin(imageSize, requireHash, minSecureVersion); resume(offset, imageSize, requireHash,
- *   minSecureVersion) -> resumeAt; write(chunk) -> consumed; accept(); end(); abort(); setBoot();
+ *   begin(imageSize, requireHash, minSecureVersion, signingKey); resume(offset, imageSize, requireHash,
+ *   minSecureVersion, signingKey) -> resumeAt (signingKey: null or a P-256 DER SubjectPublicKeyInfo); write(chunk) -> consumed; accept(); end(); abort(); setBoot();
  *   writerState(); written(); candidateDescriptor(); runningDescriptor(); markValid(); markInvalidAndReboot()
  *   armPowerCut(budget, seed); disarmPowerCut(); powerLost(); opCount(); trace(on?); cutOperation()
  * and, beside OtaHost: sha256Backend ("openssl": napi/sha256-openssl), mapFile(path, length) ->
@@ -36,12 +36,14 @@
 #include "../core/ota_layout.h"
 #include "../core/ota_otadata.h"
 #include "../core/ota_running.h"
+#include "../core/ota_sign.h"
 #include "../core/ota_writer.h"
 #include "../host/ota_host.h"
 
 typedef struct {
     ota_host_flash_t *flash;
     ota_writer_t writer;
+    ota_sign_key_t sign_key; /* the trusted key of the current session (borrowed by the writer's config) */
 } ota_napi_t;
 
 #define CHECK(call)                                                                                 \
@@ -406,13 +408,35 @@ static bool read_cfg(napi_env env, napi_value *argv, ota_napi_t *s, ota_image_co
     if (!arg_bool(env, argv[1], "requireHash", &require_hash)) return false;
     if (!arg_u32(env, argv[2], "minSecureVersion", 0, 4294967295.0, &cfg->min_secure_version)) return false;
     cfg->require_hash = require_hash;
+    /* signingKey: null, or the trusted P-256 key as DER SubjectPublicKeyInfo (docs/signing.md). */
+    napi_valuetype t;
+    if (napi_typeof(env, argv[3], &t) != napi_ok) return false;
+    if (t == napi_null || t == napi_undefined) return true;
+    bool is_typed = false;
+    napi_is_typedarray(env, argv[3], &is_typed);
+    napi_typedarray_type type = napi_int8_array;
+    size_t length = 0;
+    void *data = NULL;
+    if (is_typed && napi_get_typedarray_info(env, argv[3], &type, &length, &data, NULL, NULL) != napi_ok) return false;
+    if (!is_typed || type != napi_uint8_array) {
+        napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "signingKey must be a Uint8Array or null");
+        return false;
+    }
+    ota_sign_key_t key;
+    if (ota_sign_key_set(&key, data, length) != ESP_OK) {
+        napi_throw_range_error(env, "ERR_OUT_OF_RANGE",
+                               "signingKey must be an ECDSA P-256 public key, 91-byte DER SubjectPublicKeyInfo");
+        return false;
+    }
+    s->sign_key = key;
+    cfg->sign_key = &s->sign_key;
     return true;
 }
 
 static napi_value js_begin(napi_env env, napi_callback_info info)
 {
-    napi_value argv[3];
-    ota_napi_t *s = self(env, info, 3, argv, NULL, true);
+    napi_value argv[4];
+    ota_napi_t *s = self(env, info, 4, argv, NULL, true);
     if (s == NULL) return NULL;
     ota_image_config_t cfg;
     if (!read_cfg(env, argv, s, &cfg)) return NULL;
@@ -423,8 +447,8 @@ static napi_value js_begin(napi_env env, napi_callback_info info)
 
 static napi_value js_resume(napi_env env, napi_callback_info info)
 {
-    napi_value argv[4];
-    ota_napi_t *s = self(env, info, 4, argv, NULL, true);
+    napi_value argv[5];
+    ota_napi_t *s = self(env, info, 5, argv, NULL, true);
     if (s == NULL) return NULL;
     uint32_t offset;
     if (!arg_u32(env, argv[0], "offset", 0, 4294967295.0, &offset)) return NULL;

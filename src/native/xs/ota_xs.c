@@ -28,6 +28,7 @@
 #include "../core/ota_errors.h"
 #include "../core/ota_image.h"
 #include "../core/ota_running.h"
+#include "../core/ota_sign.h"
 #include "../core/ota_writer.h"
 #if defined(ESP_PLATFORM)
 #include "sdkconfig.h"
@@ -38,6 +39,7 @@
 
 typedef struct xs_ota {
     ota_writer_t writer;
+    ota_sign_key_t sign_key; /* the trusted key of the current session (borrowed by the writer's config) */
     uint16_t chip_id;
 #if defined(ESP_PLATFORM)
     ota_esp32_t esp;
@@ -160,6 +162,22 @@ static void arg_config(xsMachine *the, xsIntegerValue first, uint16_t chip_id, o
     cfg->image_size = arg_u32(the, first, "imageSize");
     cfg->require_hash = arg_bool(the, first + 1, "requireHash");
     cfg->min_secure_version = arg_u32(the, first + 2, "minSecureVersion");
+}
+
+/* Argument `index`: null/undefined, or the trusted P-256 key as DER SubjectPublicKeyInfo (an ArrayBuffer or
+ * a Uint8Array; on the device the firmware's signing-key resource). Parsed into `key`; true when given. */
+static bool arg_sign_key(xsMachine *the, xsIntegerValue index, ota_sign_key_t *key)
+{
+    if (xsmcArgc <= index) return false;
+    xsType t = xsmcTypeOf(xsArg(index));
+    if (t == xsNullType || t == xsUndefinedType) return false;
+    void *data = NULL;
+    xsUnsignedValue size = 0;
+    xsmcGetBufferReadable(xsArg(index), &data, &size); /* TypeError when not a buffer */
+    if (ota_sign_key_set(key, data, size) != ESP_OK) {
+        xsRangeError("signingKey must be an ECDSA P-256 public key, 91-byte DER SubjectPublicKeyInfo");
+    }
+    return true;
 }
 
 /* ---- results --------------------------------------------------------------------------------------- */
@@ -301,26 +319,38 @@ void xs_ota_close(xsMachine *the)
 
 /* ---- the OTA verbs ---------------------------------------------------------------------------------- */
 
-/* begin(imageSize, requireHash, minSecureVersion) -> the target partition. */
+/* begin(imageSize, requireHash, minSecureVersion, signingKey) -> the target partition. */
 void xs_ota_begin(xsMachine *the)
 {
     xs_ota_t *o = xs_ota_self(the);
     ota_image_config_t cfg;
     arg_config(the, 0, o->chip_id, &cfg);
+    ota_sign_key_t key;
+    bool keyed = arg_sign_key(the, 3, &key);
     drop_session(o);
+    if (keyed) {
+        o->sign_key = key;
+        cfg.sign_key = &o->sign_key;
+    }
     esp_err_t err = ota_writer_begin(&o->writer, hal_of(o), &cfg);
     if (err != ESP_OK) throw_writer(the, "begin", err, &o->writer);
     result_partition(the, &o->writer.target);
 }
 
-/* resume(offset, imageSize, requireHash, minSecureVersion) -> the offset to restart the stream from. */
+/* resume(offset, imageSize, requireHash, minSecureVersion, signingKey) -> the offset to restart the stream from. */
 void xs_ota_resume(xsMachine *the)
 {
     xs_ota_t *o = xs_ota_self(the);
     uint32_t offset = arg_u32(the, 0, "offset");
     ota_image_config_t cfg;
     arg_config(the, 1, o->chip_id, &cfg);
+    ota_sign_key_t key;
+    bool keyed = arg_sign_key(the, 4, &key);
     drop_session(o);
+    if (keyed) {
+        o->sign_key = key;
+        cfg.sign_key = &o->sign_key;
+    }
     uint32_t at = 0;
     esp_err_t err = ota_writer_resume(&o->writer, hal_of(o), &cfg, offset, &at);
     if (err != ESP_OK) throw_writer(the, "resume", err, &o->writer);
