@@ -55,7 +55,7 @@ import { CLOUD_INFO_FILE, type CloudConnectionInfo, type DeviceConnection } from
 import { CLOUD_SERVICE_IDENTITY, LocalPki, isReservedIdentity, type PkiOptions } from "./pki";
 import type { ShadowEngineOptions } from "./shadow-engine";
 import { ShadowService } from "./shadow-service";
-import { TwinService } from "./twin-service";
+import { TwinService, type TwinThrottle } from "./twin-service";
 
 export type BrokerKind = "aedes" | "mosquitto";
 
@@ -82,6 +82,9 @@ export interface LocalCloudOptions {
   shadowEngine?: ShadowEngineOptions;
   /** How long a direct method waits for the device (default 30 s). */
   methodTimeoutMs?: number;
+  /** Rates of devices' twin GETs and reported PATCHes (twin-service.ts DEFAULT_TWIN_THROTTLE: IoT Hub S1's);
+   *  `false` turns the throttle off (a fleet benchmark of Azure devices). */
+  twinThrottle?: Partial<TwinThrottle> | false;
   pki?: PkiOptions;
   /** HTTPS port of the firmware blob server (default 0: any free port); false: no blob server. */
   blobPort?: number | false;
@@ -224,6 +227,7 @@ export class LocalCloud {
       // on mosquitto it serves only the per-device links added by addDevice.
       const twins = await TwinService.start(brokerKind === "aedes" ? main : null, {
         ...serviceOptions, ...(options.methodTimeoutMs === undefined ? {} : { methodTimeoutMs: options.methodTimeoutMs }),
+        ...(options.twinThrottle === undefined ? {} : { throttle: options.twinThrottle }),
       });
       const dl = options.deviceLogs ?? {};
       const logs = await LogService.start(main, {

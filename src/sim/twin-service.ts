@@ -19,6 +19,17 @@
  * stays as it was. Engine runs and publishes are TickBudget steps (tick-budget.ts). Pending direct methods
  * live in memory only.
  *
+ * Redelivered requests: MQTT 3.1.1 QoS 1 is at-least-once, so a reported PATCH can arrive twice (a PUBACK
+ * lost, the device resending it with DUP after a reconnect, a duplicating network). A copy — same `$rid`,
+ * same body, and no reported change applied since the first — is answered with the first answer (204 and
+ * the same `$version`) and not applied again; applying it again would leave the same properties and only
+ * move `$version` (docs/local-cloud.md, "Redelivered reported PATCHes").
+ *
+ * Throttling (TwinThrottle): devices' twin GETs and reported PATCHes count against hub-wide rates, IoT Hub's
+ * "Twin (device and module) reads" and "Twin updates" throttles ("IoT Hub quotas and throttling"), with a
+ * burst allowance standing for its traffic shaping, and optionally a per-device rate; over them the
+ * request is answered 429 on its response topic and nothing changes.
+ *
  * What it is not: no connection management (the caller connects and ends every client), no
  * authorization, no twin rules, no device registry (any valid device id has a twin).
  */
@@ -40,6 +51,7 @@ import {
   handleTwinRequest,
   methodRequestMessage,
   methodTimeoutResult,
+  matchTwinRequestTopic,
   readTwin,
   scopeDeviceTopic,
   splitDeviceTopic,
@@ -62,6 +74,75 @@ export interface TwinServiceOptions {
   qos?: 0 | 1;
   /** Where engine runs and publishes take turns (default: the process's sharedTickBudget). */
   budget?: TickBudget;
+  /** Rate limits on devices' twin requests (default DEFAULT_TWIN_THROTTLE); `false` turns them off. */
+  throttle?: Partial<TwinThrottle> | false;
+}
+
+/**
+ * Rates of devices' twin operations, per second (0: no limit of that kind). IoT Hub ("IoT Hub quotas and
+ * throttling", operation throttles, Free and S1 tiers): twin reads 100/s and twin updates 50/s per hub,
+ * "applied in minute ranges", and subject to traffic shaping — requests above the rate are accepted for a
+ * while, then answered 429. Here each rate is a token bucket holding `burstSeconds` seconds' worth: a
+ * quiet hub takes a burst of that many requests at once, a sustained excess gets 429.
+ */
+export interface TwinThrottle {
+  /** Device twin GETs per second, hub-wide. */
+  readsPerSecond: number;
+  /** Reported PATCHes per second, hub-wide. */
+  updatesPerSecond: number;
+  /** GETs and PATCHes per second of one device (IoT Hub documents no such rate: 0 by default). */
+  perDevicePerSecond: number;
+  /** How many seconds' worth of each rate may be taken at once (IoT Hub's traffic shaping). */
+  burstSeconds: number;
+}
+
+/** IoT Hub S1's twin rates with a one-minute burst allowance (its throttles are applied in minute ranges). */
+export const DEFAULT_TWIN_THROTTLE: Readonly<TwinThrottle> = { readsPerSecond: 100, updatesPerSecond: 50, perDevicePerSecond: 0, burstSeconds: 60 };
+
+/** The throttle with `overrides` applied, or why it is invalid (every member a finite number ≥ 0, burst > 0). */
+export function twinThrottle(overrides: Partial<TwinThrottle> = {}): TwinThrottle | string {
+  const out: TwinThrottle = { ...DEFAULT_TWIN_THROTTLE };
+  for (const key of Object.keys(DEFAULT_TWIN_THROTTLE) as Array<keyof TwinThrottle>) {
+    const v = overrides[key];
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) return `twin throttle ${key} must be a finite number >= 0, not ${String(v)}`;
+    out[key] = v;
+  }
+  if (!(out.burstSeconds > 0)) return "twin throttle burstSeconds must be > 0";
+  return out;
+}
+
+/** A token bucket over a monotonic clock: `rate` tokens a second, at most `capacity` held; starts full. */
+class TokenBucket {
+  #tokens: number;
+  #at: number;
+  constructor(readonly rate: number, readonly capacity: number, now: number) {
+    this.#tokens = capacity;
+    this.#at = now;
+  }
+  /** Takes one token if there is one. */
+  take(now: number): boolean {
+    if (now > this.#at) {
+      this.#tokens = Math.min(this.capacity, this.#tokens + ((now - this.#at) / 1000) * this.rate);
+      this.#at = now;
+    }
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+  /** True once the bucket is full again (a per-device bucket can then be forgotten). */
+  full(now: number): boolean {
+    return this.#tokens + ((now - this.#at) / 1000) * this.rate >= this.capacity;
+  }
+}
+
+/** The answer to a device's last applied reported PATCH, for recognising a redelivered copy. */
+interface AppliedPatch {
+  rid: string;
+  body: string;
+  /** The reported `$version` it produced (a copy is recognised only while it is still the twin's). */
+  version: number;
+  messages: OutgoingMessage[];
 }
 
 /** A table holding one twin (an own property whatever the id). */
@@ -96,6 +177,19 @@ interface PendingMethod {
 
 type MessageListener = (topic: string, payload: Buffer) => void;
 
+/** A request body as compared for redelivery (the bytes, as latin1 so any bytes round-trip). */
+function bodyKey(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
+}
+
+/** The 429 answer to a throttled GET or reported PATCH (IoT Hub's status for a throttle). */
+function throttledOutcome(topic: string): TwinOutcome | undefined {
+  const m = matchTwinRequestTopic(topic);
+  if (!m.ok || m.kind === "method-response") return undefined;
+  const body = JSON.stringify({ message: "ThrottlingException: the hub's twin operation rate is exceeded; retry with backoff" });
+  return { state: { twins: {} }, changed: false, status: 429, rid: m.rid, messages: [{ topic: twinResponseTopic(429, m.rid), payload: body }] };
+}
+
 export class TwinService {
   readonly #store: CloudStore;
   readonly #clock: Clock;
@@ -114,6 +208,12 @@ export class TwinService {
   readonly #links = new Map<string, { client: MqttClient; listener: MessageListener }>();
   readonly #pending = new Map<string, PendingMethod>();
   #nextRid = 1;
+  /** Each device's last applied reported PATCH (memory only: a restart forgets them, as redeliveries are short-lived). */
+  readonly #applied = new Map<string, AppliedPatch>();
+  readonly #throttle: TwinThrottle | undefined;
+  readonly #reads: TokenBucket | undefined;
+  readonly #updates: TokenBucket | undefined;
+  readonly #perDevice = new Map<string, TokenBucket>();
 
   private constructor(options: TwinServiceOptions) {
     this.#store = options.store;
@@ -122,6 +222,36 @@ export class TwinService {
     this.#qos = options.qos ?? 1;
     this.#methodTimeoutMs = options.methodTimeoutMs ?? 30_000;
     this.#budget = options.budget ?? sharedTickBudget;
+    const throttle = options.throttle === false ? undefined : twinThrottle(options.throttle ?? {});
+    if (typeof throttle === "string") throw new ShadowOtaError(CLOUD_CODES.CLOUD_OPTION_INVALID, throttle);
+    this.#throttle = throttle;
+    const now = this.#clock.monotonicMs();
+    if (throttle !== undefined && throttle.readsPerSecond > 0) this.#reads = new TokenBucket(throttle.readsPerSecond, throttle.readsPerSecond * throttle.burstSeconds, now);
+    if (throttle !== undefined && throttle.updatesPerSecond > 0) this.#updates = new TokenBucket(throttle.updatesPerSecond, throttle.updatesPerSecond * throttle.burstSeconds, now);
+  }
+
+  /**
+   * Whether a device's request may go on, counted when it arrives: GETs against the hub's reads, reported
+   * PATCHes against its updates, both against the device's own rate. Other topics are not counted.
+   */
+  #admit(deviceId: string, topic: string): boolean {
+    if (this.#throttle === undefined) return true;
+    const m = matchTwinRequestTopic(topic);
+    if (!m.ok || m.kind === "method-response") return true;
+    const now = this.#clock.monotonicMs();
+    const per = this.#throttle.perDevicePerSecond;
+    if (per > 0) {
+      let bucket = this.#perDevice.get(deviceId);
+      if (bucket === undefined) {
+        // Forget devices whose buckets are full again, so the map holds only recently busy devices.
+        if (this.#perDevice.size >= 4096) for (const [id, b] of this.#perDevice) if (b.full(now)) this.#perDevice.delete(id);
+        bucket = new TokenBucket(per, Math.max(1, per * this.#throttle.burstSeconds), now);
+        this.#perDevice.set(deviceId, bucket);
+      }
+      if (!bucket.take(now)) return false;
+    }
+    const hub = m.kind === "get" ? this.#reads : this.#updates;
+    return hub === undefined || hub.take(now);
   }
 
   /**
@@ -211,7 +341,11 @@ export class TwinService {
   #onDeviceMessage(deviceId: string, topic: string, payload: Buffer, route: Route): void {
     if (this.#closed) return;
     const bytes = bytesOf(payload);
+    const admitted = this.#admit(deviceId, topic);
     void this.#serial(deviceId, async (): Promise<TwinOutcome | undefined> => {
+      if (!admitted) return throttledOutcome(topic);
+      const copy = this.#redelivered(deviceId, topic, bytes);
+      if (copy !== undefined) return copy;
       const out = await this.#budget.run((): TwinOutcome | undefined => {
         try {
           return handleTwinRequest({ twins: single(deviceId, own(this.#store.twins, deviceId)) }, deviceId, topic, bytes);
@@ -223,7 +357,9 @@ export class TwinService {
       });
       if (out === undefined || !out.changed) return out;
       try {
-        await this.#store.putTwin(deviceId, own(out.state.twins, deviceId)!);
+        const twin = own(out.state.twins, deviceId)!;
+        await this.#store.putTwin(deviceId, twin);
+        if (out.rid !== undefined) this.#applied.set(deviceId, { rid: out.rid, body: bodyKey(bytes), version: twin.reportedVersion, messages: out.messages });
         return out;
       } catch (e) {
         this.#log.log("error", "twin.store_failed", { deviceId, error: e instanceof Error ? e.message : String(e) });
@@ -238,6 +374,21 @@ export class TwinService {
       if (done.methodResponse !== undefined) this.#settleMethod(deviceId, done.methodResponse.rid, done.methodResponse.status, done.methodResponse.payload, done.methodResponse.error);
       publishAndLog(route.client, this.#outgoing(deviceId, route, done.messages), this.#qos, this.#log);
     });
+  }
+
+  /**
+   * The first answer again when this is a copy of the device's last applied reported PATCH (same `$rid`,
+   * same body, the twin's reported `$version` still the one it produced); else undefined.
+   */
+  #redelivered(deviceId: string, topic: string, bytes: Uint8Array): TwinOutcome | undefined {
+    const last = this.#applied.get(deviceId);
+    if (last === undefined) return undefined;
+    const m = matchTwinRequestTopic(topic);
+    if (!m.ok || m.kind !== "patch-reported" || m.rid !== last.rid) return undefined;
+    const twin = own(this.#store.twins, deviceId);
+    if (twin === undefined || twin.reportedVersion !== last.version || bodyKey(bytes) !== last.body) return undefined;
+    this.#log.log("info", "twin.redelivered", { deviceId, rid: last.rid, version: last.version });
+    return { state: { twins: {} }, changed: false, status: 204, rid: last.rid, messages: last.messages };
   }
 
   #settleMethod(deviceId: string, rid: string, status: number, payload: Json, error: ShadowOtaError | undefined): void {

@@ -279,6 +279,29 @@ describe("persistence and failures", () => {
     expect(r.log.lines.filter((l) => l.event === "twin.rejected")).toHaveLength(3);
   });
 
+  it("a redelivered reported PATCH (same $rid and body, nothing applied since) gets the first answer and is not applied again", async () => {
+    const r = await rig(aedes, "link");
+    const patch = (rid: string, body: string) => exchange(r, { topic: `$iothub/twin/PATCH/properties/reported/?$rid=${rid}`, bytes: Buffer.from(body) });
+    const first = [{ topic: "$iothub/twin/res/204/?$rid=7&$version=2", payload: "" }];
+    expect(await patch("7", "{\"a\":1}")).toEqual(first);
+    expect(await patch("7", "{\"a\":1}")).toEqual(first); // the copy
+    expect(await r.service.getTwin(deviceId)).toMatchObject({ reported: { a: 1 }, reportedVersion: 2 });
+    expect(r.log.lines.filter((l) => l.event === "twin.redelivered").map((l) => l.fields)).toEqual([{ deviceId, rid: "7", version: 2 }]);
+    // Not copies: the same $rid with another body; the same $rid and body after another patch was applied
+    // (a device that restarted its $rid counter), so nothing the device sends is ever lost.
+    expect(await patch("7", "{\"a\":2}")).toEqual([{ topic: "$iothub/twin/res/204/?$rid=7&$version=3", payload: "" }]);
+    expect(await patch("8", "{\"a\":1}")).toEqual([{ topic: "$iothub/twin/res/204/?$rid=8&$version=4", payload: "" }]);
+    expect(await patch("7", "{\"a\":2}")).toEqual([{ topic: "$iothub/twin/res/204/?$rid=7&$version=5", payload: "" }]);
+    expect(await r.service.getTwin(deviceId)).toMatchObject({ reported: { a: 2 }, reportedVersion: 5 });
+    // A desired change between original and copy does not touch reported: still a copy.
+    await exchange(r, { desired: { x: 1 } });
+    expect(await patch("7", "{\"a\":2}")).toEqual([{ topic: "$iothub/twin/res/204/?$rid=7&$version=5", payload: "" }]);
+    // A refused patch is not remembered: its copy is refused again, by the same rules.
+    expect(await patch("9", "{\"$bad\":1}")).toEqual([{ topic: "$iothub/twin/res/400/?$rid=9", payload: expect.any(String) }]);
+    expect(await patch("9", "{\"$bad\":1}")).toEqual([{ topic: "$iothub/twin/res/400/?$rid=9", payload: expect.any(String) }]);
+    expect((await r.service.getTwin(deviceId)).reportedVersion).toBe(5);
+  });
+
   it("a store that cannot be written: 500 for the patch, the twin unchanged; updateDesired throws CLOUD_STORE_IO", async () => {
     const r = await rig(aedes, "link");
     await exchange(r, { topic: "$iothub/twin/PATCH/properties/reported/?$rid=1", bytes: Buffer.from("{\"a\":1}") });
