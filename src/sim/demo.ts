@@ -216,6 +216,7 @@ export async function demo(argv: string[]): Promise<number> {
   let cloud = await LocalCloud.start({ broker, dataDir, devices: devicesSpec, methodTimeoutMs: 10_000 });
   const port = cloud.mqttPort;
   out(`shadow-ota demo — local cloud on ${broker}, mutual TLS, mqtts://${cloud.host}:${port}; firmware blobs at ${cloud.blobBaseUrl}; certificates in ${path.relative(process.cwd(), cloud.certsDir)}`);
+  out(`fleet page (docs/fleet-page.md; its address changes when the cloud restarts in step 5, --keep prints the last): ${cloud.fleetPageUrl}`);
 
   const devices = new Map<string, SimDevice>();
   const tracks = new Map<string, Track>(FLEET.map((e) => [e.id, { maxChunk: 0, opens: [] }]));
@@ -400,6 +401,7 @@ export async function demo(argv: string[]): Promise<number> {
   }
   if (keep && problems.length === 0) {
     out(`\nstill running; try: npm run cloud -- shadow get esp32-01 --data-dir ${path.relative(process.cwd(), dataDir)}   (Ctrl-C stops)`);
+    out(`fleet page: ${cloud.fleetPageUrl}`);
     await new Promise<void>((resolve) => { process.once("SIGINT", () => resolve()); process.once("SIGTERM", () => resolve()); });
   }
   for (const d of devices.values()) await d.close();

@@ -36,6 +36,7 @@ noteMosquittoSkipped("test/sim/demo.test.ts");
 itEachBroker("npm start's fleet update ends as expected on %s", async (broker) => {
   const { code, out } = await runDemo(["--broker", broker]);
   expect(out).not.toMatch(/^FAILED/m);
+  expect(out).toMatch(/^fleet page \(.*\): http:\/\/127\.0\.0\.1:\d+\/fleet#token=[0-9a-f]{48}$/m);
   for (const n of [1, 2, 3, 4, 5]) expect(out).toMatch(new RegExp(`^\\[${n}\\] `, "m"));
   expect(out).toMatch(/reported\.lastError \{"code":"SYNC_FIRMWARE_VERSION_INVALID"/);
   // Plain progress lines (stdout is not a terminal) and the resume after the power cut.
