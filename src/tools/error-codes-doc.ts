@@ -30,6 +30,7 @@ export const SOURCES: ReadonlyArray<readonly [string, string, string]> = [
   ["src/node/file-kv.ts", "KV_CODES", "Node key-value store (src/node/file-kv.ts, the simulator's NVS)"],
   ["src/tools/esp-image.ts", "ESP_IMAGE_CODES", "ESP32 image tool (src/tools/esp-image.ts)"],
   ["src/tools/image-sign.ts", "IMAGE_SIGN_CODES", "Image signing (src/tools/image-sign.ts; docs/signing.md)"],
+  ["src/tools/release-targets.ts", "RELEASE_CODES", "Release tool (`npm run release`, src/tools/release.ts; docs/release.md)"],
   ["src/tools/partition-table.ts", "PARTITION_TABLE_CODES", "Partition tables (src/tools/partition-table.ts)"],
   ["src/tools/flash-file.ts", "FLASH_FILE_CODES", "Host flash files (src/tools/flash-file.ts)"],
 ];
