@@ -28,6 +28,11 @@ export class NodeClock implements Clock {
     return Math.floor(Date.now() / 1000);
   }
 
+  /** The system's local time zone (TZ), daylight saving included, at this moment. */
+  utcOffsetMinutes(): number {
+    return -new Date().getTimezoneOffset();
+  }
+
   /** `fn` runs once after `ms` (negative or NaN = as soon as possible). */
   setTimer(ms: number, fn: () => void): unknown {
     const t = setTimeout(fn, Number.isFinite(ms) && ms > 0 ? ms : 0);

@@ -11,4 +11,7 @@ export interface Clock {
   setTimer(ms: number, fn: () => void): unknown;
   /** Cancels a timer; safe with a handle that already fired or was cancelled. */
   cancel(handle: unknown): void;
+  /** Local time's offset from UTC in minutes (east positive), for update windows (src/core/update-policy.ts).
+   *  Optional: without it local time is UTC. */
+  utcOffsetMinutes?(): number;
 }
