@@ -17,7 +17,10 @@
  * - TCP_NODELAY is set on every connection (Nagle's algorithm would hold each small publish back until the
  *   broker's delayed ACK: ~40 ms per request/response round trip on loopback).
  * - Storms: the first connect may wait a random `startJitterMs`; reconnects wait the backoff's full jitter;
- *   a reconnect offers the last TLS session ticket, so the broker resumes instead of signing again.
+ *   a reconnect offers the last TLS session ticket, so the broker resumes instead of signing again; and an
+ *   attempt's connect timeout doubles with every attempt in a row that got no CONNACK, up to
+ *   `maxConnectTimeoutMs` (connectTimeoutFor), so a cloud too slow to finish handshakes within the first
+ *   timeout is not hit by a retry storm of attempts it has paid for and the device has abandoned.
  *
  * Not here: queueing while offline, persistent sessions, MQTT 5, WebSocket transport.
  */
@@ -51,8 +54,12 @@ export interface NodeMqttOptions {
   alpn?: string[];
   /** Keepalive in seconds (default 60; AWS allows 30..1200, Azure up to 1177). */
   keepaliveSec?: number;
-  /** How long one attempt may take from TCP connect to CONNACK (default 10 s). */
+  /** How long one attempt may take from TCP connect to CONNACK, when the last attempt got its CONNACK
+   *  (default 10 s); doubled for each attempt in a row since that got none, up to maxConnectTimeoutMs. */
   connectTimeoutMs?: number;
+  /** The longest an attempt may wait for its CONNACK after failed attempts (default 60 s; at least
+   *  connectTimeoutMs). */
+  maxConnectTimeoutMs?: number;
   /** How long a SUBACK or PUBACK may take (default 10 s). MQTT 3.1.1 resends an unacknowledged packet only
    *  on a new connection, so a missing acknowledgement ends the session (the core then subscribes and gets
    *  again on the next one); without this a lost SUBACK or PUBACK held every later publish back forever. */
@@ -84,6 +91,18 @@ interface Attempt {
 }
 
 const DEFAULT_BACKOFF = { initialMs: 1_000, maxMs: 60_000 };
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_CONNECT_TIMEOUT_MS = 60_000;
+
+/**
+ * The connect timeout of an attempt after `failedInARow` attempts without a CONNACK: `baseMs * 2^n`,
+ * capped at `maxMs` (and never below `baseMs`). A slow cloud (a connection storm, a loaded broker) then gets
+ * the time it needs instead of an attempt abandoned — and begun again — every `baseMs`.
+ */
+export function connectTimeoutFor(failedInARow: number, baseMs: number, maxMs: number): number {
+  const n = Math.min(Math.max(Math.floor(failedInARow), 0), 30);
+  return Math.max(baseMs, Math.min(maxMs, baseMs * 2 ** n));
+}
 
 export class NodeMqttTransport implements MqttTransport {
   readonly #o: NodeMqttOptions;
@@ -91,6 +110,8 @@ export class NodeMqttTransport implements MqttTransport {
   #handlers: MqttTransportEvents | undefined;
   #attempt: Attempt | undefined;
   #failures = 0;
+  /** Attempts in a row that ended without a CONNACK (a CONNACK resets it; sets the connect timeout). */
+  #connectFailures = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #started = false;
   #closed = false;
@@ -135,6 +156,9 @@ export class NodeMqttTransport implements MqttTransport {
 
   #connect(): void {
     const o = this.#o;
+    const baseTimeout = o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const connectTimeout = connectTimeoutFor(this.#connectFailures, baseTimeout, o.maxConnectTimeoutMs ?? Math.max(baseTimeout, DEFAULT_MAX_CONNECT_TIMEOUT_MS));
+    this.#log.log("debug", "mqtt.connecting", { timeoutMs: connectTimeout, failedInARow: this.#connectFailures });
     const opts: IClientOptions = {
       protocol: "mqtts",
       host: o.host,
@@ -143,7 +167,7 @@ export class NodeMqttTransport implements MqttTransport {
       protocolVersion: 4,
       clean: true,
       keepalive: o.keepaliveSec ?? 60,
-      connectTimeout: o.connectTimeoutMs ?? 10_000,
+      connectTimeout,
       reconnectPeriod: 0,
       resubscribe: false,
       queueQoSZero: false,
@@ -190,6 +214,7 @@ export class NodeMqttTransport implements MqttTransport {
       if (a.ended || this.#closed || this.#attempt !== a) return;
       a.ready = true;
       this.#failures = 0;
+      this.#connectFailures = 0;
       this.#log.log("info", "mqtt.connected", { host: o.host, port: o.port, clientId: o.clientId });
       if (cred?.renewInMs !== undefined) {
         a.renewTimer = setTimeout(() => {
@@ -222,6 +247,7 @@ export class NodeMqttTransport implements MqttTransport {
     const wasReady = a.ready;
     a.ready = false;
     const what = wasReady ? "connection lost" : "connect failed";
+    if (!wasReady) this.#connectFailures++;
     const reason = new ShadowOtaError("SYNC_TRANSPORT", a.lastError ? `${what}: ${a.lastError.message}` : what,
       a.lastError ? { cause: a.lastError } : {});
     for (const reject of a.pending) reject(new ShadowOtaError("SYNC_TRANSPORT", `${what} before the acknowledgement`, { cause: reason }));

@@ -9,7 +9,7 @@ import * as path from "node:path";
 
 import { isShadowOtaError, ShadowOtaError } from "../../src/core/errors";
 import { backoffDelay } from "../../src/core/backoff";
-import { NodeMqttTransport, type NodeMqttOptions } from "../../src/node/mqtt-node";
+import { NodeMqttTransport, connectTimeoutFor, type NodeMqttOptions } from "../../src/node/mqtt-node";
 import type { MqttTransportEvents } from "../../src/ports/mqtt-transport";
 import { AedesBroker } from "../../src/sim/broker-aedes";
 import { CLOUD_SERVICE_IDENTITY, LocalPki } from "../../src/sim/pki";
@@ -334,4 +334,42 @@ describe("connection storms", () => {
     expect(first?.fields?.delayMs).toBe(150);
     expect(await waitFor(() => rec.count("connected") === 1)).toBe(true);
   });
+});
+
+test("connect timeouts grow with attempts in a row that got no CONNACK (bounded), and a CONNACK resets them", async () => {
+  expect([0, 1, 2, 3, 4, 40].map((n) => connectTimeoutFor(n, 10_000, 60_000))).toEqual([10_000, 20_000, 40_000, 60_000, 60_000, 60_000]);
+  expect(connectTimeoutFor(5, 10_000, 1_000)).toBe(10_000); // a max below the base is the base
+  // A server that holds its first three connections silent (a cloud too slow to answer), then passes the
+  // rest through to the broker.
+  const net = await import("node:net");
+  const held: import("node:net").Socket[] = [];
+  const piped: import("node:net").Socket[] = [];
+  const slow = net.createServer((s) => {
+    if (held.length < 3) { held.push(s); return; }
+    const up = net.connect(broker.port, "127.0.0.1");
+    piped.push(s, up);
+    s.pipe(up).pipe(s);
+    s.on("error", () => up.destroy());
+    up.on("error", () => s.destroy());
+  });
+  await new Promise<void>((r) => slow.listen(0, "127.0.0.1", () => r()));
+  try {
+    const log = new MemoryLog();
+    const { t, rec } = make((slow.address() as import("node:net").AddressInfo).port, "dev-a", { connectTimeoutMs: 150, maxConnectTimeoutMs: 2_400, backoff: { initialMs: 1, maxMs: 1 }, log });
+    t.start();
+    expect(await waitFor(() => rec.count("connected") === 1, 30_000)).toBe(true);
+    const timeouts = (): unknown[] => log.lines.filter((l) => l.event === "mqtt.connecting").map((l) => l.fields!["timeoutMs"]);
+    // Three held attempts time out after 150, 300 and 600 ms; the fourth gets 1200 ms (on a loaded machine a
+    // handshake can outlast it: each later attempt doubles again, up to 2400).
+    const first = timeouts();
+    expect(first.slice(0, 4)).toEqual([150, 300, 600, 1_200]);
+    expect(first).toEqual(first.map((_, i) => connectTimeoutFor(i, 150, 2_400)));
+    expect(rec.of("disconnected")).toHaveLength(first.length - 1);
+    for (const s of piped) s.destroy(); // the session is lost: the next attempt starts from the base again
+    expect(await waitFor(() => rec.count("connected") === 2 || timeouts().length > first.length + 1, 30_000)).toBe(true);
+    expect(timeouts()[first.length]).toBe(150);
+  } finally {
+    for (const s of [...held, ...piped]) s.destroy();
+    await new Promise<void>((r) => slow.close(() => r()));
+  }
 });
