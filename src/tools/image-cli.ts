@@ -12,14 +12,23 @@
  *       field, the simulation marker if any.
  *   build --version 1.1.0 --out x.bin [...]
  *       The image generator of src/tools/esp-image.ts (its main(), same options).
+ *   keygen --out key.pem [--force]
+ *       A new ECDSA P-256 signing key: key.pem (PKCS#8, mode 0600), key.pub.pem and key.pub.der (the DER
+ *       SubjectPublicKeyInfo a device is given). Refuses a path inside a git working tree unless it is under
+ *       that tree's build/ (ignored) or the system's temp folder: a private key never enters a repository.
+ *   sign in.bin --key key.pem -o out.bin
+ *       Appends the signature block (src/tools/image-sign.ts; docs/signing.md); re-signs a signed image.
+ *   verify in.bin --key key.pub.pem|key.pub.der|key.pem
+ *       The device's signature checks; exit 1 with OTA_SIGNATURE_MISSING / OTA_SIGNATURE_INVALID.
  *
  * Works on real ESP-IDF output of every chip the project lists (see docs/native-ota.md for what was
  * checked by hand). Formats: docs/formats.md; ESP-IDF esp_app_format.h.
- * Not here: Secure Boot signatures (bytes after the image are kept and reported, never re-signed), flash
+ * Not here: ESP-IDF's Secure Boot signatures (bytes after the image are kept and reported), flash
  * encryption, ELF conversion, anything the device runs (the device validates with the C core).
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 
 import { ShadowOtaError } from "../core/errors";
@@ -37,6 +46,7 @@ import {
   readImageMarker,
   SEGMENT_HEADER_LEN,
 } from "./esp-image";
+import { generateSigningKey, IMAGE_SIGN_CODES, publicKeyDer, signImage, verifyImageSignature } from "./image-sign";
 
 /** esp_app_desc_t offsets inside the image (the descriptor starts at image offset 32). */
 const DESC_AT = IMAGE_HEADER_LEN + SEGMENT_HEADER_LEN;
@@ -335,7 +345,10 @@ export function stampImage(input: Uint8Array, o: StampOptions): StampResult {
 
 const USAGE = `usage: npm run image -- stamp IN.bin --version X [--project NAME] -o OUT.bin
        npm run image -- inspect IN.bin [--json]
-       npm run image -- build --out OUT.bin [--version 1.0.0] [...]   (options: npm run image -- build --help)`;
+       npm run image -- build --out OUT.bin [--version 1.0.0] [...]   (options: npm run image -- build --help)
+       npm run image -- keygen --out KEY.pem [--force]     (outside the repository, or under build/)
+       npm run image -- sign IN.bin --key KEY.pem -o OUT.bin
+       npm run image -- verify IN.bin --key KEY.pub.pem|KEY.pub.der|KEY.pem`;
 
 function readInput(file: string | undefined): Uint8Array {
   if (file === undefined) throw new ShadowOtaError(ESP_IMAGE_CODES.ESP_IMAGE_BAD_OPTION, `an input file is required\n${USAGE}`);
@@ -385,6 +398,97 @@ function inspectMain(argv: string[], print: (line: string) => void): number {
   return 0;
 }
 
+/** Parses `FILE --opt value ...`: one positional input and the named options (each with a value). */
+function parseArgs(argv: string[], names: readonly string[], flags: readonly string[] = []): { input: string | undefined; opts: Record<string, string> } {
+  let input: string | undefined;
+  const opts: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const name = a === "-o" ? "--out" : a;
+    if (flags.includes(name)) opts[name] = "true";
+    else if (names.includes(name)) {
+      const v = argv[++i];
+      if (v === undefined) throw new ShadowOtaError(ESP_IMAGE_CODES.ESP_IMAGE_BAD_OPTION, `${a} needs a value`);
+      opts[name] = v;
+    } else if (a.startsWith("-")) throw new ShadowOtaError(ESP_IMAGE_CODES.ESP_IMAGE_BAD_OPTION, `unknown option ${a}\n${USAGE}`);
+    else if (input === undefined) input = a;
+    else throw new ShadowOtaError(ESP_IMAGE_CODES.ESP_IMAGE_BAD_OPTION, `one input file only (got ${input} and ${a})`);
+  }
+  return { input, opts };
+}
+
+/** The git working tree `p` lies in (the nearest folder above it with a .git), or undefined. */
+function gitTreeOf(p: string): string | undefined {
+  for (let dir = path.dirname(p); ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, ".git"))) return dir;
+    if (path.dirname(dir) === dir) return undefined;
+  }
+}
+
+function isUnder(child: string, parent: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel !== "" && !rel.startsWith("..") && !path.isAbsolute(rel);
+}
+
+/** Where a private key may be written: outside any git tree, or under its build/ or the temp folder. */
+export function checkKeyPath(file: string): void {
+  const abs = path.resolve(file);
+  const real = (p: string): string => { try { return fs.realpathSync(p); } catch { return p; } };
+  if (isUnder(abs, real(os.tmpdir())) || isUnder(abs, os.tmpdir())) return;
+  const tree = gitTreeOf(abs);
+  if (tree === undefined || isUnder(abs, path.join(tree, "build"))) return;
+  throw new ShadowOtaError(
+    IMAGE_SIGN_CODES.IMAGE_SIGN_KEY_IN_REPO,
+    `refusing to write a private key inside the git working tree ${tree} (use a path outside it, or under its build/)`,
+    { detail: { path: abs } },
+  );
+}
+
+function keygenMain(argv: string[], print: (line: string) => void): number {
+  const { input, opts } = parseArgs(argv, ["--out"], ["--force"]);
+  if (input !== undefined || opts["--out"] === undefined) throw new ShadowOtaError(ESP_IMAGE_CODES.ESP_IMAGE_BAD_OPTION, `keygen needs --out KEY.pem and nothing else\n${USAGE}`);
+  const out = path.resolve(opts["--out"]);
+  checkKeyPath(out);
+  const base = out.endsWith(".pem") ? out.slice(0, -4) : out;
+  const files = [out, `${base}.pub.pem`, `${base}.pub.der`];
+  if (opts["--force"] === undefined) {
+    const existing = files.find((f) => fs.existsSync(f));
+    if (existing !== undefined) throw new ShadowOtaError(ESP_IMAGE_CODES.ESP_IMAGE_BAD_OPTION, `${existing} exists (--force replaces it)`);
+  }
+  const k = generateSigningKey();
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.rmSync(out, { force: true }); // a new file, so that the mode below is the one it gets
+  fs.writeFileSync(out, k.privateKeyPem, { mode: 0o600 });
+  fs.chmodSync(out, 0o600);
+  fs.writeFileSync(files[1]!, k.publicKeyPem);
+  fs.writeFileSync(files[2]!, publicKeyDer(k.publicKeyPem));
+  print(`${out}: ECDSA P-256 private key (mode 0600; keep it out of the repository)`);
+  print(`${files[1]}, ${files[2]}: the public key (give the .der to devices)`);
+  print(`key id ${k.keyId}`);
+  return 0;
+}
+
+function signMain(argv: string[], print: (line: string) => void): number {
+  const { input, opts } = parseArgs(argv, ["--key", "--out"]);
+  if (opts["--key"] === undefined || opts["--out"] === undefined) throw new ShadowOtaError(ESP_IMAGE_CODES.ESP_IMAGE_BAD_OPTION, `sign needs --key and -o\n${USAGE}`);
+  const r = signImage(readInput(input), fs.readFileSync(opts["--key"]));
+  fs.mkdirSync(path.dirname(path.resolve(opts["--out"])), { recursive: true });
+  fs.writeFileSync(opts["--out"], r.bytes);
+  print(`${opts["--out"]}: ${r.bytes.length} bytes (image ${r.imageLength} + signature block ${r.bytes.length - r.imageLength})`);
+  print(`sha256 ${r.digest}`);
+  print(`key id ${r.keyId}`);
+  print(`signature ${r.signatureBase64}`);
+  return 0;
+}
+
+function verifyMain(argv: string[], print: (line: string) => void): number {
+  const { input, opts } = parseArgs(argv, ["--key"]);
+  if (opts["--key"] === undefined) throw new ShadowOtaError(ESP_IMAGE_CODES.ESP_IMAGE_BAD_OPTION, `verify needs --key\n${USAGE}`);
+  const r = verifyImageSignature(readInput(input), fs.readFileSync(opts["--key"]));
+  print(`${input}: signature ok (image ${r.imageLength} bytes, sha256 ${r.digest}, key id ${r.keyId})`);
+  return 0;
+}
+
 /** Runs the CLI with `argv` (without node and script); returns the exit status. Errors print one line. */
 export function main(argv: string[], print: (line: string) => void = console.log, printError: (line: string) => void = console.error): number {
   const [command, ...rest] = argv;
@@ -396,6 +500,12 @@ export function main(argv: string[], print: (line: string) => void = console.log
         return inspectMain(rest, print);
       case "build":
         return buildMain(rest, print);
+      case "keygen":
+        return keygenMain(rest, print);
+      case "sign":
+        return signMain(rest, print);
+      case "verify":
+        return verifyMain(rest, print);
       case "--help":
       case "-h":
       case "help":
