@@ -128,6 +128,10 @@ export interface OtaControllerConfig {
   allowDowngrade?: boolean;
   /** Refuse images without an appended SHA-256. Default true. */
   requireHash?: boolean;
+  /** The trusted ECDSA P-256 public key (91-byte DER SubjectPublicKeyInfo; a resource on the device, a file
+   *  on the simulator). With it the slot refuses unsigned or wrongly signed images before the boot switch
+   *  (OTA_SIGNATURE_MISSING / OTA_SIGNATURE_INVALID, docs/signing.md). Default: none, no signature needed. */
+  signingKey?: Uint8Array;
   /** Download retries. Default: 1 s doubling to 30 s, 6 attempts. */
   retry?: BackoffPolicy;
   /** Time after a restart into a new image for the self-test (connected and a twin get). Default 60 s. */
@@ -699,6 +703,7 @@ export class OtaController {
     // Stryker disable next-line ConditionalExpression: as above, for chipRevFull.
     if (this.#config.chipRevFull !== undefined) expected.chipRevFull = this.#config.chipRevFull;
     const begin: OtaBeginOptions = { requireHash: this.#config.requireHash ?? true, minSecureVersion: slot.runningDescriptor()?.secureVersion ?? 0 };
+    if (this.#config.signingKey !== undefined) begin.signingKey = this.#config.signingKey;
 
     // Resume only what a validator ties to the same object; the slot re-reads and re-checks the prefix.
     let offset = 0;
