@@ -55,6 +55,7 @@ import type { Clock } from "../ports/clock";
 import type { Log } from "../ports/log";
 import type { MqttTransport, MqttTransportEvents } from "../ports/mqtt-transport";
 import type { AppDescriptor, OtaBeginOptions, OtaImageState, OtaPartitionInfo, OtaSlot } from "../ports/ota-slot";
+import { publicKeyDer } from "../tools/image-sign";
 
 /** Where each seed keeps the firmware version: desired path, reported path. */
 export const SEED_PATHS: Readonly<Record<CloudKind, { desired: string[]; reported: string[] }>> = {
@@ -115,6 +116,9 @@ export interface SimDeviceOptions extends DeviceConnection {
   firmware?: FirmwareSource;
   /** Controller settings over the simulator's defaults (naming by seed, project "shadow-ota"). */
   ota?: Partial<OtaControllerConfig>;
+  /** The simulator's "built-in" signing key: a P-256 public key file (PEM or DER, `npm run image -- keygen`),
+   *  read at each power-on into `ota.signingKey`. docs/signing.md. */
+  signingKeyFile?: string;
   acceptConfig?: DeviceAgentOptions["acceptConfig"];
   /** Sees every firmware version handed to the OTA controller. */
   onFirmwareRequested?: (request: { version: string; running: string; newer: boolean }) => void;
@@ -300,6 +304,7 @@ export class SimDevice {
       selfTestWindowMs: 30_000,
       ...o.ota,
     };
+    if (o.signingKeyFile !== undefined) ota.signingKey = publicKeyDer(fs.readFileSync(o.signingKeyFile));
     const self = this;
     this.#app = DeviceApp.start(
       { mqtt, kv, clock: o.clock ?? new NodeClock(), log, slot: this.#slot, source, restart: { restart: (reason: string) => self.restart(reason) }, heap: nodeHeap },
