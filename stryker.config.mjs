@@ -27,7 +27,7 @@ export const CORE_TESTS = {
   "download-errors.ts": ["firmware-url.test.ts", "error-codes.test.ts"],
   "errors.ts": ["error-codes.test.ts", "xs-smoke.test.ts"],
   "firmware-url.ts": ["firmware-url.test.ts"],
-  "hmac-sha256.ts": ["sas-token.test.ts"],
+  "hmac-sha256.ts": ["sas-token.test.ts", "hmac-sha256.test.ts"],
   "json.ts": ["xs-smoke.test.ts", "json-utf8.test.ts"],
   "log-mirror.ts": ["log-mirror.test.ts"],
   // Not ota-controller-property.test.ts: its 60 random sequences (over a second) cover nearly every mutant
