@@ -34,7 +34,7 @@ import { ModdableHttpsSource } from "./https-moddable";
 import { moddableClock } from "./moddable-clock";
 import { ModdableMqttTransport } from "./mqtt-moddable";
 import { PreferenceStore } from "./preference-kv";
-import { CERT_RESOURCES } from "./resources";
+import { CERT_RESOURCES, SIGNING_KEY_RESOURCE } from "./resources";
 import { SystemRestart } from "./system-restart";
 import { platformRestart } from "./restart/platform-restart";
 import { TraceLog } from "./trace-log";
@@ -83,6 +83,8 @@ export function startDevice(rawConfig: Record<string, unknown>, log: Log): Devic
   };
   if (cfg.ota.chipId !== undefined) ota.chipId = cfg.ota.chipId;
   if (cfg.ota.chipRevFull !== undefined) ota.chipRevFull = cfg.ota.chipRevFull;
+  // The trusted image-signing key, when the build carries one (docs/signing.md): then only signed images boot.
+  if (Resource.exists(SIGNING_KEY_RESOURCE)) ota.signingKey = new Uint8Array(resource(SIGNING_KEY_RESOURCE) as ArrayBuffer);
 
   const appConfig: DeviceAppConfig = {
     cloud: cfg.cloud,

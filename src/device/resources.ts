@@ -11,3 +11,8 @@ export const CERT_RESOURCES = {
   certificate: "device-cert.der",
   key: "device-key.der",
 } as const;
+
+/** The firmware's trusted image-signing key (ECDSA P-256, DER SubjectPublicKeyInfo: the KEY.pub.der that
+ *  `npm run image -- keygen` writes), built in when the app's manifest lists it; main.ts hands it to the OTA
+ *  controller. Absent: images need no signature. docs/signing.md. */
+export const SIGNING_KEY_RESOURCE = "ota-signing-key.der";
