@@ -22,8 +22,11 @@
  *
  * Not here: the update itself (ota-controller.ts), timers of its own (the Clock port).
  */
+import { getPath } from "./config-diff";
 import { ShadowOtaError } from "./errors";
 import { isJsonObject, type Json, type JsonObject } from "./json";
+import type { Clock } from "../ports/clock";
+import type { Log } from "../ports/log";
 
 export const POLICY_CODES = {
   /** `firmwareUpdatePolicy.window` is not "HH:MM-HH:MM" (24-hour, start ≠ end). Refused like any config
@@ -117,4 +120,152 @@ export function decide(policy: UpdatePolicy, version: string, minute: number | u
     if (!inWindow(policy.window, minute)) return { go: false, state: "WaitingWindow", inMinutes: minutesUntilOpen(policy.window, minute) };
   }
   return { go: true };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The gate between the device agent and the OTA controller
+
+/** What the gate needs: the wall clock (and its UTC offset) and timers, a log. */
+export interface UpdateGatePorts {
+  clock: Clock;
+  log: Log;
+}
+
+export interface UpdateGateOptions {
+  /** The running version (the gate's waiting report says `from`). */
+  running: string;
+  /** Where desired holds the firmware version (to see it go back to the running one). */
+  firmwareVersionPath: readonly string[];
+  /** Where desired holds the policy. Default ["firmwareUpdatePolicy"]. */
+  policyPath?: readonly string[];
+  /** Hands a version on to the OTA controller. */
+  start(version: string, baseUrl: string | undefined): void;
+  /** Sends `reported.firmwareUpdate`. */
+  report(update: JsonObject): void;
+  /** The OTA controller's own reported document (sent again when a wait ends without an update). */
+  otaReported(): JsonObject;
+  /** Desired as the sync knows it now (ShadowSync.getState().desired). A change that leaves no delta — desired
+   *  going back to the version the device reports, a rollout's revert — reaches no onDesired, so the gate
+   *  looks here before it lets a waiting version start. */
+  desired?(): JsonObject | undefined;
+}
+
+/** How often a wait for a wall clock that is not set yet looks again. */
+export const CLOCK_UNSET_RECHECK_MS = 60_000;
+
+export class UpdateGate {
+  readonly #ports: UpdateGatePorts;
+  readonly #o: UpdateGateOptions;
+  #pending: { version: string; baseUrl: string | undefined; desired: JsonObject } | undefined;
+  #reportedState: string | undefined;
+  /** State, version and error of the last waiting report (not sent twice). */
+  #lastKey: string | undefined;
+  #timer: unknown;
+  #closed = false;
+
+  constructor(ports: UpdateGatePorts, options: UpdateGateOptions) {
+    this.#ports = ports;
+    this.#o = options;
+  }
+
+  /** The update state the gate holds the version in ("WaitingConsent" / "WaitingWindow"), if any. */
+  get waiting(): string | undefined {
+    return this.#pending === undefined ? undefined : this.#reportedState;
+  }
+
+  /** A desired version other than the running one (from DeviceAgent), with the whole desired document. */
+  request(version: string, baseUrl: string | undefined, desired: JsonObject): void {
+    if (this.#closed) return;
+    this.#pending = { version, baseUrl, desired };
+    this.#evaluate();
+  }
+
+  /** Any desired change: the policy or consent may have changed, or the version gone back. */
+  onDesired(desired: JsonObject): void {
+    const p = this.#pending;
+    if (p === undefined || this.#closed) return;
+    const wanted = getPath(desired, this.#o.firmwareVersionPath);
+    if (wanted !== p.version) {
+      this.#endWait(wanted);
+      return;
+    }
+    p.desired = desired;
+    this.#evaluate();
+  }
+
+  /** Desired moved on: to another version (the agent hands that one over itself) or back to the running one
+   *  (a rollout's revert): the wait ends, and the controller's own state is what the cloud should see. */
+  #endWait(wanted: Json | undefined): void {
+    const p = this.#pending;
+    this.#pending = undefined;
+    this.#cancelTimer();
+    if (this.#reportedState !== undefined) {
+      this.#reportedState = undefined;
+      this.#lastKey = undefined;
+      this.#o.report(this.#o.otaReported());
+    }
+    this.#ports.log.log("info", "policy.wait-ended", { version: p?.version ?? null, desired: typeof wanted === "string" ? wanted : null });
+  }
+
+  /** Cancels the window timer. Safe twice. */
+  close(): void {
+    this.#closed = true;
+    this.#cancelTimer();
+  }
+
+  #evaluate(): void {
+    const p = this.#pending;
+    if (p === undefined) return;
+    this.#cancelTimer();
+    const now = this.#o.desired?.();
+    if (now !== undefined) {
+      const wanted = getPath(now, this.#o.firmwareVersionPath);
+      if (wanted !== p.version) {
+        this.#endWait(wanted);
+        return;
+      }
+      p.desired = now;
+    }
+    let policy: UpdatePolicy;
+    try {
+      policy = parsePolicy(getPath(p.desired, this.#o.policyPath ?? ["firmwareUpdatePolicy"]));
+    } catch (e) {
+      const err = e as ShadowOtaError;
+      this.#ports.log.log("warn", "policy.invalid", { code: err.code, message: err.message });
+      this.#send("Failed", p.version, err.toReported());
+      return;
+    }
+    const clock = this.#ports.clock;
+    const minute = localMinute(clock.epochSeconds(), clock.utcOffsetMinutes?.() ?? 0);
+    const verdict = decide(policy, p.version, minute);
+    if (verdict.go) {
+      this.#pending = undefined;
+      this.#reportedState = undefined;
+      this.#lastKey = undefined;
+      this.#ports.log.log("info", "policy.go", { version: p.version });
+      this.#o.start(p.version, p.baseUrl);
+      return;
+    }
+    if (verdict.state === "WaitingWindow") {
+      const ms = verdict.inMinutes === undefined ? CLOCK_UNSET_RECHECK_MS
+        : Math.max(1000, verdict.inMinutes * 60_000 - (clock.epochSeconds() % 60) * 1000);
+      this.#timer = clock.setTimer(ms, () => { this.#timer = undefined; this.#evaluate(); });
+    }
+    this.#send(verdict.state, p.version, null);
+  }
+
+  #send(state: string, version: string, lastError: Json): void {
+    const key = `${state} ${version} ${JSON.stringify(lastError)}`;
+    if (this.#lastKey === key) return; // the same wait again (a desired change that changed nothing for it)
+    this.#lastKey = key;
+    this.#reportedState = state;
+    this.#ports.log.log("info", "policy.wait", { state, version });
+    // Every member the controller reports, so the next controller report replaces all of it.
+    this.#o.report({ state, from: this.#o.running, to: version, bytes: null, total: null, percent: null, attempt: null, lastError });
+  }
+
+  #cancelTimer(): void {
+    if (this.#timer !== undefined) this.#ports.clock.cancel(this.#timer);
+    this.#timer = undefined;
+  }
 }
