@@ -31,6 +31,7 @@ import { OtaController, type AppCheck, type OtaBootInfo, type OtaControllerConfi
 import { ShadowSync, type DesiredChange, type ShadowSyncConfig, type ShadowSyncPorts } from "./shadow-sync";
 import type { CloudKind } from "./cloud-protocol";
 import { LogMirror, type LogMirrorConfig } from "./log-mirror";
+import { UpdateGate } from "./update-policy";
 import { unknownHeap, type HeapProbe } from "../ports/heap-probe";
 
 export interface DeviceAppConfig {
@@ -73,6 +74,8 @@ export class DeviceApp {
   readonly boot: OtaBootInfo;
   /** The log mirror when `config.logs` is set. */
   readonly logs: LogMirror | undefined;
+  /** Holds a requested version while desired `firmwareUpdatePolicy` says wait (update-policy.ts). */
+  readonly gate: UpdateGate;
   #closed = false;
 
   private constructor(given: DeviceAppPorts, config: DeviceAppConfig, hooks: DeviceAppHooks) {
@@ -96,13 +99,21 @@ export class DeviceApp {
     this.boot = this.ota.boot();
 
     const ota = this.ota;
+    const gate = new UpdateGate({ clock: ports.clock, log: ports.log }, {
+      running: this.boot.runningVersion, firmwareVersionPath: config.firmwareVersionPath,
+      start: (version, base) => ota.request(version, base),
+      report: (update) => { void otaHooks.report(update).catch(() => undefined); },
+      otaReported: () => ota.reported(),
+      desired: () => sync?.getState().desired,
+    });
+    this.gate = gate;
     const agentOptions: DeviceAgentOptions = {
       firmwareVersion: this.boot.runningVersion,
       firmwareVersionPath: config.firmwareVersionPath,
       onFirmwareRequested: ({ version, running, newer, change }) => {
         hooks.onFirmwareRequested?.({ version, running, newer });
         const base = config.firmwareBaseUrlPath === undefined ? undefined : getPath(change.desired, config.firmwareBaseUrlPath);
-        ota.request(version, typeof base === "string" ? base : undefined);
+        gate.request(version, typeof base === "string" ? base : undefined, change.desired);
       },
     };
     // Stryker disable next-line ConditionalExpression: setting the member to undefined equals leaving it out (its reader takes undefined as the default).
@@ -118,7 +129,7 @@ export class DeviceApp {
     if (config.requestTimeoutMs !== undefined) syncConfig.requestTimeoutMs = config.requestTimeoutMs;
     const agent = this.agent;
     sync = new ShadowSync(ports, syncConfig, {
-      onDesired: (c) => { agent.onDesired(c); hooks.onDesired?.(c); },
+      onDesired: (c) => { agent.onDesired(c); gate.onDesired(c.desired); hooks.onDesired?.(c); },
       onError: (e) => { agent.onError(e); hooks.onError?.(e); },
       onSynced: () => ota.onSynced(),
     });
@@ -143,6 +154,7 @@ export class DeviceApp {
     // Stryker disable next-line BooleanLiteral: as above.
     this.#closed = true;
     this.logs?.close();
+    this.gate.close();
     this.ota.close();
     await this.sync.close();
   }
