@@ -69,8 +69,11 @@ describe("utf8Decode", () => {
     expect(codeOf(() => utf8Decode(bytes(...input)))).toBe("SYNC_ENCODING_INVALID");
   });
 
+  // unit "binary": any code point but a lone surrogate. Not "grapheme": fast-check builds those with
+  // String.prototype.normalize, which the Moddable SDK's XS builds without (a RangeError "not built-in"
+  // for anything past Latin-1; xsnap has it), so on the device's XS the generator threw before utf8 ran.
   it("round-trips any well-formed string (property)", () => {
-    fc.assert(fc.property(fc.string({ unit: "grapheme" }), (s) => utf8Decode(utf8Encode(s)) === s), { numRuns: 200 });
+    fc.assert(fc.property(fc.string({ unit: "binary" }), (s) => utf8Decode(utf8Encode(s)) === s), { numRuns: 200 });
   });
 });
 
