@@ -34,7 +34,9 @@
  * - A report the cloud throttles (429) is not failed: it goes again (same token) after a full-jitter backoff
  *   wait (backoff.ts, DEFAULT_THROTTLE_RETRY), ahead of the reports queued behind it, until accepted or the
  *   policy's attempts are spent (then SYNC_REJECTED with `detail.attempts`). The jitter is drawn by the driver
- *   (ShadowSyncPorts.random), so `step` stays pure.
+ *   (ShadowSyncPorts.random), so `step` stays pure. A get the cloud throttles goes again after the same
+ *   policy's wait, growing with each 429 in a row (no attempt limit: the device needs its document), where
+ *   other refused gets wait the request timeout.
  * - After each get response the device re-sends every reported leaf the cloud lacks or holds differently,
  *   so a rebooted device reports truthfully. Keys deleted locally while offline are not re-deleted.
  * - AWS reports carry the last seen shadow `version` (conditionalReports, default on): a report based on a
@@ -194,13 +196,15 @@ export interface SyncState {
   readonly notifiedBeforeGet: number;
   /** A throttled report waits at the head of the queue for the RETRY_REPORT_TOKEN timer. */
   readonly throttleWait: boolean;
+  /** Gets refused with 429 in a row (sets the backoff wait before the next; a document resets it). */
+  readonly getThrottled: number;
 }
 
 export function initialSyncState(reported: JsonObject = {}, version = 0): SyncState {
   return {
     connected: false, synced: false, desired: {}, reported, cloudReported: {}, version, shadowVersion: 0,
     nextId: 1, pendingGet: undefined, inFlight: undefined, queue: [], lastDelta: undefined, throttleWait: false,
-    notifiedBeforeGet: 0,
+    notifiedBeforeGet: 0, getThrottled: 0,
   };
 }
 
@@ -368,6 +372,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
   /** A get response: the new baseline. `shadowVersion` 0 means "send reports without a version". */
   const onDocument = (desired: JsonObject, reported: JsonObject, version: number, shadowVersion: number): void => {
     s.synced = true;
+    s.getThrottled = 0;
     s.desired = desired;
     s.cloudReported = reported;
     s.version = version;
@@ -388,11 +393,13 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
     pump();
   };
 
-  const failGet = (err: ShadowOtaError, retryNow: boolean): void => {
+  /** Retries now, after the request timeout (false), or after the throttle backoff's wait ("backoff"). */
+  const failGet = (err: ShadowOtaError, retryNow: boolean | "backoff"): void => {
     acts.push({ type: "cancel-timer", token: s.pendingGet! });
     s.pendingGet = undefined;
     acts.push({ type: "error", error: err });
-    if (retryNow) sendGet();
+    if (retryNow === true) sendGet();
+    else if (retryNow === "backoff") acts.push({ type: "start-backoff", token: RETRY_GET_TOKEN, failures: s.getThrottled, policy: ctx.throttleRetry });
     else acts.push({ type: "start-timer", token: RETRY_GET_TOKEN, ms: ctx.requestTimeoutMs });
   };
 
@@ -532,8 +539,17 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
               // The version seen so far stays (AWS does not reset versions on delete); reports go without one.
               onDocument({}, {}, s.version, 0);
             } else {
-              failGet(new ShadowOtaError(ev.code, `get refused: ${ev.status} ${ev.message}`,
-                { detail: { status: ev.status, serviceMessage: ev.message.slice(0, 200) } }), false);
+              const err = new ShadowOtaError(ev.code, `get refused: ${ev.status} ${ev.message}`,
+                { detail: { status: ev.status, serviceMessage: ev.message.slice(0, 200) } });
+              if (ev.status === 429) {
+                // Throttled: the get goes again after a full-jitter backoff wait that grows with each 429 in a
+                // row (the throttle policy's steps, no attempt limit), not after the fixed request timeout.
+                failGet(err, "backoff");
+                s.getThrottled += 1;
+                log("info", "sync.get.throttled", { attempts: s.getThrottled, status: ev.status });
+              } else {
+                failGet(err, false);
+              }
             }
           } else if (ev.token !== undefined && ev.token === s.inFlight?.token && ev.status === 429 &&
               mayRetry((s.inFlight.throttled ?? 0) + 1, ctx.throttleRetry)) {
