@@ -45,7 +45,7 @@ export const RELEASE_CODES = {
   RELEASE_TARGET_INVALID: "RELEASE_TARGET_INVALID",
   /** The target does not answer (no running local cloud, connection refused, DNS, TLS): nothing was uploaded. */
   RELEASE_TARGET_UNREACHABLE: "RELEASE_TARGET_UNREACHABLE",
-  /** No credentials for the target were found (Azure: no SAS, connection string or account key in the environment). */
+  /** No credentials for the target were found (S3: the SDK's chain found none; Azure: no SAS, connection string or account key). */
   RELEASE_CREDENTIALS_MISSING: "RELEASE_CREDENTIALS_MISSING",
   /** An object with this name already exists with other bytes; `--force` replaces it. */
   RELEASE_OBJECT_EXISTS: "RELEASE_OBJECT_EXISTS",
@@ -174,6 +174,11 @@ function causeText(e: unknown): string {
 
 function failure(where: string, e: unknown): ShadowOtaError {
   if (e instanceof ShadowOtaError) return e;
+  if ((e as { name?: string } | undefined)?.name === "CredentialsProviderError") {
+    // The SDK's default chain found nothing (environment, profiles, SSO, container or instance role).
+    return new ShadowOtaError(RELEASE_CODES.RELEASE_CREDENTIALS_MISSING,
+      `no AWS credentials for ${where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (${causeText(e)})`, { cause: e });
+  }
   const status = statusOf(e);
   if (status === undefined) {
     return new ShadowOtaError(RELEASE_CODES.RELEASE_TARGET_UNREACHABLE, `${where} is not reachable: ${causeText(e)}`, { cause: e });

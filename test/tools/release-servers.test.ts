@@ -77,7 +77,7 @@ async function closedPort(): Promise<number> {
 }
 
 /** Starts a device on 1.0.0, sets the desired version, waits until it runs it (Valid). */
-async function deviceUpdates(id: string, cloudKind: "aws" | "azure", baseUrl: string, version: string): Promise<SimDevice> {
+async function deviceUpdates(id: string, cloudKind: "aws" | "azure", baseUrl: string, version: string, signingKeyFile?: string): Promise<SimDevice> {
   const cloud = await LocalCloud.start({ dataDir: path.join(dir, `cloud-${id}`), certsDir: PKI, devices: [{ id, cloud: cloudKind }] });
   const c = cloud.credentials(id);
   const d = SimDevice.start({
@@ -85,6 +85,7 @@ async function deviceUpdates(id: string, cloudKind: "aws" | "azure", baseUrl: st
     dataDir: path.join(dir, "devices", id), log: { log() {} },
     firmware: { baseUrl, ca: pki.caPem }, powerOffMs: 50,
     ota: { retry: { initialMs: 100, maxMs: 400, maxAttempts: 4 }, selfTestWindowMs: 20_000 },
+    ...(signingKeyFile === undefined ? {} : { signingKeyFile }),
   });
   try {
     const reported = async (): Promise<JsonObject> => cloudKind === "azure"
@@ -180,6 +181,19 @@ describe("S3 target on s3rver (HTTPS, path-style, @aws-sdk/client-s3)", () => {
     const closed = await run([img, "--version", "1.1.0", "--to", "s3://fw-releases", "--endpoint", `https://127.0.0.1:${port}`, "--ca", caFile], env);
     expect(closed.status).toBe(1);
     expect(closed.err).toEqual([expect.stringMatching(/^error RELEASE_TARGET_UNREACHABLE: s3:\/\/fw-releases\/1\.1\.0\.bin at https:\/\/127\.0\.0\.1:\d+ is not reachable: .*ECONNREFUSED/)]);
+    // No keys in the environment and nothing else the SDK's chain looks at (no profile files; instance
+    // metadata disabled, so no request leaves loopback): RELEASE_CREDENTIALS_MISSING before any upload.
+    const saved = { ...process.env };
+    try {
+      for (const k of Object.keys(process.env)) if (k.startsWith("AWS_")) delete process.env[k];
+      Object.assign(process.env, { AWS_EC2_METADATA_DISABLED: "true", AWS_CONFIG_FILE: path.join(dir, "no-config"), AWS_SHARED_CREDENTIALS_FILE: path.join(dir, "no-credentials") });
+      const noKeys = await run([img, "--version", "1.1.0", "--to", "s3://fw-releases/nokeys", "--endpoint", endpoint, "--ca", caFile, "--region", "us-east-1"], {});
+      expect(noKeys.status).toBe(1);
+      expect(noKeys.err).toEqual([expect.stringMatching(/^error RELEASE_CREDENTIALS_MISSING: no AWS credentials for s3:\/\/fw-releases\/nokeys\/1\.1\.0\.bin/)]);
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
     // Without --ca the emulator's certificate is not trusted: a TLS failure, not an upload.
     const untrusted = await run([img, "--version", "1.1.0", "--to", "s3://fw-releases/untrusted", "--endpoint", endpoint], env);
     expect(untrusted.status).toBe(1);
@@ -222,17 +236,18 @@ describe("Azure Blob target on Azurite (HTTPS, @azure/storage-blob)", () => {
     }
   });
 
-  it("publishes v1_1_0.bin with a connection string; an Azure-seed device updates from the container over HTTPS", async () => {
+  it("publishes a signed v1_1_0.bin with a connection string; an Azure-seed device with the public key built in updates from the container over HTTPS", async () => {
     const env = { AZURE_STORAGE_CONNECTION_STRING: connectionString };
-    const r = await run([file("a.bin", built()), "--version", "1.1.0", "--to", `${blobEndpoint}/firmware`, "--ca", caFile], env);
+    const k = generateSigningKey();
+    const r = await run([file("a.bin", built()), "--version", "1.1.0", "--to", `${blobEndpoint}/firmware`, "--ca", caFile, "--sign", file("az.pem", k.privateKeyPem)], env);
     expect(r.err).toEqual([]);
     const j = lastJson(r.out);
     expect(j).toMatchObject({ target: "azure", seed: "azure", name: "v1_1_0.bin", url: `${blobEndpoint}/firmware/v1_1_0.bin`,
-      baseUrl: `${blobEndpoint}/firmware/`, size: SIZE, status: "uploaded" });
+      baseUrl: `${blobEndpoint}/firmware/`, size: SIZE + 152, status: "uploaded", signature: { keyId: k.keyId } });
     const blob = container.getBlockBlobClient("v1_1_0.bin");
     expect(sha(await blob.downloadToBuffer())).toBe(j["sha256"]);
-    expect((await blob.getProperties()).metadata).toMatchObject({ sha256: j["sha256"], version: "1.1.0" });
-    await deviceUpdates("esp32-az-01", "azure", j["baseUrl"] as string, "1.1.0");
+    expect((await blob.getProperties()).metadata).toMatchObject({ sha256: j["sha256"], version: "1.1.0", keyid: k.keyId });
+    await deviceUpdates("esp32-az-01", "azure", j["baseUrl"] as string, "1.1.0", file("az.pub.pem", k.publicKeyPem));
   });
 
   it("with a SAS URL (never printed) and with an account key; same bytes: unchanged; other bytes refused; --force", async () => {
