@@ -2,9 +2,13 @@
  * Writes the seed corpus of the libFuzzer target (src/native/fuzz/ota_fuzz.c) into a directory, at run
  * time, from images built by src/tools/esp-image.ts: valid images, every corruption class, and otadata
  * entry pairs, each behind the target's 8-byte control header (flags, chunking, seed, cut point, size
- * delta; the grammar is in ota_fuzz.c). Called by scripts/fuzz.sh; the seeds are never committed.
+ * delta; the grammar is in ota_fuzz.c), and signed images (docs/signing.md) in every mode, with the key
+ * configured (mode 6) and without. Called by scripts/fuzz.sh; the seeds are never committed.
  *
- * Not here: any fuzzing logic. Deterministic: the same files every run.
+ * The signing key: <dir>/../signing-key.pem (made once, mode 0600, under build/; a fuzzing key nothing
+ * trusts) and its public half <dir>/../signing-key.pub.der, which scripts/fuzz.sh hands to the target.
+ * Not here: any fuzzing logic. Deterministic: the same files every run, except the signature bytes
+ * (ECDSA's random k).
  * Usage: tsx scripts/fuzz-seeds.ts <dir>     (the directory is emptied first)
  */
 import * as fs from "node:fs";
@@ -12,11 +16,12 @@ import * as path from "node:path";
 
 import { allCorruptions, buildImage } from "../src/tools/esp-image";
 import { OTA_STATE, otaSelectEntry } from "../src/tools/flash-file";
+import { generateSigningKey, publicKeyDer, signImage } from "../src/tools/image-sign";
 
 /** The harness's slot size (SLOT_SIZE in ota_fuzz.c): "oversize" variants must exceed it. */
 const FUZZ_SLOT_SIZE = 0x5000;
 
-const MODE = { plain: 0, gateRefuse: 1, resume: 2, rebootResume: 3, powerCut: 4, garbageOtadata: 5 } as const;
+const MODE = { plain: 0, gateRefuse: 1, resume: 2, rebootResume: 3, powerCut: 4, garbageOtadata: 5, signedInstall: 6 } as const;
 
 interface Control {
   requireHash?: boolean;
@@ -54,7 +59,9 @@ function seed(c: Control, payload: Uint8Array): Uint8Array {
   return out;
 }
 
-export function fuzzSeeds(): { name: string; bytes: Uint8Array }[] {
+/** `signingKey`: the PEM private key the signed seeds are signed with (the target trusts its public half in
+ *  mode 6). Without it, no signed seeds. */
+export function fuzzSeeds(signingKey?: string): { name: string; bytes: Uint8Array }[] {
   const seeds: { name: string; bytes: Uint8Array }[] = [];
   const add = (name: string, c: Control, payload: Uint8Array): void => {
     seeds.push({ name, bytes: seed(c, payload) });
@@ -105,6 +112,27 @@ export function fuzzSeeds(): { name: string; bytes: Uint8Array }[] {
     }
   }
 
+  // Signed images: with the key (mode 6: verifies), with another key, unsigned, a damaged block; and the
+  // signed image through the keyless modes (resume and power cuts inside the block's sector).
+  if (signingKey !== undefined) {
+    const signedSmall = signImage(small, signingKey).bytes;
+    const signedMedium = signImage(medium, signingKey).bytes;
+    const otherKey = signImage(small, generateSigningKey().privateKeyPem).bytes;
+    add("signed-small-key", { mode: MODE.signedInstall, requireHash: true, chunks: 0x0b }, signedSmall);
+    add("signed-medium-key-ota0", { mode: MODE.signedInstall, fromOta0: true, declareSize: true, chunks: 0x05 }, signedMedium);
+    add("signed-small-key-bytewise", { mode: MODE.signedInstall, chunks: 0x00 }, signedSmall);
+    add("signed-other-key", { mode: MODE.signedInstall, chunks: 0x0b }, otherKey);
+    add("unsigned-with-key", { mode: MODE.signedInstall, chunks: 0x0b }, small);
+    const flipped = new Uint8Array(signedSmall);
+    flipped[flipped.length - 80]! ^= 0x40; // inside the DER signature
+    add("signed-flipped-sig-key", { mode: MODE.signedInstall, chunks: 0x0b }, flipped);
+    add("signed-truncated-block", { mode: MODE.signedInstall, chunks: 0x0b }, signedSmall.subarray(0, signedSmall.length - 7));
+    add("signed-small-plain", { chunks: 0x0b }, signedSmall);
+    add("signed-medium-resume", { mode: MODE.resume, chunks: 0x0a, point: 250, seed: 0x00500001 }, signedMedium);
+    add("signed-medium-reboot-resume", { mode: MODE.rebootResume, fromOta0: true, chunks: 0xfc, point: 252 }, signedMedium);
+    add("signed-medium-powercut-late", { mode: MODE.powerCut, chunks: 0x08, point: 254, seed: 0x0000_0321 }, signedMedium);
+  }
+
   // otadata entry pairs for the garbage-otadata mode (payload = entry 0, entry 1).
   const blank = new Uint8Array(32).fill(0xff);
   const pairs: [string, Uint8Array, Uint8Array][] = [
@@ -134,7 +162,11 @@ function main(argv: string[]): number {
   }
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
-  const seeds = fuzzSeeds();
+  const keyFile = path.join(path.dirname(path.resolve(dir)), "signing-key.pem");
+  if (!fs.existsSync(keyFile)) fs.writeFileSync(keyFile, generateSigningKey().privateKeyPem, { mode: 0o600 });
+  const key = fs.readFileSync(keyFile, "utf8");
+  fs.writeFileSync(path.join(path.dirname(keyFile), "signing-key.pub.der"), publicKeyDer(key));
+  const seeds = fuzzSeeds(key);
   seeds.forEach((s, i) => fs.writeFileSync(path.join(dir, `seed-${String(i).padStart(3, "0")}-${s.name}`), s.bytes));
   const largest = Math.max(...seeds.map((s) => s.bytes.length));
   console.log(`fuzz-seeds: ${seeds.length} seeds in ${dir} (largest ${largest} bytes)`);

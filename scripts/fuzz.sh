@@ -72,8 +72,11 @@ build() { # $1 = output binary, rest = extra flags
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:symbolize=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
+# The key the signed seeds are signed with (scripts/fuzz-seeds.ts makes it once); mode 6 of the target trusts it.
+KEY_DER="$OUT/signing-key.pub.der"
 if [ "$mode" = repro ]; then
   build "$BIN"
+  [ -f "$KEY_DER" ] && export OTA_FUZZ_SIGNING_KEY="$KEY_DER"
   say "rerunning $repro"
   set +e
   "$BIN" "$repro"
@@ -95,6 +98,8 @@ SEEDS="$OUT/seeds"
 TSX=node_modules/.bin/tsx
 [ -x "$TSX" ] || die "node_modules/.bin/tsx missing: run npm ci"
 "$TSX" scripts/fuzz-seeds.ts "$SEEDS" | sed 's/^/fuzz: /'
+[ -f "$KEY_DER" ] || die "scripts/fuzz-seeds.ts did not write $KEY_DER"
+export OTA_FUZZ_SIGNING_KEY="$KEY_DER"
 
 case "$mode" in
   run) CORPUS="$OUT/corpus"; ARTIFACTS="$OUT/crashes"; SEED_ARG=() ;;

@@ -27,6 +27,10 @@
  *   - be able to finish from there: confirm the new image (or redo the whole update from the old one) and
  *     end on the new image VALID after one more reboot.
  * Any failure counts the device as bricked. Reproducible (seeded), bounded by count, not by time.
+ * Signed images (docs/signing.md): the ota_0 → ota_1 and ota_1 → ota_0 updates carry a signature block
+ * and install with the signing key configured, so the block's writes, its re-read on resume and the
+ * ECDSA check at end() run under the same cuts; factory → ota_0 stays unsigned and keyless. The signature
+ * bytes differ from run to run (ECDSA's random k); the cut plan does not depend on them.
  *
  * Size: POWERCUT_CUTS=N (default 12000, at least 10000 by default) sets how many cuts the plan holds;
  * POWERCUT_SEED=N another seed. Prints the time it took. Last line, always: `N cuts, N bricked`; exit 1 if
@@ -42,6 +46,7 @@ import { OTA_CODES } from "../../src/native/ota-errors";
 import { FlashOperation, HostOtaSlot } from "../../src/native/ota-slot";
 import { ManualClock, MemoryKv, MemoryLog } from "../core/fake-ports";
 import { buildImage, makeFlashFile, partition, SECTOR, tempDir } from "./fixtures";
+import { generateSigningKey, publicKeyDer, signImage } from "../../src/tools/image-sign";
 
 const DEFAULT_CUTS = 12_000;
 const CUTS = Number(process.env["POWERCUT_CUTS"] ?? DEFAULT_CUTS);
@@ -67,9 +72,19 @@ function open(): HostOtaSlot {
   return new HostOtaSlot({ flashPath: work });
 }
 
+const SIGNER = generateSigningKey();
+const SIGNING_KEY = publicKeyDer(SIGNER.publicKeyPem);
+/** The images that carry a signature block; they install with SIGNING_KEY configured. */
+const SIGNED = new Set<Uint8Array>();
+function signed(img: Uint8Array): Uint8Array {
+  const out = signImage(img, SIGNER.privateKeyPem).bytes;
+  SIGNED.add(out);
+  return out;
+}
+
 /** begin → write (chunked) → accept → end → set boot. */
 function install(slot: HostOtaSlot, img: Uint8Array): void {
-  slot.begin({ imageSize: img.length });
+  slot.begin(SIGNED.has(img) ? { imageSize: img.length, signingKey: SIGNING_KEY } : { imageSize: img.length });
   let off = 0;
   for (let k = 0; off < img.length; k++) {
     const n = chunks[k % chunks.length]!;
@@ -101,8 +116,8 @@ function scenarios(): Scenario[] {
   const images = [
     { v: "1.0.0", img: buildImage({ version: "1.0.0", segments: [2048, 1024], seed: 1 }) },
     { v: "1.1.0", img: buildImage({ version: "1.1.0", segments: [6000, 3000, 800], seed: 2 }) },
-    { v: "1.2.0", img: buildImage({ version: "1.2.0", segments: [5000, 4000, 1200], seed: 3 }) },
-    { v: "1.3.0", img: buildImage({ version: "1.3.0", segments: [7000, 2000, 400], seed: 4 }) },
+    { v: "1.2.0", img: signed(buildImage({ version: "1.2.0", segments: [5000, 4000, 1200], seed: 3 })) },
+    { v: "1.3.0", img: signed(buildImage({ version: "1.3.0", segments: [7000, 2000, 400], seed: 4 })) },
   ];
   const labels = ["factory", "ota_0", "ota_1", "ota_0"];
   makeFlashFile(work, { factory: images[0]!.img });

@@ -12,18 +12,25 @@
  *   control[0] flags   bit0 require_hash      bit1 declare image_size      bit2 min_secure_version = 2
  *                      bits3-5 mode: 0 plain install, 1 refuse at the descriptor gate, 2 disconnect +
  *                              resume, 3 disconnect + reboot + resume, 4 power cut, 5 garbage otadata
- *                              then a known-good update, 6-7 plain install
+ *                              then a known-good update, 6 plain install with the signing key configured
+ *                              (docs/signing.md), 7 plain install
  *                      bit6 start from ota_0 running (VALID, target ota_1) instead of the factory app
  *                      bit7 declared size = payload length + (int8)control[7] instead of exact
  *   control[1] chunks  low nibble k: chunk lengths are 1 + rng % 2^k; high nibble 0xF: always 2^k
  *   control[2..5]      u32 seed of the chunk generator (also the power-cut budget/seed and resume slack)
  *   control[6]         where the disconnect / cut happens: payload length * control[6] / 256
  *   control[7]         int8 declared-size delta (with bit7)
- *   payload            the image bytes streamed (mode 5: the first 64 bytes are the two otadata entries)
+ *   payload            the image bytes streamed (mode 5: the first 64 bytes are the two otadata entries);
+ *                      may end with a signature block
+ * The signing key (mode 6): the P-256 public key (DER) in the file $OTA_FUZZ_SIGNING_KEY, which scripts/fuzz.sh
+ * sets to the key scripts/fuzz-seeds.ts signs the signed seeds with; without it, the curve's generator
+ * point as the key (nothing verifies, MISSING and INVALID still run).
  *
  * Invariants checked (abort() = a crash libFuzzer saves), beyond ASan/UBSan:
  *   - the parser gives the same verdict (code; length and descriptor on success) for one chunk, for the
- *     input's random chunking, and for chunks of exactly ota_image_wanted() bytes;
+ *     input's random chunking, and for chunks of exactly ota_image_wanted() bytes; with a key, the verdict
+ *     includes ota_sign_check's (so the writer's must equal it); bytes after a complete image are a
+ *     signature block (then exactly 152 of them) or refused;
  *   - the writer's verdict equals the parser's; nothing is erased or programmed before accept; the hal's
  *     begin_session (esp_ota_begin's otadata step) comes once, at accept, before the slot's first erase; every
  *     program lands on erased (0xFF) bytes inside the target slot; each sector is erased at most once per
@@ -50,6 +57,7 @@
 #include "../core/ota_image.h"
 #include "../core/ota_layout.h"
 #include "../core/ota_otadata.h"
+#include "../core/ota_sign.h"
 #include "../core/ota_writer.h"
 #include "../core/ota_sha256_compat.h"
 #include "../host/ota_host.h"
@@ -81,6 +89,32 @@ static uint8_t pristine[2][FLASH_SIZE]; /* [0]: factory runs; [1]: ota_0 runs (V
 static uint8_t good_update[2048];       /* a valid image "9.9.9" used by mode 5 */
 static size_t good_update_len;
 static int flash_fd = -1;
+static ota_sign_key_t sign_key; /* mode 6 */
+
+/* The generator point of P-256 as a DER SubjectPublicKeyInfo: a valid key nobody holds the private half of. */
+static const uint8_t P256_G_SPKI[91] = {
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A, 0x86, 0x48,
+    0xCE, 0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04, 0x6B, 0x17, 0xD1, 0xF2, 0xE1, 0x2C, 0x42, 0x47, 0xF8,
+    0xBC, 0xE6, 0xE5, 0x63, 0xA4, 0x40, 0xF2, 0x77, 0x03, 0x7D, 0x81, 0x2D, 0xEB, 0x33, 0xA0, 0xF4, 0xA1, 0x39,
+    0x45, 0xD8, 0x98, 0xC2, 0x96, 0x4F, 0xE3, 0x42, 0xE2, 0xFE, 0x1A, 0x7F, 0x9B, 0x8E, 0xE7, 0xEB, 0x4A, 0x7C,
+    0x0F, 0x9E, 0x16, 0x2B, 0xCE, 0x33, 0x57, 0x6B, 0x31, 0x5E, 0xCE, 0xCB, 0xB6, 0x40, 0x68, 0x37, 0xBF, 0x51,
+    0xF5,
+};
+
+static void load_sign_key(void)
+{
+    uint8_t der[OTA_SIGN_KEY_DER_LEN];
+    const char *file = getenv("OTA_FUZZ_SIGNING_KEY");
+    if (file != NULL && *file != 0) {
+        FILE *f = fopen(file, "rb");
+        CHECK(f != NULL, "OTA_FUZZ_SIGNING_KEY=%s cannot be opened", file);
+        size_t n = fread(der, 1, sizeof(der), f);
+        fclose(f);
+        CHECK(ota_sign_key_set(&sign_key, der, n) == ESP_OK, "OTA_FUZZ_SIGNING_KEY=%s is not a P-256 DER public key", file);
+        return;
+    }
+    CHECK(ota_sign_key_set(&sign_key, P256_G_SPKI, sizeof(P256_G_SPKI)) == ESP_OK, "the generator point key");
+}
 static char flash_path[64];
 
 static void put32(uint8_t *b, uint32_t v)
@@ -167,6 +201,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     build_pristine();
+    load_sign_key();
     /* An anonymous in-memory file: nothing is left behind, not even after a crash. The host layer opens it
      * by path, like any flash file, through /proc/self/fd. */
     flash_fd = memfd_create("ota-fuzz-flash", MFD_CLOEXEC);
@@ -390,6 +425,7 @@ static void parse_chunked(const ota_image_config_t *cfg, const uint8_t *d, size_
         off += k;
     }
     if (err == ESP_OK) err = ota_image_finish(&p);
+    if (err == ESP_OK && cfg->sign_key != NULL) err = ota_sign_check(cfg->sign_key, &p);
     memset(v, 0, sizeof(*v));
     v->code = err;
     v->len = p.offset;
@@ -421,6 +457,7 @@ static void parse_wanted(const ota_image_config_t *cfg, const uint8_t *d, size_t
     }
     if (p.phase == OTA_IMAGE_PHASE_DONE && v->done_at == 0) v->done_at = p.offset;
     if (err == ESP_OK) err = ota_image_finish(&p);
+    if (err == ESP_OK && cfg->sign_key != NULL) err = ota_sign_check(cfg->sign_key, &p);
     v->code = err;
     v->len = p.offset;
     const ota_app_desc_t *desc = ota_image_descriptor(&p);
@@ -774,6 +811,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r.cfg.chip_id = CHIP;
     r.cfg.require_hash = flags & 1;
     r.cfg.min_secure_version = (flags & 4) ? 2 : 0;
+    if (r.mode == 6) r.cfg.sign_key = &sign_key;
     if (flags & 2) {
         int64_t declared = (int64_t)r.len + ((flags & 0x80) ? (int8_t)data[7] : 0);
         r.cfg.image_size = declared > 0 ? (uint32_t)declared : 0;
@@ -790,9 +828,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     parse_wanted(&pc, r.payload, r.len, &wanted);
     same_verdict(&one, &chunked, "one chunk vs random chunks");
     same_verdict(&one, &wanted, "one chunk vs wanted()-sized chunks");
-    if (one.code == ESP_OK) CHECK(one.len == r.len && wanted.done_at == r.len, "image length %u of %zu", one.len, r.len);
+    bool signed_len = wanted.done_at > 0 && wanted.done_at + OTA_SIG_BLOCK_LEN == r.len;
+    if (one.code == ESP_OK) {
+        CHECK(one.len == r.len && (wanted.done_at == r.len || signed_len), "image length %u of %zu", one.len, r.len);
+    }
     if (wanted.done_at > 0 && wanted.done_at < r.len) {
-        CHECK(one.code == OTA_ERR_IMAGE_TRAILING_DATA, "bytes after a complete image: 0x%x", (unsigned)one.code);
+        /* After the image: a signature block (its structure, its truncation, the key's verdict, or the
+         * limits it runs into) or trailing data; nothing else. */
+        esp_err_t c = one.code;
+        CHECK(c == OTA_ERR_IMAGE_TRAILING_DATA || c == OTA_ERR_SIGNATURE_INVALID || c == OTA_ERR_IMAGE_TRUNCATED ||
+                  c == OTA_ERR_IMAGE_TOO_LARGE || c == OTA_ERR_IMAGE_PAST_END ||
+                  (c == ESP_OK && signed_len),
+              "bytes after a complete image: 0x%x", (unsigned)c);
+    }
+    if (r.mode == 6) {
+        /* The keyless verdict differs only where the key decides. */
+        ota_image_config_t kc = pc;
+        kc.sign_key = NULL;
+        verdict_t keyless;
+        parse_chunked(&kc, r.payload, r.len, NULL, &keyless);
+        if (keyless.code != one.code) {
+            CHECK(keyless.code == ESP_OK && (one.code == OTA_ERR_SIGNATURE_MISSING || one.code == OTA_ERR_SIGNATURE_INVALID),
+                  "the key changed the verdict 0x%x -> 0x%x", (unsigned)keyless.code, (unsigned)one.code);
+        }
     }
     if (r.len == 0) CHECK(one.code == OTA_ERR_IMAGE_EMPTY, "empty stream: 0x%x", (unsigned)one.code);
     r.ref = one;
