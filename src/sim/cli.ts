@@ -26,6 +26,10 @@
  *   proxy [--device ID] [--rules JSON|@FILE] [--port N] [--seed N]        a fault-injecting MQTT proxy in front of the
  *                                                                         broker (src/sim/mqtt-fault-proxy.ts); devices
  *                                                                         reach it with `device --mqtt-port N`
+ *   rollout start --version V (--devices a,b | --all) --waves 1,10,50,100% --max-failure 5% [--window 02:00-04:00]
+ *                 [--wave-deadline-ms N]                                  a staged rollout (src/sim/rollout.ts)
+ *   rollout status [ID] | rollout pause|resume|cancel [ID]                 ID defaults to the newest rollout
+ *   install DEVICE                                                        accept the update DEVICE waits to install
  *   logs tail DEVICE [--lines N] [--follow] [--json]                      the device's last N (default 20) log lines
  *                                                                         mirrored to the cloud; --follow keeps
  *                                                                         printing new ones (polls every 500 ms)
@@ -56,7 +60,7 @@ export interface CliIo {
 }
 
 /** Options that take no value. */
-const FLAGS = new Set(["--follow", "--json"]);
+const FLAGS = new Set(["--follow", "--json", "--all"]);
 
 const USAGE = `usage: npm run cloud -- <command> [--data-dir DIR]
   start [--broker aedes|mosquitto] [--device ID:aws|azure]... [--port N] [--blob-port N] [--iothub-host H] [--webhook URL]
@@ -67,6 +71,8 @@ const USAGE = `usage: npm run cloud -- <command> [--data-dir DIR]
   firmware publish FILE [--name NAME] [--container C] | firmware list | firmware delete NAME [--container C]
   firmware fault NAME JSON [--container C] [--times N|always] [--after N] | firmware clear-faults NAME [--container C]
   logs tail DEVICE [--lines N] [--follow] [--json]
+  rollout start --version V (--devices a,b | --all) --waves 1,10,50,100% --max-failure 5% [--window HH:MM-HH:MM] [--wave-deadline-ms N]
+  rollout status [ID] | rollout pause|resume|cancel [ID] | install DEVICE
   proxy [--device ID] [--rules JSON|@FILE] [--port N] [--seed N]`;
 
 /** Splits argv into positional words and --options (an option takes the next word; --device may repeat). */
@@ -178,6 +184,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return await runProxy(options, dataDir, io);
       case "logs":
         if (sub === "tail" && a !== undefined && b === undefined) return await runLogsTail(a, options, dataDir, io);
+        break;
+      case "rollout":
+        return await runRollout(sub, a, options, dataDir, io);
+      case "install":
+        if (sub !== undefined && a === undefined) request = ["POST", `/devices/${enc(sub)}/install`];
         break;
       case "devices":
         if (sub === undefined) request = ["GET", "/devices"];
@@ -301,6 +312,46 @@ async function runLogsTail(device: string, options: Map<string, string[]>, dataD
     show(p.lines);
     next = p.next;
   }
+  return 0;
+}
+
+/** `rollout …`: the admin API's /rollouts routes (src/sim/rollout-http.ts); ID defaults to the newest rollout. */
+async function runRollout(sub: string | undefined, id: string | undefined, options: Map<string, string[]>, dataDir: string, io: CliIo): Promise<number> {
+  const opt = (k: string): string | undefined => options.get(k)?.at(-1);
+  let request: [string, string, unknown?];
+  if (sub === "start" && id === undefined) {
+    const version = opt("--version");
+    const waves = opt("--waves");
+    const maxFailure = opt("--max-failure");
+    const devices = opt("--devices");
+    const all = options.has("--all");
+    if (version === undefined || waves === undefined || maxFailure === undefined) throw new UsageError("rollout start needs --version, --waves and --max-failure");
+    if ((devices === undefined) === !all) throw new UsageError("rollout start needs --devices a,b or --all (one of them)");
+    const deadline = opt("--wave-deadline-ms");
+    if (deadline !== undefined && !/^[0-9]{1,12}$/.test(deadline)) throw new UsageError(`--wave-deadline-ms must be a whole number, not ${deadline}`);
+    const window = opt("--window");
+    request = ["POST", "/rollouts", {
+      version, waves, maxFailure, ...(all ? { all: true } : { devices: devices!.split(",").map((d) => d.trim()).filter((d) => d !== "") }),
+      ...(window === undefined ? {} : { window }), ...(deadline === undefined ? {} : { waveDeadlineMs: Number(deadline) }),
+    }];
+  } else if (sub === "status" || sub === "pause" || sub === "resume" || sub === "cancel") {
+    const admin = readAdmin(dataDir);
+    let target = id;
+    if (target === undefined) {
+      const list = await call(admin, "GET", "/rollouts");
+      const rollouts = (list.json as { rollouts?: Array<{ id: string }> }).rollouts ?? [];
+      if (list.status >= 400 || rollouts.length === 0) { io.error(list.status >= 400 ? JSON.stringify(list.json, null, 2) : "no rollout yet"); return 1; }
+      target = rollouts[rollouts.length - 1]!.id;
+    }
+    const p = `/rollouts/${encodeURIComponent(target)}`;
+    request = sub === "status" ? ["GET", p] : ["POST", `${p}/${sub}`];
+  } else throw new UsageError(`unknown or incomplete command: rollout ${sub ?? ""}`.trim());
+  const r = await call(readAdmin(dataDir), ...request);
+  if (r.status >= 400) {
+    io.error(JSON.stringify(r.json, null, 2));
+    return (r.json as { code?: string }).code === "ROLLOUT_REQUEST_INVALID" ? 2 : 1;
+  }
+  io.print(JSON.stringify(r.json, null, 2));
   return 0;
 }
 

@@ -230,6 +230,9 @@ export class RolloutEngine {
         throw new ShadowOtaError(ROLLOUT_CODES.ROLLOUT_NOTHING_TO_ACCEPT, `${deviceId} has no update waiting for consent (its update state is ${JSON.stringify(f["state"] ?? null)})`, { detail: { id: deviceId, known: true } });
       }
       const version = f["to"];
+      if (getPath(doc.desired, SEED_PATHS[cloud].desired) !== version) {
+        throw new ShadowOtaError(ROLLOUT_CODES.ROLLOUT_NOTHING_TO_ACCEPT, `${deviceId} waits for consent to ${version}, but desired no longer names it (reverted?)`, { detail: { id: deviceId, known: true } });
+      }
       const res = (await this.#o.fleet.patch([{ id: deviceId, cloud, desired: { firmwareUpdatePolicy: { accept: version } } }])).get(deviceId);
       if (res !== undefined) throw res;
       this.#o.log.log("info", "rollout.install", { id: deviceId, version });
