@@ -26,7 +26,10 @@ export const AZURE_TWIN_LIMITS = {
   KEY_MAX_BYTES: 1024,
   /** String values: at most 4 KB of UTF-8. */
   STRING_MAX_BYTES: 4096,
-  /** Nesting of desired and of reported (jsonDepth of the section). */
+  /** Nesting of desired and of reported, counted as IoT Hub counts it: the levels of objects (and arrays)
+   *  inside the section, the section itself not counted — jsonDepth(section) - 1. IoT Hub's own example at
+   *  the limit ("Understand and use device twins in IoT Hub", Depth) nests objects `one` … `ten` under the
+   *  section, the last holding a plain value: depth 10, accepted; one more level is refused. */
   MAX_DEPTH: 10,
   /** desired and reported: at most 32 KB each. */
   SECTION_MAX_BYTES: 32 * 1024,
@@ -36,10 +39,11 @@ export const AZURE_TWIN_LIMITS = {
 export interface AzurePayloadLimits {
   /** Default 66 KB: a GET body holds desired and reported of up to 32 KB each. */
   maxPayloadBytes?: number;
-  /** Default 13: a section of depth 10 under `desired` plus `$metadata` mirroring it with `$lastUpdated`. */
+  /** Default 14 (jsonDepth of the whole body): the body, `desired`, `$metadata` mirroring a section at
+   *  depth 10 (11 levels) with `$lastUpdated` objects at its leaves. */
   maxDepth?: number;
 }
-export const DEFAULT_AZURE_PAYLOAD_LIMITS = { maxPayloadBytes: 66 * 1024, maxDepth: 13 } as const;
+export const DEFAULT_AZURE_PAYLOAD_LIMITS = { maxPayloadBytes: 66 * 1024, maxDepth: 14 } as const;
 
 // ---------------------------------------------------------------------------------------------------------
 // Topics
@@ -373,7 +377,7 @@ function byteLength(s: string): number {
  * SYNC_DEPTH_EXCEEDED, SYNC_PAYLOAD_TOO_LARGE.
  */
 export function checkTwinSection(section: JsonObject, what: "reported" | "desired"): void {
-  const depth = jsonDepth(section);
+  const depth = jsonDepth(section) - 1; // IoT Hub does not count the section itself (AZURE_TWIN_LIMITS.MAX_DEPTH)
   if (depth > AZURE_TWIN_LIMITS.MAX_DEPTH) {
     throw new ShadowOtaError(SYNC_CODES.SYNC_DEPTH_EXCEEDED, `${what} nests ${depth} levels; the maximum is ${AZURE_TWIN_LIMITS.MAX_DEPTH}`,
       { detail: { depth, maxDepth: AZURE_TWIN_LIMITS.MAX_DEPTH } });

@@ -63,7 +63,7 @@ const REFUSALS: Array<[string, () => unknown, { code: string; message: string; d
     {"code": "SYNC_DOCUMENT_INVALID", "message": "$version must be a non-negative integer", "detail": {"field": "$version"}}],
   ["reported patch that is not an object", () => Z.buildReportedPatch([] as unknown as Record<string, never>),
     {"code": "SYNC_DOCUMENT_INVALID", "message": "reported patch must be an object", "detail": {"field": "reported"}}],
-  ["reported nested 11 levels", () => Z.buildReportedPatch(deep(11) as never),
+  ["reported nested 11 levels (12 objects, the section's own included)", () => Z.buildReportedPatch(deep(12) as never),
     {"code": "SYNC_DEPTH_EXCEEDED", "message": "reported nests 11 levels; the maximum is 10", "detail": {"depth": 11, "maxDepth": 10}}],
   ["string longer than 4 KB", () => Z.buildReportedPatch({ a: { b: ["x", "y".repeat(4097)] } }),
     {"code": "SYNC_DOCUMENT_INVALID", "message": "string at reported.a.b[1] is longer than 4 KB", "detail": {"field": "reported.a.b[1]"}}],
@@ -183,7 +183,7 @@ describe("bodies just inside the limits", () => {
     expect(twin.desired).toEqual({});
   });
   it("sections at the limits: 10 levels, 4 KB strings, 1 KB keys, 32 KB", () => {
-    expect(() => Z.buildReportedPatch(deep(10) as never)).not.toThrow();
+    expect(() => Z.buildReportedPatch(deep(11) as never)).not.toThrow(); // the section and 10 levels inside it
     expect(() => Z.buildReportedPatch({ a: "y".repeat(4096) })).not.toThrow();
     expect(() => Z.buildReportedPatch({ ["k".repeat(1024)]: 1 })).not.toThrow();
     const at32k: Record<string, string> = {};

@@ -84,7 +84,7 @@ describe("hub bodies", () => {
   }
   it("a reported patch within the limits", () => {
     expect(C.parseReportedPatchBody(b({ a: 1 }))).toEqual({ a: 1 });
-    expect(C.parseReportedPatchBody(b(deep(10)))).toEqual(deep(10));
+    expect(C.parseReportedPatchBody(b(deep(11)))).toEqual(deep(11)); // the section and 10 levels inside it
   });
 });
 
@@ -97,7 +97,7 @@ const REFUSALS: Array<[string, () => unknown, { code: string; message: string; d
     {"code": "SYNC_DOCUMENT_INVALID", "message": "$version must be a non-negative integer", "detail": {"field": "$version"}}],
   ["reported patch body that is not an object", () => C.parseReportedPatchBody(b("\"x\"")),
     {"code": "SYNC_DOCUMENT_INVALID", "message": "reported patch is not a JSON object", "detail": {"field": "document"}}],
-  ["desired nested 11 levels", () => C.buildDesiredNotification(deep(11) as never, 2),
+  ["desired nested 11 levels (12 objects, the section's own included)", () => C.buildDesiredNotification(deep(12) as never, 2),
     {"code": "SYNC_DEPTH_EXCEEDED", "message": "desired nests 11 levels; the maximum is 10", "detail": {"depth": 11, "maxDepth": 10}}],
   ["desired notification with a negative version", () => C.buildDesiredNotification({ a: 1 }, -1),
     {"code": "SYNC_DOCUMENT_INVALID", "message": "$version must be a non-negative integer", "detail": {"field": "$version"}}],

@@ -155,7 +155,7 @@ describe("admin desired patches", () => {
       [{ "a.b": 1 }, "SYNC_DOCUMENT_INVALID"],
       [{ $version: 3 }, "SYNC_DOCUMENT_INVALID"],
       [{ s: "x".repeat(4097) }, "SYNC_DOCUMENT_INVALID"],
-      [JSON.parse("{\"a\":" + "{\"a\":".repeat(10) + "1" + "}".repeat(11)), "SYNC_DEPTH_EXCEEDED"],
+      [JSON.parse("{\"a\":" + "{\"a\":".repeat(11) + "1" + "}".repeat(12)), "SYNC_DEPTH_EXCEEDED"], // 11 levels inside the patch
       [[1] as unknown, "SYNC_DOCUMENT_INVALID"],
     ] as Array<[never, string]>) {
       const e = errorOf(() => applyDesiredPatch(s, "d1", patch));

@@ -302,6 +302,22 @@ describe("persistence and failures", () => {
     expect((await r.service.getTwin(deviceId)).reportedVersion).toBe(5);
   });
 
+  it("nesting depth counted as IoT Hub counts it: its own example at the limit is accepted, one level deeper refused (device and admin)", async () => {
+    const r = await rig(aedes, "link");
+    // "Understand and use device twins in IoT Hub", Depth: objects one … ten under the section, the last
+    // holding a plain value, "is valid" (depth 10).
+    const example: JsonObject = { one: { two: { three: { four: { five: { six: { seven: { eight: { nine: { ten: { property: "value" } } } } } } } } } } };
+    const deeper = (o: JsonObject): JsonObject => ({ zero: o });
+    const patch = (rid: string, o: JsonObject) => exchange(r, { topic: `$iothub/twin/PATCH/properties/reported/?$rid=${rid}`, bytes: Buffer.from(JSON.stringify(o)) });
+    expect(await patch("at", example)).toEqual([{ topic: "$iothub/twin/res/204/?$rid=at&$version=2", payload: "" }]);
+    expect(await patch("over", deeper(example))).toEqual([{ topic: "$iothub/twin/res/400/?$rid=over",
+      payload: "{\"message\":\"SYNC_DEPTH_EXCEEDED: reported nests 11 levels; the maximum is 10\"}" }]);
+    expect(await r.service.updateDesired(deviceId, example)).toEqual({ version: 2 });
+    const e = await rejection(r.service.updateDesired(deviceId, deeper(example)));
+    expect([e.code, e.detail?.status, e.detail?.serviceMessage]).toEqual([CLOUD_CODES.CLOUD_REQUEST_REJECTED, 400, "desired nests 11 levels; the maximum is 10"]);
+    expect(await r.service.getTwin(deviceId)).toEqual({ desired: example, desiredVersion: 2, reported: example, reportedVersion: 2 });
+  });
+
   it("a store that cannot be written: 500 for the patch, the twin unchanged; updateDesired throws CLOUD_STORE_IO", async () => {
     const r = await rig(aedes, "link");
     await exchange(r, { topic: "$iothub/twin/PATCH/properties/reported/?$rid=1", bytes: Buffer.from("{\"a\":1}") });
