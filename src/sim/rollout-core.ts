@@ -20,7 +20,8 @@
  *
  * States: running → (waiting-window ↔ running) → done; paused (no new wave starts; the running wave is still
  * watched and can still abort the rollout); aborted (threshold passed); cancelled (by the operator).
- * Aborted and cancelled put desired back on the devices of the running wave that had not finished.
+ * Aborted and cancelled put desired back on the devices of the running wave that had not finished and on
+ * the failed ones (a device that rolled back keeps running the old version; desired should say so).
  *
  * Not here: reading or writing the cloud (rollout.ts), the store, the HTTP routes (rollout-http.ts).
  */
@@ -43,6 +44,8 @@ export interface RolloutDevice {
   desiredSet: boolean;
   /** The desired firmware value before the rollout set it (null: none), read just before; what a revert restores. */
   previous?: Json;
+  /** Desired is to be put back (set when the rollout stops: the unfinished and the failed devices). */
+  revert?: boolean;
   revertDone?: boolean;
   /** The device's last reported update state (reported.firmwareUpdate.state), and error code if any. */
   status?: string;
@@ -204,7 +207,7 @@ export function needsDesired(r: RolloutRecord): RolloutDevice[] {
 
 /** Devices that need desired put back now. */
 export function needsRevert(r: RolloutRecord): RolloutDevice[] {
-  return r.devices.filter((d) => d.outcome === "reverted" && d.desiredSet && d.revertDone !== true);
+  return r.devices.filter((d) => d.revert === true && d.desiredSet && d.revertDone !== true);
 }
 
 /** Devices whose reported state the engine should read now. */
@@ -225,11 +228,15 @@ function clone(r: RolloutRecord): RolloutRecord {
   return { ...r, waves: r.waves.map((w) => ({ ...w })), devices: r.devices.map((d) => ({ ...d })) };
 }
 
-/** Stops the rollout: the running wave's unfinished devices are reverted, later waves cancelled. */
+/** Stops the rollout: desired goes back on the running wave's unfinished devices (now "reverted") and on
+ *  every failed one (still counted as failed), later waves are cancelled. */
 function stop(r: RolloutRecord, state: "aborted" | "cancelled", reason: string): void {
   r.state = state;
   r.reason = reason;
-  for (const d of r.devices) if (d.outcome === "pending") d.outcome = "reverted";
+  for (const d of r.devices) {
+    if (d.outcome === "pending") d.outcome = "reverted";
+    if (d.outcome === "reverted" || d.outcome === "failed") d.revert = true;
+  }
   for (const w of r.waves) {
     if (w.state === "running") w.state = state;
     else if (w.state === "waiting") w.state = "cancelled";

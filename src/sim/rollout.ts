@@ -329,7 +329,7 @@ export class RolloutEngine {
     const reverts = needsRevert(r);
     if (reverts.length > 0) {
       const res = await this.#o.fleet.patch(reverts.map((d) => ({ id: d.id, cloud: d.cloud, desired: setPath({}, SEED_PATHS[d.cloud].desired, d.previous ?? null) })));
-      r = { ...r, devices: r.devices.map((d) => (reverts.includes(d) && res.get(d.id) === undefined ? { ...d, revertDone: true } : d)) };
+      r = { ...r, devices: r.devices.map((d) => (reverts.includes(d) && res.has(d.id) && res.get(d.id) === undefined ? { ...d, revertDone: true } : d)) };
       r = this.#replace(r);
       this.#o.log.log("info", "rollout.reverted", { id: r.id, devices: reverts.length });
     }

@@ -21,7 +21,7 @@ function fleet(n: number): Array<{ id: string; cloud: "aws" | "azure" }> {
 /** Marks desired as written on what the record asks for (what the engine does after each step). */
 function written(r: RolloutRecord): RolloutRecord {
   const need = new Set([...needsDesired(r), ...needsRevert(r)].map((d) => d.id));
-  return { ...r, devices: r.devices.map((d) => (need.has(d.id) ? (d.outcome === "reverted" ? { ...d, revertDone: true } : { ...d, desiredSet: true, previous: null }) : d)) };
+  return { ...r, devices: r.devices.map((d) => (need.has(d.id) ? (d.revert === true ? { ...d, revertDone: true } : { ...d, desiredSet: true, previous: null }) : d)) };
 }
 
 const waveItem = fc.oneof(
@@ -93,7 +93,8 @@ describe("rollout decisions (property)", () => {
     const s = step(r, { nowMs: 2, inWindow: true, observed: new Map([["dev-0001", { outcome: "failed", status: "RolledBack", error: "OTA_SELF_TEST_FAILED" }]]) });
     expect(s.state).toBe("aborted");
     expect(s.reason).toMatch(/33\.3% \(1 of 3\) is above the threshold 20%/);
-    expect(needsRevert(s).map((d) => d.id)).toEqual(["dev-0002"]);
+    expect(needsRevert(s).map((d) => d.id)).toEqual(["dev-0001", "dev-0002"]); // the failed one and the unfinished one
+    expect(s.devices.filter((d) => d.outcome === "reverted").map((d) => d.id)).toEqual(["dev-0002"]);
     expect(s.waves.map((w) => w.state)).toEqual(["done", "aborted", "cancelled"]);
     expect(s.devices.find((d) => d.id === "dev-0001")).toMatchObject({ outcome: "failed", status: "RolledBack", error: "OTA_SELF_TEST_FAILED" });
     expect(needsRevert(written(s))).toEqual([]);

@@ -137,6 +137,8 @@ describe("staged rollout over the local cloud", () => {
       expect(devices.get(id)!.downloadRequests).toBe(0);
       expect(devices.get(id)!.runningVersion).toBe("1.0.0");
     }
+    // The rolled-back device's desired is put back where it was (none).
+    await waitUntil(async () => (getPath((await docOf(cloud, "rd-02")).desired, DESIRED["aws"]!) === undefined ? true : undefined), 30_000, "rd-02's desired put back");
     // rd-01 finished before the abort (updated) or had its desired put back (reverted: none before).
     expect(["updated", "reverted"]).toContain(v.devices["rd-01"]!.outcome);
     if (v.devices["rd-01"]!.outcome === "reverted") {
