@@ -12,6 +12,7 @@
   const TOKEN_KEY = "shadow-ota-admin-token";
   const MAX_EVENTS_SHOWN = 200;
   const devices = new Map(); // id → latest FleetDevice
+  const accepted = new Map(); // id → the version the operator accepted here (kept across re-renders of its row)
   let lastSeq = 0;
   let token = null;
 
@@ -80,10 +81,15 @@
     let tr = null;
     for (const row of tbody.rows) if (row.dataset.device === d.id) tr = row;
     const u = d.update;
-    const install = d.pendingConsent
-      ? el("button", { type: "button", class: "install", text: "install " + d.pendingConsent })
-      : null;
-    if (install) install.addEventListener("click", () => installOn(d.id, install));
+    let install = null;
+    if (d.pendingConsent && accepted.get(d.id) === d.pendingConsent) {
+      install = el("button", { type: "button", class: "install", text: "accepted" });
+      install.disabled = true;
+    } else if (d.pendingConsent) {
+      install = el("button", { type: "button", class: "install", text: "install " + d.pendingConsent });
+      const version = d.pendingConsent;
+      install.addEventListener("click", () => installOn(d.id, version, install));
+    }
     const cells = [
       el("td", { class: "id", text: d.id }),
       el("td", { class: "cloud", text: d.cloud }),
@@ -105,10 +111,11 @@
     }
   }
 
-  async function installOn(id, button) {
+  async function installOn(id, version, button) {
     button.disabled = true;
     try {
       await api("POST", "/devices/" + encodeURIComponent(id) + "/install");
+      accepted.set(id, version);
       button.textContent = "accepted";
     } catch (e) {
       button.disabled = false;
