@@ -17,11 +17,13 @@ import { deviceOfTopic, FLEET_CODES, FleetEvents, MAX_TEXT, releaseOfBlob, type 
 import { LocalCloud } from "../../src/sim/local-cloud";
 import { MemoryLog } from "../core/fake-ports";
 import { connectClient, publish, type TestClient } from "./broker-fixtures";
+import { describeMosquitto, noteMosquittoSkipped } from "./mosquitto-gate";
 import { waitUntil } from "./wait-until";
 
 jest.setTimeout(60_000);
 
 const PKI = path.join(os.tmpdir(), "shadow-ota-test-pki");
+noteMosquittoSkipped("test/sim/fleet-events.test.ts");
 
 interface Hook { url: string; received: Array<{ body: FleetEvent; headers: http.IncomingHttpHeaders }>; answers: number[]; close(): Promise<void> }
 
@@ -279,5 +281,25 @@ describe("npm run cloud -- start --webhook URL", () => {
     const code = await runCli(["start", "--data-dir", dir, "--webhook", "file:///etc/passwd"], { print: (l) => lines.push(l), error: (l) => lines.push(l) }).catch((e: unknown) => e);
     expect(code instanceof ShadowOtaError ? code.code : lines.join("\n")).toMatch(/FLEET_WEBHOOK_URL_INVALID|not an absolute http/);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describeMosquitto("on mosquitto (an Azure device on its own broker instance)", () => {
+  it("sees the Azure device's reports and messages through its dedicated link", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-fleet-mq-"));
+    const cloud = await LocalCloud.start({ broker: "mosquitto", dataDir: path.join(dir, "cloud"), certsDir: PKI, blobPort: false, devices: [{ id: "fl-mq-az", cloud: "azure" }] });
+    let t: TestClient | undefined;
+    try {
+      const c = cloud.credentials("fl-mq-az");
+      t = await connectClient(c.port, { caPem: c.ca, certPem: c.cert, keyPem: c.key }, "fl-mq-az");
+      await publish(t, "$iothub/twin/PATCH/properties/reported/?$rid=1", JSON.stringify({ firmwareVersion: "1.0.0", firmwareUpdate: { state: "Failed", from: "1.0.0", to: "1.1.0", lastError: { code: "OTA_DOWNLOAD_FAILED", message: "x" } } }));
+      const e = await waitUntil(() => cloud.fleet.events().find((x) => x.deviceId === "fl-mq-az"), 10_000, "failed event");
+      expect(e).toMatchObject({ type: "failed", cloud: "azure", error: { code: "OTA_DOWNLOAD_FAILED" } });
+      expect(cloud.fleet.device("fl-mq-az")!.lastSeen).not.toBeNull();
+    } finally {
+      await t?.end();
+      await cloud.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
