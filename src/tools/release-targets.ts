@@ -132,6 +132,11 @@ export interface PutMetadata {
   version: string;
   /** Key id of the signing key, when signed. */
   keyId?: string;
+  /**
+   * Nothing was stored under the name when `existing` looked: a target that can make the write conditional
+   * (Azure Blob: If-None-Match: *) refuses with RELEASE_OBJECT_EXISTS when an object appeared since.
+   */
+  onlyIfAbsent: boolean;
 }
 
 /** One upload destination; `name` is the blob name in the seed's convention. */
@@ -399,10 +404,15 @@ function azureTarget(t: Extract<ParsedTarget, { kind: "azure" }>, o: TargetOptio
     async put(name, bytes, meta) {
       try {
         await container.getBlockBlobClient(blobName(name)).uploadData(bytes, {
+          ...(meta.onlyIfAbsent ? { conditions: { ifNoneMatch: "*" } } : {}),
           blobHTTPHeaders: { blobContentType: "application/octet-stream" },
           metadata: { sha256: meta.sha256, version: meta.version, ...(meta.keyId === undefined ? {} : { keyid: meta.keyId }) },
         });
       } catch (e) {
+        if (meta.onlyIfAbsent && statusOf(e) === 409 && (e as { code?: string }).code === "BlobAlreadyExists") {
+          throw new ShadowOtaError(RELEASE_CODES.RELEASE_OBJECT_EXISTS,
+            `${plainUrl(name)} was created by someone else while this release was uploading; run again to compare, --force replaces it`, { cause: e });
+        }
         throw failure(plainUrl(name), e);
       }
     },

@@ -155,7 +155,7 @@ export async function release(o: ReleaseOptions): Promise<ReleaseResult> {
     }
     if (status !== "unchanged") {
       await t.put(name, prepared.bytes, {
-        sha256: prepared.sha256, version: prepared.version,
+        sha256: prepared.sha256, version: prepared.version, onlyIfAbsent: status === "uploaded",
         ...(prepared.signature === undefined ? {} : { keyId: prepared.signature.keyId }),
       });
     }

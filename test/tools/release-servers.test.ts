@@ -34,6 +34,7 @@ import { LocalPki } from "../../src/sim/pki";
 import { buildImage } from "../../src/tools/esp-image";
 import { generateSigningKey, verifyImageSignature } from "../../src/tools/image-sign";
 import { main } from "../../src/tools/release";
+import { openTarget, parseTarget } from "../../src/tools/release-targets";
 import { waitUntil } from "../sim/wait-until";
 
 jest.setTimeout(180_000);
@@ -270,6 +271,22 @@ describe("Azure Blob target on Azurite (HTTPS, @azure/storage-blob)", () => {
     const forced = await run([other, "--version", "1.2.0", ...to, "--force"], keyEnv);
     expect(lastJson(forced.out)["status"]).toBe("replaced");
     expect(sha(await container.getBlockBlobClient("canary/v1_2_0.bin").downloadToBuffer())).toBe(lastJson(forced.out)["sha256"]);
+  });
+
+  it("a blob that appears between the check and the upload is not overwritten (If-None-Match: *)", async () => {
+    const t = openTarget(parseTarget(`${blobEndpoint}/firmware/race`), {
+      dataDir: dir, container: "firmware", endpoint: undefined, region: undefined, caPem: pki.caPem, env: { AZURE_STORAGE_CONNECTION_STRING: connectionString },
+    });
+    expect(await t.existing("v9_0_0.bin")).toBeUndefined();
+    const theirs = Buffer.from("someone else's upload");
+    await container.getBlockBlobClient("race/v9_0_0.bin").uploadData(theirs);
+    const ours = built(9);
+    await expect(t.put("v9_0_0.bin", ours, { sha256: sha(ours), version: "9.0.0", onlyIfAbsent: true }))
+      .rejects.toMatchObject({ code: "RELEASE_OBJECT_EXISTS", message: expect.stringContaining("was created by someone else while this release was uploading") });
+    expect((await container.getBlockBlobClient("race/v9_0_0.bin").downloadToBuffer()).equals(theirs)).toBe(true);
+    await t.put("v9_0_0.bin", ours, { sha256: sha(ours), version: "9.0.0", onlyIfAbsent: false }); // what --force does
+    expect(sha(await container.getBlockBlobClient("race/v9_0_0.bin").downloadToBuffer())).toBe(sha(ours));
+    t.close();
   });
 
   it("no credentials, a connection string for another endpoint, a missing container, a closed port: one line, exit 1", async () => {
