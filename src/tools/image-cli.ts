@@ -46,7 +46,7 @@ import {
   readImageMarker,
   SEGMENT_HEADER_LEN,
 } from "./esp-image";
-import { generateSigningKey, IMAGE_SIGN_CODES, publicKeyDer, signImage, verifyImageSignature } from "./image-sign";
+import { generateSigningKey, IMAGE_SIGN_CODES, publicKeyDer, readSignatureBlock, signImage, verifyImageSignature } from "./image-sign";
 
 /** esp_app_desc_t offsets inside the image (the descriptor starts at image offset 32). */
 const DESC_AT = IMAGE_HEADER_LEN + SEGMENT_HEADER_LEN;
@@ -129,8 +129,10 @@ export interface ImageReport {
   checksum: { offset: number; stored: number; computed: number; ok: boolean };
   sha256: { offset: number; stored: string; computed: string; ok: boolean } | undefined;
   imageLength: number;
-  /** Bytes in the file after the image (e.g. a Secure Boot signature block). */
+  /** Bytes in the file after the image (e.g. a signature block, docs/signing.md). */
   trailingBytes: number;
+  /** The signature block after the image (docs/signing.md), decoded and unchecked; undefined when none. */
+  signature?: { keyId: string; digest: string; signatureLength: number; digestMatches: boolean };
   /** undefined when the first segment does not hold a descriptor with the right magic. */
   descriptor:
     | {
@@ -219,9 +221,22 @@ export function inspectImage(image: Uint8Array): ImageReport {
     sha256: sha,
     imageLength: l.length,
     trailingBytes: image.length - l.length,
+    ...signatureOf(image, sha?.stored),
     descriptor: desc,
     marker: desc === undefined ? undefined : readImageMarker(image),
   };
+}
+
+function signatureOf(image: Uint8Array, stored: string | undefined): Pick<ImageReport, "signature"> {
+  let b;
+  try {
+    b = readSignatureBlock(image);
+  } catch (e) {
+    if (e instanceof ShadowOtaError) return {}; // trailing bytes of another kind: reported as trailingBytes
+    throw e;
+  }
+  if (b === undefined) return {};
+  return { signature: { keyId: b.keyId, digest: b.digest, signatureLength: b.signature.length, digestMatches: b.digest === stored } };
 }
 
 const h8 = (n: number): string => `0x${n.toString(16).padStart(8, "0")}`;
@@ -276,6 +291,15 @@ export function formatReport(r: ImageReport): string[] {
       `  reserv2                ${d.reserv2.every((w) => w === 0) ? "18 words, all zero" : d.reserv2.map(h8).join(" ")}`,
     );
     if (r.marker !== undefined) out.push(`marker (offset 288)  ${JSON.stringify(r.marker)}`);
+  }
+  if (r.signature !== undefined) {
+    const g = r.signature;
+    out.push(
+      `signature block (offset ${r.imageLength}, docs/signing.md; not verified here: npm run image -- verify)`,
+      `  key id             ${g.keyId}`,
+      `  digest             ${g.digest}${g.digestMatches ? "" : " (not the image's SHA-256)"}`,
+      `  signature          ${g.signatureLength} bytes DER`,
+    );
   }
   return out;
 }

@@ -140,6 +140,10 @@ describe("npm run image -- keygen | sign | verify", () => {
     expect(bad.status).toBe(1);
     expect(bad.err[0]).toMatch(/^error OTA_SIGNATURE_MISSING: /);
     expect(run("sign", inFile, "--key", k).status).toBe(1); // no -o
+    const shown = run("inspect", outFile);
+    expect(shown.out).toContain(`  key id             ${id}`);
+    expect(shown.out.some((l) => l.startsWith("signature block (offset "))).toBe(true);
+    expect(run("inspect", inFile).out.some((l) => l.startsWith("signature block"))).toBe(false);
   });
 
   it("refuses to write a private key inside the git tree, except under build/ and the temp folder", () => {
