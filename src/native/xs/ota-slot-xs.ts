@@ -29,11 +29,11 @@ class NativeOta extends Native("xs_ota_destructor") {
   close(): void {
     native("xs_ota_close").call(this);
   }
-  begin(imageSize: number, requireHash: boolean, minSecureVersion: number): OtaPartitionInfo {
-    return native("xs_ota_begin").call(this, imageSize, requireHash, minSecureVersion);
+  begin(imageSize: number, requireHash: boolean, minSecureVersion: number, signingKey: Uint8Array | null): OtaPartitionInfo {
+    return native("xs_ota_begin").call(this, imageSize, requireHash, minSecureVersion, signingKey);
   }
-  resume(offset: number, imageSize: number, requireHash: boolean, minSecureVersion: number): number {
-    return native("xs_ota_resume").call(this, offset, imageSize, requireHash, minSecureVersion);
+  resume(offset: number, imageSize: number, requireHash: boolean, minSecureVersion: number, signingKey: Uint8Array | null): number {
+    return native("xs_ota_resume").call(this, offset, imageSize, requireHash, minSecureVersion, signingKey);
   }
   write(chunk: Uint8Array): number {
     return native("xs_ota_write").call(this, chunk);
