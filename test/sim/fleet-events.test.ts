@@ -173,6 +173,40 @@ describe("through the local cloud", () => {
     expect(d.available).toBeNull(); // no SemVer running: nothing to compare
   });
 
+  it("a stream resumes after the event it names, and at most 32 streams are open at once", async () => {
+    const auth = { authorization: `Bearer ${cloud.adminToken}` };
+    const all = cloud.fleet.events();
+    expect(all.length).toBeGreaterThanOrEqual(3);
+    const last = all.at(-1)!.seq;
+    const read = async (res: Response, until: (text: string) => boolean): Promise<string> => {
+      const reader = res.body!.getReader();
+      let text = "";
+      for (let i = 0; i < 1000 && !until(text); i++) { const r = await reader.read(); if (r.done) break; text += Buffer.from(r.value).toString("utf8"); }
+      await reader.cancel();
+      return text;
+    };
+    const resumed = await read(await fetch(`${cloud.adminUrl}/events`, { headers: { ...auth, "last-event-id": String(last - 1) } }), (t) => t.includes(`id: ${last}\n`));
+    expect([...resumed.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]))).toEqual([last]);
+    expect(resumed).toContain('event: device\ndata: {"id":"fl-aws"');
+
+    const open: Response[] = [];
+    try {
+      for (let i = 0; i < 32; i++) {
+        const r = await fetch(`${cloud.adminUrl}/events?after=${last}`, { headers: auth });
+        expect(r.status).toBe(200);
+        open.push(r);
+      }
+      const refused = await fetch(`${cloud.adminUrl}/events`, { headers: auth });
+      expect(refused.status).toBe(503);
+      expect(await refused.json()).toMatchObject({ code: "ADMIN_TOO_MANY_STREAMS" });
+      await open.shift()!.body!.cancel();
+      const again = await waitUntil(async () => { const r = await fetch(`${cloud.adminUrl}/events?after=${last}`, { headers: auth }); if (r.status === 200) return r; await r.body?.cancel(); return undefined; }, 10_000, "a stream once one closed");
+      open.push(again);
+    } finally {
+      for (const r of open) await r.body!.cancel().catch(() => undefined);
+    }
+  });
+
   it("the static page needs no token, its data does", async () => {
     const page = await fetch(`${cloud.adminUrl}/fleet`);
     expect(page.status).toBe(200);
