@@ -30,9 +30,10 @@ import * as fs from "node:fs";
 import * as https from "node:https";
 import * as path from "node:path";
 
-import { HeadObjectCommand, GetObjectCommand, PutObjectCommand, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
-import { AnonymousCredential, BlobServiceClient, ContainerClient, StorageSharedKeyCredential, type StoragePipelineOptions } from "@azure/storage-blob";
-import { NodeHttpHandler } from "@smithy/node-http-handler";
+// The vendors' SDKs are loaded only for their target (import type here, import() below): a release to the
+// local cloud does not pay for loading them.
+import type { S3ClientConfig } from "@aws-sdk/client-s3";
+import type { BlobServiceClient, ContainerClient, StoragePipelineOptions } from "@azure/storage-blob";
 
 import { ShadowOtaError } from "../core/errors";
 import type { FirmwareSeed } from "../core/firmware-url";
@@ -271,7 +272,9 @@ function s3ObjectUrl(endpoint: string | undefined, region: string, bucket: strin
   return `https://${bucket}.s3.${region}.amazonaws.com/${k}`;
 }
 
-function s3Target(t: Extract<ParsedTarget, { kind: "s3" }>, o: TargetOptions): Target {
+async function s3Target(t: Extract<ParsedTarget, { kind: "s3" }>, o: TargetOptions): Promise<Target> {
+  const { HeadObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } = await import("@aws-sdk/client-s3");
+  const { NodeHttpHandler } = await import("@smithy/node-http-handler");
   const env = o.env;
   const endpoint = o.endpoint ?? env["AWS_ENDPOINT_URL_S3"] ?? env["AWS_ENDPOINT_URL"];
   if (endpoint !== undefined && !/^https?:\/\/[^/?#]+\/?$/.test(endpoint)) {
@@ -345,7 +348,8 @@ function s3Target(t: Extract<ParsedTarget, { kind: "s3" }>, o: TargetOptions): T
 
 // ------------------------------------------------------------------------------------------------ Azure
 
-function azureTarget(t: Extract<ParsedTarget, { kind: "azure" }>, o: TargetOptions): Target {
+async function azureTarget(t: Extract<ParsedTarget, { kind: "azure" }>, o: TargetOptions): Promise<Target> {
+  const { AnonymousCredential, BlobServiceClient, ContainerClient, StorageSharedKeyCredential } = await import("@azure/storage-blob");
   const env = o.env;
   const options: StoragePipelineOptions & { tlsOptions?: { ca: string } } = {
     retryOptions: { maxTries: 2, retryDelayInMs: 200, maxRetryDelayInMs: 1000 },
@@ -420,8 +424,8 @@ function azureTarget(t: Extract<ParsedTarget, { kind: "azure" }>, o: TargetOptio
   };
 }
 
-/** Builds the client for a parsed target. Throws RELEASE_TARGET_INVALID, _UNREACHABLE (local), _CREDENTIALS_MISSING. */
-export function openTarget(t: ParsedTarget, o: TargetOptions): Target {
+/** Builds the client for a parsed target. Rejects with RELEASE_TARGET_INVALID, _UNREACHABLE (local), _CREDENTIALS_MISSING. */
+export async function openTarget(t: ParsedTarget, o: TargetOptions): Promise<Target> {
   switch (t.kind) {
     case "local":
       return localTarget(o);

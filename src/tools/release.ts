@@ -140,7 +140,7 @@ export async function release(o: ReleaseOptions): Promise<ReleaseResult> {
     caPem: o.caPem,
     env: o.env ?? process.env,
   };
-  const t = openTarget(target, options);
+  const t = await openTarget(target, options);
   try {
     const existing = await t.existing(name);
     let status: ReleaseResult["status"] = "uploaded";

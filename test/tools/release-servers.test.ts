@@ -274,7 +274,7 @@ describe("Azure Blob target on Azurite (HTTPS, @azure/storage-blob)", () => {
   });
 
   it("a blob that appears between the check and the upload is not overwritten (If-None-Match: *)", async () => {
-    const t = openTarget(parseTarget(`${blobEndpoint}/firmware/race`), {
+    const t = await openTarget(parseTarget(`${blobEndpoint}/firmware/race`), {
       dataDir: dir, container: "firmware", endpoint: undefined, region: undefined, caPem: pki.caPem, env: { AZURE_STORAGE_CONNECTION_STRING: connectionString },
     });
     expect(await t.existing("v9_0_0.bin")).toBeUndefined();

@@ -6,6 +6,7 @@
  * (bad version, not an app image, a key that cannot sign, no cloud, other bytes already published).
  * The S3 and Azure Blob targets against real servers: release-servers.test.ts.
  */
+import { spawnSync } from "node:child_process";
 import { createHash, generateKeyPairSync } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -98,6 +99,20 @@ describe("prepareRelease: stamp and sign in memory", () => {
     const noHash = buildImage({ version: "x", size: SIZE, hashAppended: false });
     expect(() => prepareRelease({ image: noHash, version: "1.1.0", signingKey: generateSigningKey().privateKeyPem }))
       .toThrow(expect.objectContaining({ code: "IMAGE_SIGN_NO_HASH" }));
+  });
+});
+
+describe("npm run release, as a process", () => {
+  it("the package.json script runs the tool: a refusal is one line on stderr and exit 1, the usage exit 2", () => {
+    const img = file("a.bin", built());
+    const npm = (args: string[]) => spawnSync("npm", ["run", "-s", "release", "--", ...args], { cwd: path.resolve(__dirname, "..", ".."), encoding: "utf8", timeout: 120_000 });
+    const bad = npm([img, "--version", "1.1"]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^error VERSION_INVALID: /)]);
+    expect(bad.stdout).toBe("");
+    const usage = npm([img]);
+    expect(usage.status).toBe(2);
+    expect(usage.stderr).toContain("usage: npm run release");
   });
 });
 
