@@ -265,7 +265,7 @@ function localTarget(o: TargetOptions): Target {
 
 // ------------------------------------------------------------------------------------------------ S3
 
-/** What an object at `url` would be called in messages and what devices download. */
+/** The URL devices download an object from: path-style under an endpoint override, else AWS virtual-hosted style. */
 function s3ObjectUrl(endpoint: string | undefined, region: string, bucket: string, key: string): string {
   const k = key.split("/").map(encodeURIComponent).join("/");
   if (endpoint !== undefined) return `${endpoint.replace(/\/+$/, "")}/${bucket}/${k}`;
