@@ -26,6 +26,9 @@ export interface FleetWorkerStart {
   dataDir: string;
   /** Device starts are spread over [0, spreadMs] (each device's power-on moment, as a fleet's vary). */
   spreadMs: number;
+  /** Devices that take their firmware from `badBaseUrl` instead (the rollout phase plants failures there). */
+  badIds?: string[];
+  badBaseUrl?: string;
 }
 
 const devices: SimDevice[] = [];
@@ -36,6 +39,7 @@ const startMs = { total: 0, max: 0 };
 
 async function start(m: FleetWorkerStart): Promise<void> {
   const ca = fs.readFileSync(path.join(m.certsDir, "ca.cert.pem"), "utf8");
+  const bad = new Set(m.badIds ?? []);
   // One factory flash per worker, copied for each device (building 4 MiB per device would be the bench).
   const template = path.join(m.dataDir, `template-${process.pid}.bin`);
   fs.mkdirSync(m.dataDir, { recursive: true });
@@ -66,7 +70,7 @@ async function start(m: FleetWorkerStart): Promise<void> {
       cert: fs.readFileSync(path.join(m.certsDir, "clients", `${id}.cert.pem`), "utf8"),
       key: fs.readFileSync(path.join(m.certsDir, "clients", `${id}.key.pem`), "utf8"),
       dataDir, log: silentLog, requestTimeoutMs: 30_000,
-      firmware: { baseUrl: m.blobBaseUrl, ca, connectTimeoutMs: 30_000, idleTimeoutMs: 30_000 },
+      firmware: { baseUrl: bad.has(id) && m.badBaseUrl !== undefined ? m.badBaseUrl : m.blobBaseUrl, ca, connectTimeoutMs: 30_000, idleTimeoutMs: 30_000 },
     }));
     const took = performance.now() - on;
     startMs.total += took;

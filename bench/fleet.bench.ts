@@ -20,6 +20,10 @@
  * 4. Firmware: a small ESP32 app image (64 KiB, version 1.1.0) published to the blob server, desired
  *    config.firmware_version = 1.1.0 set on every device at once; each downloads it over HTTPS, verifies,
  *    restarts into it and reports 1.1.0. `seconds` = from setting it to the last device's report.
+ * 5. Rollout: 1.2.0 published, and in a second container a 1.2.0 whose self-test fails, from which every
+ *    tenth device (planted: 10 %) takes its firmware; a staged rollout (src/sim/rollout.ts, through the AWS
+ *    SDK against the cloud's data-plane endpoint) with waves 1%,10%,50%,100% and --max-failure 5 %. It must
+ *    stop within the first wave that holds a planted device, and no later wave may get desired 1.2.0.
  * Around them: the cloud process's peak RSS and CPU time per phase (it also runs the observer), the
  * system's TCP listen-queue overflows (/proc/net/netstat, system-wide), the load average, the workers'
  * peak RSS and the errors the devices raised.
@@ -35,7 +39,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 
-import { SIM_PROJECT_NAME } from "../src/sim/device";
+import { SELFTEST_FAIL_MARKER, SIM_PROJECT_NAME } from "../src/sim/device";
+import { RolloutEngine } from "../src/sim/rollout";
+import { cloudFleet } from "../src/sim/rollout-http";
 import { DEFAULT_FIRMWARE_CONTAINER, LocalCloud } from "../src/sim/local-cloud";
 import { CLOUD_SERVICE_IDENTITY } from "../src/sim/pki";
 import { buildImage } from "../src/tools/esp-image";
@@ -54,10 +60,12 @@ const WORKERS = Math.min(arg("--workers", 3), DEVICES);
 /** Power-on spread: 20 ms per device by default (20 s for 1,000), as a fleet's power-ons are spread. */
 const SPREAD_MS = process.argv.includes("--spread-ms") ? arg("--spread-ms", 1) : DEVICES * 20;
 const PROBES = 15;
-const DEADLINE = { connect: 300_000, config: 120_000, firmware: 300_000 };
+const DEADLINE = { connect: 300_000, config: 120_000, firmware: 300_000, rollout: 600_000 };
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const ids = Array.from({ length: DEVICES }, (_, i) => `fleet-${String(i).padStart(4, "0")}`);
+/** The rollout phase's planted failures: every tenth device (fleet-0003, fleet-0013, …). */
+const badIds = ids.filter((_, i) => i % 10 === 3);
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -169,6 +177,7 @@ async function main(): Promise<void> {
     const start: FleetWorkerStart = {
       type: "start", ids: ids.filter((_, i) => i % WORKERS === w), host: cloud.host, port: cloud.mqttPort, certsDir,
       blobBaseUrl: cloud.blobBaseUrl, dataDir: path.join(root, "devices"), spreadMs: SPREAD_MS,
+      badIds: badIds.filter((id) => ids.indexOf(id) % WORKERS === w), badBaseUrl: cloud.blobs.baseUrl("bad"),
     };
     child.send(start);
   }
@@ -222,6 +231,7 @@ async function main(): Promise<void> {
   // ---- 4. firmware update ------------------------------------------------------------------------------
   const image = buildImage({ version: "1.1.0", projectName: SIM_PROJECT_NAME, size: 64 * 1024, seed: 11 });
   cloud.publishFirmware(DEFAULT_FIRMWARE_CONTAINER, "1.1.0.bin", image);
+  cloud.publishFirmware("bad", "1.1.0.bin", image); // the planted devices' container: a good 1.1.0 here
   const cpuFw = phaseCpu();
   const tf = performance.timeOrigin + performance.now();
   await Promise.all(ids.map((id) => cloud.shadows.updateDesired(id, { config: { firmware_version: "1.1.0" } }).catch(() => undefined)));
@@ -233,6 +243,29 @@ async function main(): Promise<void> {
   say(`firmware: ${image.length} B image 1.1.0 set as desired on ${DEVICES}; ${fwTimes.length}/${DEVICES} reported 1.1.0, the last after ${seconds.toFixed(1)} s (p50 ${(percentile(fwTimes, 50) / 1000).toFixed(1)} s, p99 ${(percentile(fwTimes, 99) / 1000).toFixed(1)} s); cloud CPU ${fwCpu.toFixed(1)} s`);
   // `seconds` only when every device got there: a deadline cut short is not a time to update the fleet.
   Object.assign(result, { seconds: notUpdated.length === 0 ? Number(seconds.toFixed(1)) : null, updated: fwTimes.length });
+
+  // ---- 5. staged rollout with planted failures ------------------------------------------------------------
+  cloud.publishFirmware(DEFAULT_FIRMWARE_CONTAINER, "1.2.0.bin", buildImage({ version: "1.2.0", projectName: SIM_PROJECT_NAME, size: 64 * 1024, seed: 12 }));
+  cloud.publishFirmware("bad", "1.2.0.bin", buildImage({ version: "1.2.0", projectName: SIM_PROJECT_NAME, size: 64 * 1024, seed: 12, marker: SELFTEST_FAIL_MARKER }));
+  const cpuRollout = phaseCpu();
+  const engine = RolloutEngine.open({ dataDir: path.join(root, "cloud"), fleet: cloudFleet(cloud), devices: () => cloud.devices, log: { log() {} }, pollMs: 1000 });
+  const tr = performance.now();
+  const started = await engine.start({ version: "1.2.0", all: true, waves: "1%,10%,50%,100%", maxFailure: "5%", waveDeadlineMs: DEADLINE.rollout });
+  for (let i = 0; i < DEADLINE.rollout / 500 && engine.active() !== undefined; i++) await sleep(500); // bounded
+  const r = engine.get(started.id);
+  const rolloutSeconds = (performance.now() - tr) / 1000;
+  await engine.close();
+  const waveOf = new Map(r.devices.map((d) => [d.id, d.wave]));
+  const firstFailingWave = Math.min(...badIds.map((id) => waveOf.get(id) ?? Infinity));
+  const touchedLater = r.devices.filter((d) => d.wave > firstFailingWave && d.outcome !== "waiting").length;
+  const stoppedInFirstFailing = r.state === "aborted" && r.current === firstFailingWave && touchedLater === 0;
+  const rolloutCpu = cpuRollout();
+  const count = (o: string): number => r.devices.filter((d) => d.outcome === o).length;
+  say(`rollout: 1.2.0 over ${DEVICES} in waves of ${r.waves.map((w) => w.size).join(", ")}, ${badIds.length} planted self-test failures (${((badIds.length / DEVICES) * 100).toFixed(0)} %), max failure 5 %: ${r.state} in wave ${r.current + 1} (the first with a planted device: ${firstFailingWave + 1}) after ${rolloutSeconds.toFixed(1)} s; ${count("updated")} updated, ${count("failed")} failed, ${count("reverted")} reverted, ${count("waiting")} never touched; devices of later waves touched: ${touchedLater}; ${r.reason ?? ""}; cloud CPU ${rolloutCpu.toFixed(1)} s`);
+  Object.assign(result, {
+    rolloutState: r.state, rolloutStoppedWave: r.current + 1, rolloutFirstFailingWave: firstFailingWave + 1, // 1-based, as printed rolloutStoppedInFirstFailingWave: stoppedInFirstFailing,
+    rolloutSeconds: Number(rolloutSeconds.toFixed(1)), rolloutUpdated: count("updated"), rolloutFailed: count("failed"), rolloutUntouched: count("waiting"),
+  });
 
   // ---- wrap up ------------------------------------------------------------------------------------------
   clearInterval(rssTimer);
@@ -247,6 +280,7 @@ async function main(): Promise<void> {
   const targets = [
     [`devices ${DEVICES} ≥ 1000`, DEVICES >= 1000], [`failures ${failures} = 0`, failures === 0], [`seconds ${seconds.toFixed(1)} ≤ 60`, seconds <= 60],
     [`config p99 ${(percentile(configTimes, 99) / 1000).toFixed(2)} s < 5 s`, percentile(configTimes, 99) < 5000], [`round trip ${roundTripMs.toFixed(1)} ms < 15 ms`, roundTripMs < 15],
+    [`rollout stopped in the first failing wave`, stoppedInFirstFailing],
   ] as const;
   say(`targets: ${targets.map(([t, ok]) => `${t} ${ok ? "met" : "MISSED"}`).join("; ")}`);
   Object.assign(result, {
