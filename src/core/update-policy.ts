@@ -232,7 +232,7 @@ export class UpdateGate {
     } catch (e) {
       const err = e as ShadowOtaError;
       this.#ports.log.log("warn", "policy.invalid", { code: err.code, message: err.message });
-      this.#send("Failed", p.version, err.toReported());
+      this.#send("Failed", p.version, { ...err.toReported(), time: this.#ports.clock.epochSeconds() });
       return;
     }
     const clock = this.#ports.clock;
