@@ -9,7 +9,8 @@
  * 2. The manifest (manifest.json): platforms (esp32 and lin only, anything else an `error`), the esp32
  *    build variables PARTITIONS_FILE and SDKCONFIGPATH naming files that exist, every local include and
  *    module folder existing, creation.main having its source file, and the resources being exactly the
- *    DER names src/device/resources.ts reads (no `ca<N>` name: SecureSocket would trust it too).
+ *    DER names src/device/resources.ts reads, the signing key optional (no `ca<N>` name: SecureSocket would
+ *    trust it too).
  * 3. The partition table (PARTITIONS_FILE): valid by src/tools/partition-table.ts, a factory app, two OTA
  *    slots of equal size, one otadata, nvs, within the flash size the sdkconfig sets.
  * 4. The sdkconfig, MERGED the way mcconfig merges it for an esp32 build (tools/mcmanifest.js
@@ -30,7 +31,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 
-import { CERT_RESOURCES } from "../src/device/resources";
+import { CERT_RESOURCES, SIGNING_KEY_RESOURCE } from "../src/device/resources";
 import { loadPartitionCsv, otaSlots, PARTITION_TYPE, validatePartitions } from "../src/tools/partition-table";
 import { ShadowOtaError } from "../src/core/errors";
 
@@ -287,9 +288,10 @@ function checkModules(root: string, manifest: Record<string, unknown>, problem: 
 function checkResources(manifest: Record<string, unknown>, problem: (code: string, message: string) => void): void {
   const C = CHECK_DEVICE_CODES;
   const resources = isObject(manifest.resources) ? manifest.resources : {};
-  const have = Object.keys(resources).map((k) => `${k}.der`).sort();
+  // The certificates are required; the signing key (signed images, docs/signing.md) is optional.
+  const have = Object.keys(resources).map((k) => `${k}.der`).filter((n) => n !== SIGNING_KEY_RESOURCE).sort();
   const want = Object.values(CERT_RESOURCES).slice().sort();
-  if (have.join(",") !== want.join(",")) problem(C.CHECK_DEVICE_RESOURCES, `resources give ${have.join(", ") || "nothing"}; src/device/resources.ts reads ${want.join(", ")}`);
+  if (have.join(",") !== want.join(",")) problem(C.CHECK_DEVICE_RESOURCES, `resources give ${have.join(", ") || "nothing"}; src/device/resources.ts reads ${want.join(", ")} (and, optionally, ${SIGNING_KEY_RESOURCE})`);
   for (const [k, v] of Object.entries(resources)) {
     if (/^ca[0-9]*$/.test(k)) problem(C.CHECK_DEVICE_RESOURCES, `resource "${k}" would be trusted by SecureSocket as a CA besides the pinned one`);
     if (typeof v !== "string" || !v.endsWith(".der")) problem(C.CHECK_DEVICE_RESOURCES, `resource "${k}" must name a .der file`);

@@ -108,6 +108,12 @@ describe("the manifest", () => {
     expect(r.problems.map((p) => p.code)).toEqual([C.CHECK_DEVICE_RESOURCES, C.CHECK_DEVICE_RESOURCES]);
     expect(r.problems[1]!.message).toMatch(/trusted by SecureSocket/);
   });
+  test("the signing key resource is optional: with it the manifest passes, a misspelt one fails", () => {
+    editManifest((m) => { m.resources["ota-signing-key"] = "./build/ota-signing-key.der"; });
+    expect(codes()).toEqual([]);
+    editManifest((m) => { delete m.resources["ota-signing-key"]; m.resources["ota-signing"] = "./build/ota-signing-key.der"; });
+    expect(codes()).toEqual([C.CHECK_DEVICE_RESOURCES]);
+  });
   test("a local include or module folder that does not exist, and an entry point without source", () => {
     editManifest((m) => { m.include.push("./nowhere/manifest.json"); m.modules["extra/*"] = "./src/extra/*"; m.creation.main = "device/nomain"; });
     expect(codes()).toEqual([C.CHECK_DEVICE_MODULES, C.CHECK_DEVICE_MODULES, C.CHECK_DEVICE_MODULES]);
