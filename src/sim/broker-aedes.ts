@@ -15,7 +15,11 @@
  *   publish closes the connection (AWS does the same for a policy violation on MQTT 3.1.1). QoS 2 closes it
  *   too. RETAIN on a device's `$aws/...` publish closes it as well (AWS); elsewhere the flag is cleared
  *   (IoT Hub ignores it). A SUBSCRIBE at QoS 2 is granted QoS 1 (broker-fidelity.ts).
- * - Subscribe: devices only under their own roots; a refused filter gets SUBACK 0x80.
+ * - Subscribe: devices only under their own roots; a refused filter gets SUBACK 0x80, and so does a `$aws/`
+ *   filter over AWS's quotas (8 per SUBSCRIBE, 50 per connection; broker-fidelity.ts subscribeQuota).
+ * - Keepalive: the CONNECT's keepalive is replaced before aedes arms its timer by the one the device's cloud
+ *   applies (AWS 30–1200 s, 0 → 1200; IoT Hub at most 1177 s; `cloudOf`), so a silent device is dropped
+ *   when that cloud would drop it.
  * - Azure: a device's `$iothub/...` topics become `devices/{CN}/$iothub/...` on publish (authorizePublish)
  *   and subscribe (authorizeSubscribe; a persistent session stores and restores the rewritten filter),
  *   and deliveries to the device lose the prefix again
@@ -38,7 +42,7 @@
  * replaces `node:module`'s createRequire.
  *
  * Not here: shadow/twin behaviour (the services connect as ordinary clients with a service certificate),
- * persistent sessions beyond aedes's in-memory defaults, AWS's quotas.
+ * persistent sessions beyond aedes's in-memory defaults (no expiry), AWS's per-account and per-second quotas.
  */
 import * as net from "node:net";
 import * as tls from "node:tls";
@@ -52,7 +56,7 @@ import {
   AWS_MQTT_ALPN, AZURE_TOPIC_ROOT, BROKER_CODES, azureToBroker, brokerLimits, decidePublish, decideSubscribe,
   authenticateSas, deliveredTopic, identityOf, payloadLimitOf, type BrokerLimits, type Identity, type SasDeviceAuth,
 } from "./broker-policy";
-import { grantedQos, retainedPublish } from "./broker-fidelity";
+import { appliedKeepalive, grantedQos, retainedPublish, subscribeQuota, type SubscribeQuotaRule } from "./broker-fidelity";
 import { FramedConnection } from "./mqtt-frame-guard";
 import { CLOUD_SERVICE_IDENTITY, PKI_NAME_PATTERN, isReservedIdentity, type LocalPki } from "./pki";
 
@@ -71,6 +75,9 @@ export interface AedesBrokerOptions {
    *  the TLS handshake then no longer requires a certificate, CONNECT without a verified one must carry a
    *  valid token (broker-policy.ts authenticateSas), and the device is disconnected when its token expires. */
   sasAuth?: SasDeviceAuth;
+  /** Which cloud a device id belongs to, for the keepalive each cloud applies (broker-fidelity.ts
+   *  appliedKeepalive); undefined: not known (its keepalive is kept). A SAS device is an Azure one. */
+  cloudOf?: (deviceId: string) => "aws" | "azure" | undefined;
   log?: Log;
 }
 
@@ -106,17 +113,22 @@ function peerCn(socket: tls.TLSSocket): string | undefined {
   return typeof cn === "string" ? cn : undefined;
 }
 
+type ParsedSubscription = { topic: string; qos: number };
+
 /**
  * Both clouds grant at most QoS 1 (broker-fidelity.ts). aedes takes the granted QoS from the SUBSCRIBE as
  * parsed, before any hook runs, so the parsed packet is lowered here: a listener put ahead of aedes's own on
- * the client's mqtt-packet parser (`_parser`, aedes 1.x).
+ * the client's mqtt-packet parser (`_parser`, aedes 1.x). The same listener sees the whole SUBSCRIBE, which
+ * authorizeSubscribe (one filter at a time) does not, so it also hands each filter to `onSubscribe`
+ * (AWS's per-SUBSCRIBE and per-connection quotas).
  */
-function clampSubscribeQos(client: Client): void {
-  const parser = (client as unknown as { _parser?: { prependListener?(e: "packet", f: (p: { cmd?: string; subscriptions?: Array<{ qos: number }> }) => void): void } })._parser;
+function watchSubscribes(client: Client, onSubscribe: (subs: ParsedSubscription[]) => void): void {
+  const parser = (client as unknown as { _parser?: { prependListener?(e: "packet", f: (p: { cmd?: string; subscriptions?: ParsedSubscription[] }) => void): void } })._parser;
   if (parser?.prependListener === undefined) throw new Error("aedes client has no parser to clamp SUBSCRIBE QoS on");
   parser.prependListener("packet", (p) => {
     if (p.cmd !== "subscribe" || p.subscriptions === undefined) return;
     for (const s of p.subscriptions) s.qos = grantedQos(s.qos);
+    onSubscribe(p.subscriptions);
   });
 }
 
@@ -171,9 +183,39 @@ export class AedesBroker {
     const failed = (callback: string, client: Client | null, e: unknown): void =>
       log.log("error", "broker.callback-failed", { code: BROKER_CODES.BROKER_CALLBACK_FAILED, callback, clientId: client?.id ?? null, message: messageOf(e) });
 
+    /** Filters of a device's SUBSCRIBE over an AWS quota (subscribeQuota), by the parsed subscription. */
+    const overQuota = new WeakMap<object, SubscribeQuotaRule>();
+    const checkQuota = (client: Client, subs: ParsedSubscription[]): void => {
+      try {
+        if (who(client)?.kind !== "device") return;
+        const held = new Set(Object.keys((client as unknown as { subscriptions?: Record<string, unknown> }).subscriptions ?? {}));
+        subscribeQuota(subs.map((x) => x.topic), held).forEach((rule, i) => { if (rule !== undefined) overQuota.set(subs[i]!, rule); });
+      } catch (e) {
+        failed("subscribeQuota", client, e);
+      }
+    };
+
     const aedes = await loadAedes().Aedes.createBroker({
       drainTimeout: 10_000, // a frozen subscriber must not stall delivery to everyone (see aedes docs)
       connectTimeout: limits.connectTimeoutMs,
+      preConnect(client, packet, done) {
+        // The keepalive each cloud applies (broker-fidelity.ts appliedKeepalive); aedes arms its keepalive
+        // timer (1.5 × packet.keepalive) from this packet after authenticate.
+        try {
+          const cn = peers.get(client.conn);
+          const id = identityOf(cn, services);
+          const cloud = id?.kind === "device" ? options.cloudOf?.(id.name)
+            : id === undefined && options.sasAuth !== undefined && packet.username !== undefined ? "azure" : undefined;
+          const applied = appliedKeepalive(packet.keepalive ?? 0, cloud);
+          if (applied !== packet.keepalive) {
+            log.log("info", "broker.keepalive-applied", { clientId: String(packet.clientId).slice(0, 128), requested: packet.keepalive ?? 0, applied });
+            packet.keepalive = applied;
+          }
+        } catch (e) {
+          failed("preConnect", client, e);
+        }
+        done(null, true);
+      },
       authenticate(client, _username, _password, done) {
         let id: Identity | undefined;
         try {
@@ -231,6 +273,11 @@ export class AedesBroker {
         done(refusal === undefined ? null : new Error(refusal));
       },
       authorizeSubscribe(client, sub, done) {
+        const rule = overQuota.get(sub);
+        if (rule !== undefined) {
+          limit(rule, { clientId: client?.id ?? null, topic: String(sub.topic).slice(0, 256) });
+          return done(null, null); // SUBACK 0x80 for this filter; the connection stays up
+        }
         let d: ReturnType<typeof decideSubscribe>;
         try {
           const id = who(client);
@@ -331,7 +378,7 @@ export class AedesBroker {
         handshakes.full += socket.isSessionReused() ? 0 : 1;
         handshakes.resumed += socket.isSessionReused() ? 1 : 0;
         const client = aedes.handle(conn);
-        clampSubscribeQos(client);
+        watchSubscribes(client, (subs) => checkQuota(client, subs));
       } catch (e) {
         failed("secureConnection", null, e);
         socket.destroy();

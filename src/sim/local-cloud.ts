@@ -214,7 +214,7 @@ export class LocalCloud {
       const sas = loadSasKeys(dataDir, host);
       const sasClock = options.clock ?? new NodeClock();
       broker = brokerKind === "aedes"
-        ? await AedesBroker.start({ ...brokerOptions, sasAuth: { hubHost: () => sas.hubHost, keyFor: (id) => sas.keys.get(id), now: () => sasClock.epochSeconds() } })
+        ? await AedesBroker.start({ ...brokerOptions, sasAuth: { hubHost: () => sas.hubHost, keyFor: (id) => sas.keys.get(id), now: () => sasClock.epochSeconds() }, cloudOf: (id) => known.get(id) })
         : await MosquittoBroker.start({ ...brokerOptions, mode: "aws" });
       if (brokerKind === "mosquitto") azure = new AzureMosquittoInstances({ pki, host, log, ...limits });
       const main = await connectService(pki, host, broker.port, `${CLOUD_SERVICE_IDENTITY}-${process.pid}`);

@@ -3,7 +3,10 @@
  * string flow), end to end on the local cloud's aedes broker: the cloud's device connection string, a
  * token minted by the core (src/core/sas-token.ts) as MQTT password with no certificate, the twin served as
  * to an X.509 device; every refusal IoT Hub makes (wrong key, expired, another device's token, another hub,
- * client id ≠ device id, a device without a key, nothing at all) as CONNACK 5; the broker dropping a device
+ * client id ≠ device id, a device without a key, nothing at all, an X.509 device without its certificate or
+ * with one another CA signed) as CONNACK 5 — with SAS on, the TLS handshake no longer asks for a certificate,
+ * so CONNECT is where they are refused (without SAS, test/sim/broker-aedes.test.ts refuses them in the
+ * handshake); the broker dropping a device
  * whose token expires; and NodeMqttTransport renewing its token by reconnecting before expiry
  * (src/node/sas-credentials.ts). Loopback only; certificates are made at test time.
  */
@@ -17,6 +20,7 @@ import { NodeMqttTransport } from "../../src/node/mqtt-node";
 import { sasCredentialSource } from "../../src/node/sas-credentials";
 import { SimDevice } from "../../src/sim/device";
 import { LocalCloud } from "../../src/sim/local-cloud";
+import { LocalPki } from "../../src/sim/pki";
 import { MemoryLog } from "../core/fake-ports";
 import { waitUntil } from "./wait-until";
 
@@ -76,9 +80,17 @@ describe("what IoT Hub refuses is refused with CONNACK 5", () => {
     ["a client id that is not the device id", () => ["az-other", "127.0.0.1/az-other/?api-version=2021-04-12", deviceSasCredentials(cs(), now()).password]],
     ["an AWS thing (no symmetric key)", () => ["esp32-01", "127.0.0.1/esp32-01/?api-version=2021-04-12", buildSasToken(deviceResourceUri("127.0.0.1", "esp32-01"), cs().sharedAccessKey, Math.ceil(now()) + 600)]],
     ["neither certificate nor password", () => ["az-sas", undefined, undefined]],
+    ["an X.509 device (an AWS thing) with neither certificate nor password", () => ["esp32-01", undefined, undefined]],
   ])("%s", async (_what, args) => {
     const [id, u, p] = (args as () => [string, string | undefined, string | undefined])();
     await expect(connect(id, u, p)).rejects.toThrow(/Not authorized/i);
+  });
+
+  test("a certificate another CA signed, naming an X.509 device, passes the handshake (no certificate is required there any more) and is refused at CONNECT", async () => {
+    const stranger = LocalPki.open(path.join(dir, "other-ca")).client("esp32-01");
+    const before = log.lines.length;
+    await expect(connect("esp32-01", undefined, undefined, { cert: stranger.certPem, key: stranger.keyPem })).rejects.toThrow(/Not authorized/i);
+    expect(log.lines.slice(before).filter((l) => l.event === "broker.connect-refused").map((l) => l.fields?.["clientId"])).toEqual(["esp32-01"]);
   });
 
   test("the refusals are logged with their reason; none was a broker bug", () => {

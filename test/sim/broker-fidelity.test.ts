@@ -5,14 +5,20 @@
  * - a SUBSCRIBE at QoS 2 is granted QoS 1;
  * - a device's retained PUBLISH on its `$aws/...` shadow topic closes its connection and nothing is retained;
  * - on `$iothub/...` the flag is cleared and the publish goes through (aedes), or the connection is closed
- *   (mosquitto: it cannot clear the flag; documented as a difference).
+ *   (mosquitto: it cannot clear the flag; documented as a difference);
+ * - AWS's subscription quotas (8 filters per SUBSCRIBE, 50 per connection: SUBACK 0x80 beyond them) and
+ *   each cloud's keepalive range (AWS 30–1200 s, IoT Hub at most 1177 s) on aedes; mosquitto has no setting
+ *   for either (documented as a difference).
  */
 import * as path from "node:path";
 
-import { grantedQos, retainedPublish } from "../../src/sim/broker-fidelity";
+import * as tls from "node:tls";
+
+import { appliedKeepalive, grantedQos, retainedPublish, subscribeQuota } from "../../src/sim/broker-fidelity";
 import { AedesBroker } from "../../src/sim/broker-aedes";
 import { MosquittoBroker } from "../../src/sim/broker-mosquitto";
 import { CLOUD_SERVICE_IDENTITY, type Credentials } from "../../src/sim/pki";
+import { MemoryLog } from "../core/fake-ports";
 import { connectClient, publish, sleep, subscribe, testPki, waitFor, type TestClient } from "./broker-fixtures";
 import { describeEachBroker, noteMosquittoSkipped, type TestBroker } from "./mosquitto-gate";
 
@@ -27,6 +33,97 @@ describe("broker-fidelity rules", () => {
     expect(retainedPublish({ kind: "device", name: "d" }, "$aws/things/d/shadow/update")).toBe("refuse");
     expect(retainedPublish({ kind: "device", name: "d" }, "devices/d/$iothub/twin/PATCH/properties/reported/?$rid=1")).toBe("clear");
     expect(retainedPublish({ kind: "service", name: CLOUD_SERVICE_IDENTITY }, "$aws/things/d/shadow/update/delta")).toBe("clear");
+  });
+  it("AWS's subscription quotas: the 9th $aws filter of one SUBSCRIBE, and the 51st held by a connection, are refused", () => {
+    const f = (i: number): string => `$aws/things/d/shadow/name/s${i}/get/accepted`;
+    const nine = Array.from({ length: 9 }, (_, i) => f(i));
+    expect(subscribeQuota(nine, new Set())).toEqual([...Array(8).fill(undefined), "filters-per-subscribe"]);
+    expect(subscribeQuota([...nine.slice(0, 8), "$iothub/twin/res/#"], new Set())).toEqual(Array(9).fill(undefined)); // IoT Hub filters do not count
+    const held = new Set(Array.from({ length: 48 }, (_, i) => f(100 + i)));
+    expect(subscribeQuota([f(1), f(1), f(100), f(2), f(3)], held)).toEqual([undefined, undefined, undefined, undefined, "subscriptions-per-connection"]);
+  });
+  it("keepalive: AWS 30–1200 s (0 → 1200), IoT Hub at most 1177 s (0 → 1177), unknown clients unchanged", () => {
+    expect([0, 1, 29, 30, 60, 1200, 1201, 65535].map((k) => appliedKeepalive(k, "aws"))).toEqual([1200, 30, 30, 30, 60, 1200, 1200, 1200]);
+    expect([0, 1, 60, 1177, 1178].map((k) => appliedKeepalive(k, "azure"))).toEqual([1177, 1, 60, 1177, 1177]);
+    expect([0, 5, 5000].map((k) => appliedKeepalive(k, undefined))).toEqual([0, 5, 5000]);
+  });
+});
+
+describe("AWS subscription quotas and the clouds' keepalive on aedes", () => {
+  const { pki, cleanup } = testPki("broker-fidelity-quotas");
+  const log = new MemoryLog();
+  let broker: AedesBroker;
+  const open: TestClient[] = [];
+  beforeAll(async () => {
+    broker = await AedesBroker.start({ pki, log, cloudOf: (id) => (id.startsWith("az-") ? "azure" : id.startsWith("dev-") ? "aws" : undefined) });
+  });
+  afterEach(async () => { await Promise.all(open.splice(0).map((c) => c.end())); });
+  afterAll(async () => { await broker.close(); cleanup(); });
+
+  const shadow = (i: number): string => `$aws/things/dev-q/shadow/name/s${i}/update/delta`;
+  /** SUBSCRIBE at QoS 1; resolves with the SUBACK's return code per filter (128 = refused). */
+  const granted = (c: TestClient, topics: string[]): Promise<number[]> => new Promise((resolve, reject) => {
+    c.client.subscribe(topics, { qos: 1 }, (err, g) => {
+      const suback = (err as { packet?: { granted?: number[] } } | null)?.packet?.granted;
+      if (suback !== undefined) resolve(suback);
+      else if (err) reject(err);
+      else resolve((g ?? []).map((x) => x.qos));
+    });
+  });
+
+  it("a SUBSCRIBE of 9 shadow filters: 8 granted, the 9th refused (0x80); the connection stays up", async () => {
+    const c = await connectClient(broker.port, pki.client("dev-q"), "dev-q");
+    open.push(c);
+    expect(await granted(c, Array.from({ length: 9 }, (_, i) => shadow(i)))).toEqual([...Array(8).fill(1), 128]);
+    expect(c.closed).toBe(false);
+    expect(log.lines.filter((l) => l.event === "broker.limit" && l.fields?.rule === "filters-per-subscribe").map((l) => l.fields?.topic)).toEqual([shadow(8)]);
+  });
+
+  it("50 subscriptions per connection: the 51st is refused; resubscribing a held filter is not a new one; a new connection starts from 0", async () => {
+    const c = await connectClient(broker.port, pki.client("dev-q"), "dev-q");
+    open.push(c);
+    for (let i = 0; i < 50; i += 5) expect(await granted(c, Array.from({ length: 5 }, (_, j) => shadow(i + j)))).toEqual([1, 1, 1, 1, 1]);
+    expect(await granted(c, [shadow(50), shadow(3)])).toEqual([128, 1]);
+    await new Promise<void>((r, j) => c.client.unsubscribe(shadow(0), (e) => (e ? j(e) : r())));
+    expect(await granted(c, [shadow(50)])).toEqual([1]);
+    await c.end();
+    const d = await connectClient(broker.port, pki.client("dev-q"), "dev-q");
+    open.push(d);
+    expect(await granted(d, [shadow(60)])).toEqual([1]);
+  });
+
+  /** A raw CONNECT with `keepalive` seconds, then silence (no PINGREQ); resolves with the socket. */
+  async function silentConnect(name: string, keepalive: number): Promise<tls.TLSSocket> {
+    const creds = pki.client(name);
+    const s = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const x = tls.connect({ host: "127.0.0.1", port: broker.port, ca: creds.caPem, cert: creds.certPem, key: creds.keyPem }, () => resolve(x));
+      x.once("error", reject);
+    });
+    s.on("error", () => undefined);
+    const id = Buffer.from(name, "utf8");
+    const rest = Buffer.concat([Buffer.from([0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, keepalive >> 8, keepalive & 0xff, id.length >> 8, id.length & 0xff]), id]);
+    s.write(Buffer.concat([Buffer.from([0x10, rest.length]), rest]));
+    return s;
+  }
+
+  it("a device asking for keepalive 1 s is held to its cloud's minimum (AWS: 30 s): not dropped after 1.5 s of silence", async () => {
+    const s = await silentConnect("dev-k", 1);
+    let closed = false;
+    s.on("close", () => { closed = true; });
+    expect(await waitFor(() => log.lines.some((l) => l.event === "broker.keepalive-applied" && l.fields?.clientId === "dev-k"), 5_000)).toBe(true);
+    expect(log.lines.find((l) => l.event === "broker.keepalive-applied" && l.fields?.clientId === "dev-k")!.fields).toEqual({ clientId: "dev-k", requested: 1, applied: 30 });
+    await sleep(2_500); // aedes alone would have dropped it after 1.5 s
+    expect(closed).toBe(false);
+    s.destroy();
+  });
+
+  it("keepalive 0 (none) becomes AWS's 1200 s and IoT Hub's 1177 s; a client of no known cloud keeps its own", async () => {
+    const sockets = [await silentConnect("dev-z", 0), await silentConnect("az-z", 0), await silentConnect("other-z", 7)];
+    expect(await waitFor(() => log.lines.filter((l) => l.event === "broker.keepalive-applied" && /-z$/.test(String(l.fields?.clientId))).length >= 2, 5_000)).toBe(true);
+    await sleep(200);
+    expect(log.lines.filter((l) => l.event === "broker.keepalive-applied" && /-z$/.test(String(l.fields?.clientId))).map((l) => l.fields).sort((a, b) => String(a!.clientId).localeCompare(String(b!.clientId))))
+      .toEqual([{ clientId: "az-z", requested: 0, applied: 1177 }, { clientId: "dev-z", requested: 0, applied: 1200 }]);
+    for (const s of sockets) s.destroy();
   });
 });
 
