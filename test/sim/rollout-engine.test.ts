@@ -2,7 +2,9 @@
  * The rollout engine (src/sim/rollout.ts) over an in-memory fleet, for what the end-to-end test cannot make
  * happen on purpose: a process that stops between reading desired and writing it and resumes from its store,
  * a write that fails and is retried, a device that never answers before the wave's deadline, a store that
- * is not one; and the admin API's refusals for the rollout routes on a real local cloud (status and code).
+ * is not one; the admin API's refusals for the rollout routes on a real local cloud (status and code); and
+ * the fleet access through the vendors' SDKs alone (AWS SDK data plane, azure-iothub against the IoT Hub API
+ * on port 443 of a loopback address: skipped, and said so, without root or CAP_NET_BIND_SERVICE).
  * Time is a number the test moves; nothing waits on the clock.
  */
 import * as fs from "node:fs";
@@ -13,7 +15,7 @@ import { setPath } from "../../src/core/config-diff";
 import type { JsonObject } from "../../src/core/json";
 import { LocalCloud } from "../../src/sim/local-cloud";
 import { RolloutEngine, ROLLOUT_STORE_FILE, classify } from "../../src/sim/rollout";
-import type { FleetAccess, FleetDoc } from "../../src/sim/rollout-fleet";
+import { sdkFleet, type FleetAccess, type FleetDoc } from "../../src/sim/rollout-fleet";
 
 jest.setTimeout(60_000);
 
@@ -183,6 +185,47 @@ describe("rollout routes of the admin API", () => {
       const doc = await cloud.shadows.getShadow("esp32-01");
       expect(((doc?.["state"] as JsonObject | undefined)?.["desired"] as JsonObject | undefined)?.["config"]).toBeUndefined();
     } finally {
+      await cloud.close();
+    }
+  });
+});
+
+describe("fleet access through the SDKs", () => {
+  it("reads and patches AWS shadows with the AWS SDK and Azure twins with azure-iothub, no in-process fallback", async () => {
+    const hubHost = `127.${10 + (process.pid % 200)}.${Math.floor(Math.random() * 250) + 1}.${Math.floor(Math.random() * 250) + 1}`;
+    let cloud: LocalCloud;
+    try {
+      cloud = await LocalCloud.start({
+        dataDir: path.join(dir, "cloud"), certsDir: PKI, blobPort: false, iothub: { host: hubHost, port: 443 },
+        devices: [{ id: "esp32-01", cloud: "aws" }, { id: "az-01", cloud: "azure" }],
+      });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EACCES") throw e;
+      console.log(`binding ${hubHost}:443 needs root or CAP_NET_BIND_SERVICE: the azure-iothub rollout test is skipped`);
+      return;
+    }
+    const info = cloud.info();
+    const fleet = sdkFleet({ aws: info.awsDataPlane!, iothubConnectionString: info.iothub!.connectionString, caFile: path.join(PKI, "ca.cert.pem") });
+    try {
+      const targets = [{ id: "esp32-01", cloud: "aws" as const }, { id: "az-01", cloud: "azure" as const }];
+      const before = await fleet.read(targets);
+      expect(before.get("esp32-01")).toEqual({ desired: {}, reported: {} }); // no shadow yet: AWS's 404
+      expect(before.get("az-01")).toEqual({ desired: {}, reported: {} });
+      const res = await fleet.patch([
+        { id: "esp32-01", cloud: "aws", desired: { config: { firmware_version: "1.1.0" } } },
+        { id: "az-01", cloud: "azure", desired: { updateVersion: "1.1.0" } },
+      ]);
+      expect([...res.values()]).toEqual([undefined, undefined]);
+      expect((await cloud.twins.getTwin("az-01")).desired).toMatchObject({ updateVersion: "1.1.0" });
+      const after = await fleet.read(targets);
+      expect(after.get("esp32-01")).toEqual({ desired: { config: { firmware_version: "1.1.0" } }, reported: {} });
+      expect(after.get("az-01")).toEqual({ desired: { updateVersion: "1.1.0" }, reported: {} });
+      // A device the hub does not know: an Error for it alone.
+      const unknown = await fleet.read([{ id: "az-ghost", cloud: "azure" }, { id: "esp32-01", cloud: "aws" }]);
+      expect(unknown.get("az-ghost")).toBeInstanceOf(Error);
+      expect(unknown.get("esp32-01")).not.toBeInstanceOf(Error);
+    } finally {
+      fleet.close();
       await cloud.close();
     }
   });
