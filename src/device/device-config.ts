@@ -16,7 +16,10 @@
  *                        (aws: same as firmwareVersionPath, azure: firmwareVersion)
  *   mqttUser             MQTT user name; "" = none for AWS, `<host>/<thing>/?api-version=2021-04-12` for Azure
  *   alpn                 TLS ALPN protocol, "" = none (e.g. "x-amzn-mqtt-ca" for AWS IoT on port 443)
- *   keepaliveMs          MQTT keepalive in milliseconds (the SDK client's `timeout`)
+ *   keepaliveMs          MQTT keepalive in milliseconds
+ *   mqttClient           which SDK MQTT client the transport runs on: "419" (the ECMA-419 client,
+ *                        src/device/mqtt-419.ts: QoS 1, publish resolved on PUBACK) or "legacy" (the "mqtt"
+ *                        module, src/device/mqtt-moddable.ts: QoS 0); "" = "legacy"
  * OTA keys (OtaControllerConfig, src/core/ota-controller.ts; DeviceAppConfig, src/core/device-app.ts):
  *   firmwareBaseUrl      https base URL ending with "/" the images are fetched from ({base}1.0.5.bin on AWS,
  *                        {base}v1_0_5.bin on Azure); "" = none configured: every update is refused with
@@ -68,6 +71,7 @@ export interface DeviceConfig {
   mqttUser?: string;
   alpn?: string;
   keepaliveMs: number;
+  mqttClient: MqttClientKind;
   ota: DeviceOtaConfig;
   /** Absent when logLevel is "off". */
   logs?: DeviceLogsConfig;
@@ -93,6 +97,10 @@ export interface DeviceOtaConfig {
   updateReportKey: string;
   flashFile?: string;
 }
+
+/** The SDK MQTT clients the device app can run over (docs/moddable.md, "MQTT on the device"). */
+export type MqttClientKind = "419" | "legacy";
+export const DEFAULT_MQTT_CLIENT: MqttClientKind = "legacy";
 
 export const DEFAULT_PROJECT_NAME = "xs_esp32";
 export const DEFAULT_SELF_TEST_WINDOW_MS = 60_000;
@@ -250,11 +258,13 @@ export function parseDeviceConfig(raw: Record<string, unknown>): DeviceConfig {
   if (mqttUser === "" && cloud === "azure") mqttUser = `${host}/${thing}/?api-version=${AZURE_API_VERSION}`;
   const alpn = text(raw, "alpn", { required: false });
   const keepaliveMs = raw["keepaliveMs"] === undefined ? 60_000 : integer(raw, "keepaliveMs", 0, 65_535_000);
+  const mqttClient = text(raw, "mqttClient", { required: false }) || DEFAULT_MQTT_CLIENT;
+  if (mqttClient !== "419" && mqttClient !== "legacy") throw invalid("mqttClient", mqttClient, 'must be "419" or "legacy"');
 
   const ota = otaConfig(raw);
   const logs = logsConfig(raw);
 
-  const out: DeviceConfig = { cloud, thing, host, port, firmwareVersion, firmwareVersionPath, reportedFirmwarePath, keepaliveMs, ota };
+  const out: DeviceConfig = { cloud, thing, host, port, firmwareVersion, firmwareVersionPath, reportedFirmwarePath, keepaliveMs, mqttClient, ota };
   if (shadow !== "") out.shadowName = shadow;
   if (mqttUser !== "") out.mqttUser = mqttUser;
   if (alpn !== "") out.alpn = alpn;

@@ -6,7 +6,9 @@
  * Thin on purpose: it reads mc/config (device-config.ts), builds the Moddable ports and hands them to the one
  * app assembly every platform runs, `DeviceApp.start` (src/core/device-app.ts), exactly as the Node simulated
  * device (src/sim/device.ts) does. The ports:
- * - mqtt: ModdableMqttTransport (mqtt + SecureSocket; the pinned CA, client certificate and key resources);
+ * - mqtt: Mqtt419Transport (the SDK's ECMA-419 MQTT client over SecureSocket) or, with `mqttClient: "legacy"`,
+ *   ModdableMqttTransport (the legacy "mqtt" client over SecureSocket); both with the pinned CA, client
+ *   certificate and key resources;
  * - kv: PreferenceStore (NVS); clock: moddableClock (Timer/Time); log: TraceLog; restart: SystemRestart over
  *   platformRestart (esp_restart() on the ESP32, a re-exec of mcsim in the simulator: src/device/restart);
  * - slot: XsOtaSlot, the xsmc binding of the native OTA module (src/native/xs/ota-slot-xs.ts; on the
@@ -32,7 +34,8 @@ import { DEVICE_CODES } from "./device-errors";
 import { moddableHeap } from "./heap-moddable";
 import { ModdableHttpsSource } from "./https-moddable";
 import { moddableClock } from "./moddable-clock";
-import { ModdableMqttTransport } from "./mqtt-moddable";
+import { Mqtt419Transport } from "./mqtt-419";
+import { ModdableMqttTransport, type ModdableMqttOptions } from "./mqtt-moddable";
 import { PreferenceStore } from "./preference-kv";
 import { CERT_RESOURCES, SIGNING_KEY_RESOURCE } from "./resources";
 import { SystemRestart } from "./system-restart";
@@ -52,13 +55,13 @@ function resource(name: string): ByteBuffer {
 export function startDevice(rawConfig: Record<string, unknown>, log: Log): DeviceApp {
   const cfg = parseDeviceConfig(rawConfig);
   log.log("info", "device.start", {
-    cloud: cfg.cloud, thing: cfg.thing, host: cfg.host, port: cfg.port, firmwareVersion: cfg.firmwareVersion,
+    cloud: cfg.cloud, thing: cfg.thing, host: cfg.host, port: cfg.port, mqttClient: cfg.mqttClient, firmwareVersion: cfg.firmwareVersion,
     firmwareVersionPath: cfg.firmwareVersionPath.join("."), firmwareBaseUrl: cfg.ota.firmwareBaseUrl,
     firmwareHosts: cfg.ota.allowedHosts.join(","),
   });
 
   const ca = resource(CERT_RESOURCES.ca);
-  const mqttOptions: ConstructorParameters<typeof ModdableMqttTransport>[0] = {
+  const mqttOptions: ModdableMqttOptions = {
     host: cfg.host,
     port: cfg.port,
     clientId: cfg.thing,
@@ -100,7 +103,8 @@ export function startDevice(rawConfig: Record<string, unknown>, log: Log): Devic
 
   try {
     const app = DeviceApp.start({
-      mqtt: new ModdableMqttTransport(mqttOptions),
+      // The same options suit both (Mqtt419Options is a superset of ModdableMqttOptions).
+      mqtt: cfg.mqttClient === "legacy" ? new ModdableMqttTransport(mqttOptions) : new Mqtt419Transport(mqttOptions),
       kv: new PreferenceStore(),
       clock: moddableClock,
       log,

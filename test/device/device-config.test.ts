@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { parseDeviceConfig } from "../../src/device/device-config";
+import { DEFAULT_MQTT_CLIENT, parseDeviceConfig } from "../../src/device/device-config";
 import { DEVICE_CODES } from "../../src/device/device-errors";
 import { formatLogLine } from "../../src/device/trace-log";
 import { isShadowOtaError } from "../../src/core/errors";
@@ -34,7 +34,7 @@ describe("parseDeviceConfig with manifest.json's config", () => {
     expect(parseDeviceConfig(mcConfig())).toEqual({
       cloud: "aws", thing: "esp32-01", host: "localhost", port: 8883, firmwareVersion: "0.1.0",
       firmwareVersionPath: ["config", "firmware_version"], reportedFirmwarePath: ["config", "firmware_version"],
-      keepaliveMs: 60_000,
+      keepaliveMs: 60_000, mqttClient: "legacy",
       ota: {
         firmwareBaseUrl: "", allowedHosts: [], projectName: "xs_esp32", allowDowngrade: false,
         selfTestWindowMs: 60_000, updateReportKey: "firmwareUpdate",
@@ -49,6 +49,12 @@ describe("parseDeviceConfig with manifest.json's config", () => {
     expect(c.reportedFirmwarePath).toEqual(["firmwareVersion"]);
     expect(c.mqttUser).toBe("hub.example.test/dev-7/?api-version=2021-04-12");
     expect(c.shadowName).toBeUndefined();
+  });
+
+  it("takes mqttClient 419 or legacy; \"\" is the default", () => {
+    expect(parseDeviceConfig(mcConfig({ mqttClient: "419" })).mqttClient).toBe("419");
+    expect(parseDeviceConfig(mcConfig({ mqttClient: "legacy" })).mqttClient).toBe("legacy");
+    expect(parseDeviceConfig(mcConfig({ mqttClient: "" })).mqttClient).toBe(DEFAULT_MQTT_CLIENT);
   });
 
   it("accepts command-line strings for numbers and explicit paths", () => {
@@ -68,6 +74,7 @@ describe("parseDeviceConfig with manifest.json's config", () => {
     [{ port: "-1" }, "port"],
     [{ port: "1e3" }, "port"],
     [{ keepaliveMs: "x" }, "keepaliveMs"],
+    [{ mqttClient: "mqtt5" }, "mqttClient"],
     [{ firmwareVersion: "" }, "firmwareVersion"],
     [{ firmwareVersionPath: "config..fw" }, "firmwareVersionPath"],
     [{ firmwareVersionPath: "$version" }, "firmwareVersionPath"],

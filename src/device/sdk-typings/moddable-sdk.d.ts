@@ -174,3 +174,17 @@ declare module "securesocket" {
   }
   export default SecureSocket;
 }
+
+/**
+ * The SDK's ECMA-419 MQTT client (examples/io/tcp/mqttclient/mqttclient.js, SDK 8.2.3; not under modules/).
+ * Declared opaque on purpose: src/device/mqtt-419.ts describes the shape it relies on (read from the source)
+ * in its own interfaces and casts to them, because the SDK's typings for this module differ from its source
+ * (onControl with two parameters, no `write(null, …)`) and an mcconfig build checks against those.
+ */
+declare module "embedded:network/mqtt/client" {
+  class MQTTClient {
+    private constructor();
+    private readonly mqttClientBrand: unknown;
+  }
+  export default MQTTClient;
+}
