@@ -14,6 +14,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { CORE_TESTS } from "../stryker.config.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const REPORTS = join(ROOT, "reports/mutation");
@@ -34,6 +35,8 @@ function countsByFile(reportPath) {
         default: c.invalid++; // CompileError, RuntimeError
       }
     }
+    // Stale: the file has changed since the run (the report keeps the source it mutated).
+    c.stale = existsSync(join(ROOT, path)) && readFileSync(join(ROOT, path), "utf8") !== entry.source;
     out.set(path.replace(/\\/g, "/"), c);
   }
   return out;
@@ -74,9 +77,11 @@ export function printTable() {
   console.log("| file | score | killed | timeout | survived | no coverage | ignored (disabled) |");
   console.log("|---|---:|---:|---:|---:|---:|---:|");
   for (const [path, c] of byFile) {
-    console.log(`| ${path} | ${formatPercent(c)} | ${c.killed} | ${c.timeout} | ${c.survived} | ${c.noCoverage} | ${c.ignored} |`);
+    console.log(`| ${path} | ${formatPercent(c)}${c.stale ? " (stale: source changed since)" : ""} | ${c.killed} | ${c.timeout} | ${c.survived} | ${c.noCoverage} | ${c.ignored} |`);
   }
   console.log(`| **all** | **${formatPercent(total)}** | ${total.killed} | ${total.timeout} | ${total.survived} | ${total.noCoverage} | ${total.ignored} |`);
+  const missing = Object.keys(CORE_TESTS).filter((f) => !byFile.has(`src/core/${f}`));
+  if (missing.length > 0) console.log(`not measured (no report in reports/mutation): ${missing.join(", ")}`);
   const v = valid(total);
   console.log(`mutation score: ${v === 0 ? "n/a" : `${((100 * (total.killed + total.timeout)) / v).toFixed(1)}%`}`);
 }
