@@ -11,9 +11,15 @@ import { awsProtocol } from "../../src/core/cloud-protocol";
 import { computeDelta } from "../../src/core/config-diff";
 import { utf8Encode } from "../../src/core/utf8";
 
-for (const ctor of [Error, TypeError, RangeError, SyntaxError]) Object.freeze(ctor.prototype);
-Object.freeze(Object.prototype);
-Object.freeze(Array.prototype);
+// Only what is not frozen yet: in a Moddable app (npm run test:mcsim) the preload has frozen them already,
+// and Object.freeze on a preloaded prototype that holds an accessor (Object.prototype.__proto__) writes its
+// flags into the read-only preloaded heap: SIGSEGV in fxOrdinaryDefineOwnProperty with the SDK's XS 17.
+const freeze = (o: object): void => {
+  if (!Object.isFrozen(o)) Object.freeze(o);
+};
+for (const ctor of [Error, TypeError, RangeError, SyntaxError]) freeze(ctor.prototype);
+freeze(Object.prototype);
+freeze(Array.prototype);
 
 describe("the core with frozen built-ins (as after Moddable's preload)", () => {
   it("Error.prototype really is frozen here", () => {
