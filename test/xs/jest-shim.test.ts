@@ -14,7 +14,9 @@ class Point {
 class CodedError extends Error {
   constructor(readonly code: string, message: string) {
     super(message);
-    this.name = "CodedError";
+    // Defined, not assigned: in a Moddable app Error.prototype is frozen after preload, and assigning an
+    // inherited read-only `name` throws (as src/core/errors.ts does for ShadowOtaError).
+    Object.defineProperty(this, "name", { value: "CodedError", writable: true, configurable: true });
   }
 }
 
