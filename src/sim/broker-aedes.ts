@@ -41,8 +41,12 @@
  * Node's own loader (require(esm), Node >= 20.19), fetched with process.getBuiltinModule because Jest also
  * replaces `node:module`'s createRequire.
  *
+ * - Persistent sessions (clean session 0) are aedes's, in memory, and expire `sessionExpiryMs` after the
+ *   device disconnects (AWS's default hour): subscriptions and queued QoS 1 messages are dropped, and the next
+ *   CONNECT gets session present 0.
+ *
  * Not here: shadow/twin behaviour (the services connect as ordinary clients with a service certificate),
- * persistent sessions beyond aedes's in-memory defaults (no expiry), AWS's per-account and per-second quotas.
+ * persistent sessions across a broker restart, AWS's per-account and per-second quotas.
  */
 import * as net from "node:net";
 import * as tls from "node:tls";
@@ -78,8 +82,16 @@ export interface AedesBrokerOptions {
   /** Which cloud a device id belongs to, for the keepalive each cloud applies (broker-fidelity.ts
    *  appliedKeepalive); undefined: not known (its keepalive is kept). A SAS device is an Azure one. */
   cloudOf?: (deviceId: string) => "aws" | "azure" | undefined;
+  /** How long a device's persistent session (clean session 0) outlives its connection: its subscriptions
+   *  and queued QoS 1 messages are dropped that long after it disconnects, unless it reconnects first.
+   *  Default PERSISTENT_SESSION_EXPIRY_MS (AWS IoT Core's default, one hour). */
+  sessionExpiryMs?: number;
   log?: Log;
 }
+
+/** AWS IoT Core's default persistent-session expiry ("MQTT persistent sessions": one hour after the broker
+ *  detects the disconnect; adjustable on AWS up to 7 days). */
+export const PERSISTENT_SESSION_EXPIRY_MS = 3_600_000;
 
 type AedesModule = { Aedes: { createBroker(opts?: AedesOptions): Promise<Aedes> } };
 
@@ -357,6 +369,44 @@ export class AedesBroker {
         failed("unsubscribe", client, e);
       }
     });
+    // Persistent sessions expire (AWS: an hour after the disconnect); aedes alone keeps them forever.
+    const expiryMs = options.sessionExpiryMs ?? PERSISTENT_SESSION_EXPIRY_MS;
+    if (!Number.isSafeInteger(expiryMs) || expiryMs <= 0) throw new ShadowOtaError(BROKER_CODES.BROKER_OPTION_INVALID, `sessionExpiryMs must be a positive integer, not ${String(expiryMs)}`);
+    const expiries = new Map<string, ReturnType<typeof setTimeout>>();
+    const expire = async (clientId: string): Promise<void> => {
+      const p = (aedes as unknown as { persistence: {
+        cleanSubscriptions(c: { id: string }): Promise<void>;
+        outgoingStream(c: { id: string }): AsyncIterable<{ messageId?: number }>;
+        outgoingClearMessageId(c: { id: string }, packet: { messageId?: number }): Promise<unknown>;
+      } }).persistence;
+      const ghost = { id: clientId };
+      await p.cleanSubscriptions(ghost);
+      const queued: Array<{ messageId?: number }> = [];
+      for await (const packet of p.outgoingStream(ghost)) queued.push(packet);
+      for (const packet of queued) await p.outgoingClearMessageId(ghost, packet);
+      log.log("info", "broker.session-expired", { clientId, dropped: queued.length });
+    };
+    aedes.on("clientDisconnect", (client) => {
+      try {
+        if (client.clean || who(client)?.kind !== "device") return;
+        const id = client.id;
+        clearTimeout(expiries.get(id));
+        const timer = setTimeout(() => {
+          expiries.delete(id);
+          if ((aedes as unknown as { clients: Record<string, unknown> }).clients[id] !== undefined) return; // reconnected meanwhile
+          expire(id).catch((e: unknown) => failed("sessionExpiry", null, e));
+        }, Math.min(expiryMs, 2 ** 31 - 1));
+        timer.unref();
+        expiries.set(id, timer);
+      } catch (e) {
+        failed("clientDisconnect", client, e);
+      }
+    });
+    aedes.on("clientReady", (client) => {
+      const t = expiries.get(client.id);
+      if (t !== undefined) { clearTimeout(t); expiries.delete(client.id); }
+    });
+    aedes.on("closed", () => { for (const t of expiries.values()) clearTimeout(t); expiries.clear(); });
     aedes.on("clientError", (client, err) => log.log("info", "broker.client-error", { clientId: client.id, message: err.message }));
     aedes.on("connectionError", (_client, err) => {
       if (/connect did not arrive in time/.test(err.message)) limit("connect-timeout", { limit: limits.connectTimeoutMs });

@@ -216,3 +216,48 @@ function subscribe2(c: TestClient, topic: string): Promise<number[]> {
     c.client.subscribe(topic, { qos: 2 }, (err, granted) => (err ? reject(err) : resolve((granted ?? []).map((g) => g.qos))));
   });
 }
+
+describe("persistent sessions expire on aedes (AWS: an hour after the disconnect; here 400 ms)", () => {
+  const { pki, cleanup } = testPki("broker-fidelity-sessions");
+  const log = new MemoryLog();
+  let broker: AedesBroker;
+  const open: TestClient[] = [];
+  beforeAll(async () => { broker = await AedesBroker.start({ pki, log, sessionExpiryMs: 400 }); });
+  afterEach(async () => { await Promise.all(open.splice(0).map((c) => c.end())); });
+  afterAll(async () => { await broker.close(); cleanup(); });
+
+  const delta = "$aws/things/dev-s/shadow/update/delta";
+  async function persistent(): Promise<{ c: TestClient; sessionPresent: boolean }> {
+    const c = await connectClient(broker.port, pki.client("dev-s"), "dev-s", { clean: false });
+    const connack = (c.client as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket;
+    expect(connack).toBeDefined();
+    const sessionPresent = connack!.sessionPresent === true;
+    open.push(c);
+    return { c, sessionPresent };
+  }
+
+  it("a device back before the expiry finds its session and the QoS 1 message queued meanwhile; after it, nothing", async () => {
+    const svc = await connectClient(broker.port, pki.client(CLOUD_SERVICE_IDENTITY), "svc-s");
+    open.push(svc);
+    const first = await persistent();
+    await subscribe(first.c, delta);
+    await first.c.end();
+    // Back at once; a loaded machine may take longer than 400 ms, so this half is checked only when the
+    // expiry has not run yet (the log says).
+    await publish(svc, delta, '{"n":1}', { qos: 1 });
+    const back = await persistent();
+    const expiredEarly = log.lines.some((l) => l.event === "broker.session-expired");
+    if (!expiredEarly) {
+      expect(back.sessionPresent).toBe(true);
+      expect(await waitFor(() => back.c.received.length > 0, 5_000)).toBe(true);
+      expect(back.c.received.map((m) => m.payload)).toEqual(['{"n":1}']);
+    }
+    await back.c.end();
+    expect(await waitFor(() => log.lines.some((l) => l.event === "broker.session-expired" && l.fields?.clientId === "dev-s"), 10_000)).toBe(true);
+    await publish(svc, delta, '{"n":2}', { qos: 1 });
+    const later = await persistent();
+    expect(later.sessionPresent).toBe(false);
+    await sleep(300);
+    expect(later.c.received).toEqual([]); // neither the subscription nor a queued message survived
+  });
+});
