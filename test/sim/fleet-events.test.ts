@@ -8,12 +8,14 @@
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
+import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 
 import { ShadowOtaError } from "../../src/core/errors";
 import { runCli } from "../../src/sim/cli";
 import { deviceOfTopic, FLEET_CODES, FleetEvents, MAX_TEXT, releaseOfBlob, type FleetEvent } from "../../src/sim/fleet-events";
+import { serveFleetData } from "../../src/sim/fleet-page/fleet-http";
 import { LocalCloud } from "../../src/sim/local-cloud";
 import { MemoryLog } from "../core/fake-ports";
 import { connectClient, publish, type TestClient } from "./broker-fixtures";
@@ -335,5 +337,34 @@ describeMosquitto("on mosquitto (an Azure device on its own broker instance)", (
       await cloud.close();
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("a stream whose client stops reading", () => {
+  it("is closed once 1 MiB waits for it, instead of buffering without bound", async () => {
+    const fleet = new FleetEvents({ devices: () => new Map([["slow-01", "aws" as const]]) });
+    let closed = false;
+    const server = http.createServer((req, res) => {
+      res.on("close", () => { closed = true; });
+      if (!serveFleetData(fleet, req, res)) res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const socket = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+    await new Promise<void>((r) => socket.once("connect", r));
+    socket.pause(); // never reads: the kernel's buffers fill, then the server's
+    socket.write("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+    await waitUntil(() => (fleet.devices().length === 1 ? true : undefined));
+    let sent = 0;
+    // Bounded by count: each change is ~250 bytes, so 400,000 are ~100 MB, far beyond any socket buffer.
+    for (let i = 0; i < 400_000 && !closed; i++) {
+      fleet.seen("slow-01", "aws");
+      sent++;
+      if (i % 2000 === 0) await new Promise((r) => setImmediate(r));
+    }
+    expect(closed).toBe(true);
+    expect(sent).toBeLessThan(400_000);
+    socket.destroy();
+    fleet.close();
+    await new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });
   });
 });
