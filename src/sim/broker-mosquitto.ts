@@ -12,6 +12,9 @@
  * RETAIN: `retain_available false` — a client publishing with RETAIN set is disconnected and nothing is
  * stored, as AWS IoT Core does (broker-fidelity.ts); IoT Hub ignores the flag instead, which mosquitto cannot
  * do (it cannot clear it the way the aedes broker does), so on an Azure instance this is stricter than IoT Hub.
+ * Persistent sessions: `persistent_client_expiration 1h`, AWS's default expiry. AWS's subscription quotas and
+ * keepalive range have no mosquitto setting (its `max_keepalive` refuses a larger keepalive with CONNACK 2
+ * instead of applying the cloud's value), so they are not enforced here.
  * Limits (BrokerLimits, broker-policy.ts): `max_packet_size` is the cloud's payload limit plus
  * MQTT_HEADER_ALLOWANCE — AWS's 128 KB on the AWS instance, IoT Hub's 256 KB on an Azure device's — and a
  * client sending more is disconnected; `max_connections` is the per-address cap (every client of a loopback
@@ -175,6 +178,9 @@ function configText(dir: string, host: string, port: number, debug: boolean, lim
     "use_username_as_clientid true",
     "max_qos 1",
     "retain_available false",
+    // A persistent session is dropped an hour after its client left (AWS IoT Core's default expiry;
+    // mosquitto's smallest unit is the hour).
+    "persistent_client_expiration 1h",
     `max_connections ${limits.maxConnections}`,
     "",
   ].join("\n");

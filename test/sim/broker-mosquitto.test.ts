@@ -44,6 +44,9 @@ describeMosquitto("mosquitto, AWS mode", () => {
   test("runs, as the mosquitto user when started as root, with its config and key out of reach of others", () => {
     expect(broker.running).toBe(true);
     expect(broker.logLines().join("\n")).toMatch(/mosquitto version 2\.\d+\.\d+ running/);
+    // Persistent sessions expire after AWS's default hour (an hour cannot be waited for here: the setting is
+    // checked in the config this process runs with).
+    expect(fs.readFileSync(path.join(broker.runtimeDir, "mosquitto.conf"), "utf8")).toMatch(/^persistent_client_expiration 1h$/m);
     const st = fs.statSync(path.join(broker.runtimeDir, "server.key.pem"));
     expect(st.mode & 0o777).toBe(0o600);
     if (process.getuid?.() === 0) {
