@@ -2,7 +2,8 @@
  * The rollout's decision core (src/sim/rollout-core.ts) under random fleets, wave lists, thresholds and
  * failure patterns (fast-check, seeded, a fixed number of runs): it never has more devices started than its
  * waves allow, it stops as soon as the failure rate is above the threshold and starts nobody after that,
- * every started device ends with a verdict or reverted, and a rollout that never passes the threshold
+ * every started device ends with a verdict or reverted (devices that never answer fail at the wave's
+ * deadline, itself random), and a rollout that never passes the threshold
  * reaches every device its waves cover. Plus the wave grammar and the deadline, by example.
  */
 import fc from "fast-check";
@@ -37,25 +38,28 @@ describe("rollout decisions (property)", () => {
       fc.integer({ min: 0, max: 100 }),
       fc.double({ min: 0, max: 1, noNaN: true }),
       fc.integer({ min: 1, max: 1 << 30 }),
-      (n, items, maxPct, failP, seed) => {
+      fc.integer({ min: 5, max: 3600 }),
+      (n, items, maxPct, failP, seed, deadlineS) => {
         // Cumulative targets: sort by what they mean on this fleet so the list is valid.
         const resolve = (i: { count?: number; percent?: number }): number => (i.count ?? Math.ceil(((i.percent ?? 0) * n) / 100 - 1e-9));
         const spec = [...items].sort((a, b) => resolve(a) - resolve(b)).map((i) => i.text).join(",");
-        let r = createRollout({ id: "r", version: "1.1.0", devices: fleet(n), waves: spec, maxFailure: maxPct / 100, waveDeadlineMs: HOUR, createdAt: 0 });
+        let r = createRollout({ id: "r", version: "1.1.0", devices: fleet(n), waves: spec, maxFailure: maxPct / 100, waveDeadlineMs: deadlineS * 1000, createdAt: 0 });
         const covered = r.waves.reduce((s, w) => s + w.size, 0);
         let x = seed;
         const rand = (): number => { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; return (x >>> 0) / 2 ** 32; };
+        const silent = new Set(r.devices.filter(() => rand() < 0.1).map((d) => d.id)); // never answer
         let now = 0;
         let abortedAt: number | undefined;
         for (let tick = 0; tick < 10 * (r.waves.length + 2) + 4 * n; tick++) {
           const observed = new Map<string, Observation>();
           for (const d of toObserve(r)) {
+            if (silent.has(d.id)) continue;
             const u = rand();
             if (u < 0.4) observed.set(d.id, { outcome: rand() < failP ? "failed" : "updated" });
           }
           const before = r;
           r = written(step(r, { nowMs: now, inWindow: true, observed }));
-          now += 1000;
+          now += 1000 + Math.floor(rand() * deadlineS * 400); // on average a fifth of the deadline
           const started = r.devices.filter((d) => d.outcome !== "waiting").length;
           // Never more than the waves through the current one allow.
           expect(started).toBeLessThanOrEqual(allowedThrough(r, r.current));
