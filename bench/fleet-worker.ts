@@ -3,13 +3,18 @@
  * — SimDevice (the device app over mqtt.js, the native OTA slot on a flash file, the file NVS) per device —
  * against the local cloud the parent runs. Started with an IPC channel; the parent sends
  * `{ type: "start", ... }`; the worker prepares each device's flash file and answers `ready`; on `go` it
- * powers the devices on (answering `started`), and on `stop` it answers `stats` (errors, restarts, running
- * versions, memory, CPU) and exits. Devices log nothing (a fleet's logs would be the benchmark).
+ * powers the devices on (answering `started`); on `probe` it answers `probe` with each device's state
+ * (connection, OTA state, running version, restarts, downloads) and its event loop's delays, which is how
+ * the parent finds out why devices missed a deadline; on `stop` it answers `stats` (errors, restarts,
+ * running versions, memory, CPU) and exits — after closing its devices, but waiting at most
+ * CLOSE_WAIT_MS for them: a device that does not close in time is counted (`unclosed`), not waited for.
+ * Devices log nothing (a fleet's logs would be the benchmark).
  *
  * Not here: any measurement of latency (the parent times everything from the cloud's side).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 
 import { silentLog } from "../src/ports/log";
 import { SimDevice, SIM_PROJECT_NAME } from "../src/sim/device";
@@ -32,6 +37,10 @@ export interface FleetWorkerStart {
 }
 
 const devices: SimDevice[] = [];
+/** How long `stop` waits for the devices' close() before it sends its stats anyway. */
+export const CLOSE_WAIT_MS = 10_000;
+/** The event loop's delays from power-on (a loop blocked by synchronous work shows here). */
+const loopDelay = monitorEventLoopDelay({ resolution: 20 });
 /** Each device's power-on moment (epoch ms, performance.timeOrigin + now), sent with `started`. */
 const powerOn: Record<string, number> = {};
 /** Time spent inside SimDevice.start (synchronous: flash file, NVS, boot, the app), ms. */
@@ -55,6 +64,7 @@ async function start(m: FleetWorkerStart): Promise<void> {
     process.send!({ type: "ready" });
   });
   const cpu0 = process.cpuUsage();
+  loopDelay.enable();
   const t0 = performance.now();
   for (let i = 0; i < m.ids.length; i++) {
     const id = m.ids[i]!;
@@ -83,6 +93,29 @@ function cpuMs(u: NodeJS.CpuUsage): number {
   return (u.user + u.system) / 1000;
 }
 
+/** One device's state as `probe` reports it. */
+export interface FleetDeviceProbe {
+  id: string;
+  connected: boolean;
+  restarting: boolean;
+  ota: string;
+  running: string;
+  restarts: number;
+  boots: number;
+  downloads: number;
+  bytes: number;
+  errors: string[];
+}
+
+function probe(): void {
+  const ms = (ns: number): number => Math.round(ns / 1e6);
+  const states: FleetDeviceProbe[] = devices.map((d) => ({
+    id: d.id, connected: d.connected, restarting: d.restarting, ota: d.ota.state, running: d.runningVersion,
+    restarts: d.restarts.length, boots: d.boots, downloads: d.downloadRequests, bytes: d.bytesDownloaded, errors: d.errors.map((e) => e.code),
+  }));
+  process.send!({ type: "probe", devices: states, loopDelayMs: { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) } });
+}
+
 async function stop(): Promise<void> {
   const errors: Record<string, number> = {};
   for (const d of devices) for (const e of d.errors) errors[e.code] = (errors[e.code] ?? 0) + 1;
@@ -92,12 +125,18 @@ async function stop(): Promise<void> {
     running: devices.reduce<Record<string, number>>((acc, d) => { acc[d.runningVersion] = (acc[d.runningVersion] ?? 0) + 1; return acc; }, {}),
     maxRssMb: process.resourceUsage().maxRSS / 1024, cpuMs: cpuMs(process.cpuUsage()), startMs,
   };
-  await Promise.all(devices.map((d) => d.close().catch(() => undefined)));
-  process.send!(stats, () => process.exit(0));
+  // Bounded: the stats go out even when some device's close() never settles (they are counted).
+  let closed = 0;
+  await Promise.race([
+    Promise.all(devices.map((d) => d.close().catch(() => undefined).then(() => { closed++; }))),
+    new Promise((r) => setTimeout(r, CLOSE_WAIT_MS).unref()),
+  ]);
+  process.send!({ ...stats, unclosed: devices.length - closed }, () => process.exit(0));
 }
 
 process.on("message", (m: { type: string }) => {
   if (m.type === "start") void start(m as FleetWorkerStart).catch((e: unknown) => { process.send!({ type: "error", message: String(e) }); });
+  else if (m.type === "probe") probe();
   else if (m.type === "stop") void stop();
 });
 process.on("disconnect", () => process.exit(0));

@@ -26,7 +26,11 @@
  *    stop within the first wave that holds a planted device, and no later wave may get desired 1.2.0.
  * Around them: the cloud process's peak RSS and CPU time per phase (it also runs the observer), the
  * system's TCP listen-queue overflows (/proc/net/netstat, system-wide), the load average, the workers'
- * peak RSS and the errors the devices raised.
+ * peak RSS and the errors the devices raised. When devices miss the firmware deadline, the workers are
+ * probed and the devices that missed it are printed grouped by state (connected, OTA state, running
+ * version, restarts), with the workers' event-loop delays and the cloud's warnings and errors counted by
+ * event (`broker.limit` by rule). `--max-connections N` lowers the broker's per-address cap
+ * (maxConnectionsPerAddress, default 2,048) to reproduce a fleet at the cap with fewer devices.
  *
  * Output: lines per phase, then as the LAST line one JSON object: devices, seconds (firmware phase; null
  * when some device missed the deadline), failures (devices that did not reach a phase's state within its
@@ -45,7 +49,7 @@ import { cloudFleet } from "../src/sim/rollout-http";
 import { DEFAULT_FIRMWARE_CONTAINER, LocalCloud } from "../src/sim/local-cloud";
 import { CLOUD_SERVICE_IDENTITY } from "../src/sim/pki";
 import { buildImage } from "../src/tools/esp-image";
-import type { FleetWorkerStart } from "./fleet-worker";
+import type { FleetDeviceProbe, FleetWorkerStart } from "./fleet-worker";
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);
@@ -60,6 +64,7 @@ const WORKERS = Math.min(arg("--workers", 3), DEVICES);
 /** Power-on spread: 20 ms per device by default (20 s for 1,000), as a fleet's power-ons are spread. */
 const SPREAD_MS = process.argv.includes("--spread-ms") ? arg("--spread-ms", 1) : DEVICES * 20;
 const PROBES = 15;
+const MAX_CONNECTIONS = process.argv.includes("--max-connections") ? arg("--max-connections", 1) : undefined;
 const DEADLINE = { connect: 300_000, config: 120_000, firmware: 300_000, rollout: 600_000 };
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -134,7 +139,17 @@ async function main(): Promise<void> {
   say(`fleet bench: ${DEVICES} devices in ${WORKERS} workers, one local cloud (aedes, mutual TLS); ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
 
   const tCerts = performance.now();
-  const cloud = await LocalCloud.start({ dataDir: path.join(root, "cloud"), certsDir, adminPort: false });
+  // The cloud's warnings and errors, counted by event (and broker.limit by rule): why devices are refused.
+  const cloudEvents: Record<string, number> = {};
+  const cloudLog = { log(level: string, event: string, fields?: Record<string, unknown>): void {
+    if (level !== "warn" && level !== "error") return;
+    const key = event === "broker.limit" ? `${event}:${String(fields?.rule)}` : event;
+    cloudEvents[key] = (cloudEvents[key] ?? 0) + 1;
+  } };
+  const cloud = await LocalCloud.start({
+    dataDir: path.join(root, "cloud"), certsDir, adminPort: false, log: cloudLog,
+    ...(MAX_CONNECTIONS === undefined ? {} : { brokerLimits: { maxConnectionsPerAddress: MAX_CONNECTIONS } }),
+  });
   // One RSA key for the fleet (each device still has its own certificate and CN): generating 1,000 keys
   // would be the benchmark. The TLS work per connection is the same as with a key per device.
   const fleetKey = cloud.pki.client(ids[0]!).keyPem;
@@ -162,7 +177,9 @@ async function main(): Promise<void> {
   // ---- 1. connect ------------------------------------------------------------------------------------
   const overflows0 = listenOverflows();
   const workers: ChildProcess[] = [];
-  const workerStats: Array<Record<string, unknown>> = [];
+  const workerStats: Array<Record<string, unknown> | undefined> = [];
+  type ProbeAnswer = { devices: FleetDeviceProbe[]; loopDelayMs: { p50: number; p99: number; max: number } };
+  const probeWaiters: Array<((a: ProbeAnswer) => void) | undefined> = [];
   const powerOn: Record<string, number> = {};
   const ready: Array<Promise<void>> = [];
   for (let w = 0; w < WORKERS; w++) {
@@ -171,7 +188,8 @@ async function main(): Promise<void> {
     ready.push(new Promise<void>((resolve) => child.on("message", (m: { type: string }) => { if (m.type === "ready") resolve(); })));
     child.on("message", (m: { type: string; message?: string; powerOn?: Record<string, number> }) => {
       if (m.type === "started") Object.assign(powerOn, m.powerOn);
-      if (m.type === "stats") workerStats.push(m as Record<string, unknown>);
+      if (m.type === "stats") workerStats[w] = m as Record<string, unknown>;
+      if (m.type === "probe") probeWaiters[w]?.(m as unknown as ProbeAnswer);
       if (m.type === "error") console.error(`worker ${w}: ${m.message}`);
     });
     const start: FleetWorkerStart = {
@@ -241,6 +259,24 @@ async function main(): Promise<void> {
   const seconds = (fwTimes[fwTimes.length - 1] ?? NaN) / 1000;
   const fwCpu = cpuFw();
   say(`firmware: ${image.length} B image 1.1.0 set as desired on ${DEVICES}; ${fwTimes.length}/${DEVICES} reported 1.1.0, the last after ${seconds.toFixed(1)} s (p50 ${(percentile(fwTimes, 50) / 1000).toFixed(1)} s, p99 ${(percentile(fwTimes, 99) / 1000).toFixed(1)} s); cloud CPU ${fwCpu.toFixed(1)} s`);
+  if (notUpdated.length > 0) {
+    // Why: every worker says what each of its devices is doing; the devices that missed it, grouped by state.
+    const answers = await Promise.all(workers.map((wk, w) => new Promise<ProbeAnswer | undefined>((resolve) => {
+      const timer = setTimeout(() => { probeWaiters[w] = undefined; resolve(undefined); }, 30_000);
+      probeWaiters[w] = (a) => { clearTimeout(timer); probeWaiters[w] = undefined; resolve(a); };
+      wk.send({ type: "probe" });
+    })));
+    const missed = new Set(notUpdated);
+    const groups = new Map<string, string[]>();
+    for (const a of answers) for (const d of a?.devices ?? []) {
+      if (!missed.has(d.id)) continue;
+      const key = `${d.connected ? "connected" : d.restarting ? "restarting" : "not connected"}, OTA ${d.ota}, runs ${d.running}, ${d.restarts} restarts, ${d.downloads} downloads${d.errors.length > 0 ? `, errors ${d.errors.join(" ")}` : ""}`;
+      groups.set(key, [...(groups.get(key) ?? []), d.id]);
+    }
+    for (const [key, group] of [...groups].sort((x, y) => y[1].length - x[1].length)) say(`  not updated: ${group.length} × ${key} (e.g. ${group.slice(0, 3).join(", ")})`);
+    say(`  workers' event-loop delay since power-on: ${answers.map((a, w) => a === undefined ? `worker ${w} did not answer` : `p50 ${a.loopDelayMs.p50} ms, p99 ${a.loopDelayMs.p99} ms, max ${a.loopDelayMs.max} ms`).join("; ")}`);
+    say(`  cloud warnings and errors so far: ${JSON.stringify(cloudEvents)}`);
+  }
   // `seconds` only when every device got there: a deadline cut short is not a time to update the fleet.
   Object.assign(result, { seconds: notUpdated.length === 0 ? Number(seconds.toFixed(1)) : null, updated: fwTimes.length });
 
@@ -270,11 +306,18 @@ async function main(): Promise<void> {
   // ---- wrap up ------------------------------------------------------------------------------------------
   clearInterval(rssTimer);
   for (const w of workers) w.send({ type: "stop" });
-  await Promise.all(workers.map((w) => new Promise<void>((r) => { if (w.exitCode !== null) r(); else w.once("exit", () => r()); setTimeout(() => { w.kill("SIGKILL"); r(); }, 30_000); })));
+  // A worker sends its stats within its own bounded close (fleet-worker.ts CLOSE_WAIT_MS); one that has not
+  // exited 30 s after `stop` is killed, and said so below.
+  await Promise.all(workers.map((w) => new Promise<void>((r) => { if (w.exitCode !== null) r(); else w.once("exit", () => r()); setTimeout(() => { w.kill("SIGKILL"); r(); }, 30_000).unref(); })));
+  const silent = workers.map((_, w) => w).filter((w) => workerStats[w] === undefined);
+  if (silent.length > 0) say(`workers that sent no stats (killed or crashed; their figures are missing below): ${silent.join(", ")} of ${WORKERS}`);
+  const unclosed = workerStats.reduce((n, s) => n + ((s?.unclosed as number | undefined) ?? 0), 0);
+  if (unclosed > 0) say(`devices whose close() did not settle within the workers' wait: ${unclosed}`);
+  const answered = workerStats.filter((s): s is Record<string, unknown> => s !== undefined);
   const errors: Record<string, number> = {};
-  for (const s of workerStats) for (const [k, v] of Object.entries(s.errors as Record<string, number>)) errors[k] = (errors[k] ?? 0) + v;
-  const workerRss = workerStats.map((s) => Math.round(s.maxRssMb as number));
-  const startMs = workerStats.map((s) => s.startMs as { total: number; max: number });
+  for (const s of answered) for (const [k, v] of Object.entries(s.errors as Record<string, number>)) errors[k] = (errors[k] ?? 0) + v;
+  const workerRss = answered.map((s) => Math.round(s.maxRssMb as number));
+  const startMs = answered.map((s) => s.startMs as { total: number; max: number });
   const cloudCpu = process.cpuUsage();
   say(`cloud process: peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MB, CPU ${((cloudCpu.user + cloudCpu.system) / 1e6).toFixed(1)} s in all (phases: connect ${connectCpu.toFixed(1)}, config ${configCpu.toFixed(1)}, firmware ${fwCpu.toFixed(1)}); workers' peak RSS ${workerRss.join(", ")} MB, time inside SimDevice.start ${startMs.map((x) => `${(x.total / 1000).toFixed(1)} s (max ${x.max.toFixed(0)} ms)`).join(", ")}; device errors ${JSON.stringify(errors)}; load average now ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
   const targets = [
@@ -285,7 +328,7 @@ async function main(): Promise<void> {
   say(`targets: ${targets.map(([t, ok]) => `${t} ${ok ? "met" : "MISSED"}`).join("; ")}`);
   Object.assign(result, {
     failures, cloudPeakRssMb: Math.round(peakRss / 2 ** 20), cloudCpuSeconds: Number(((cloudCpu.user + cloudCpu.system) / 1e6).toFixed(1)),
-    workerPeakRssMb: workerRss, deviceErrors: errors, loadAverage: os.loadavg().map((l) => Number(l.toFixed(1))),
+    workerPeakRssMb: workerRss, deviceErrors: errors, workersSilent: silent.length, cloudWarnings: cloudEvents, loadAverage: os.loadavg().map((l) => Number(l.toFixed(1))),
   });
   await client.endAsync(true).catch(() => undefined);
   await cloud.close();

@@ -192,6 +192,8 @@ export class SimDevice {
   /** The running firmware version (the booted slot's descriptor). */
   get runningVersion(): string { return this.#app.ota.runningVersion; }
   get connected(): boolean { return this.#connected; }
+  /** True from a restart or power cut until the next power-on (the old app is being closed). */
+  get restarting(): boolean { return this.#cycling !== undefined; }
   /** Bytes the download handed to the slot in this power-on. */
   get bytesWritten(): number { return this.#slot.bytesWritten; }
 
