@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 /**
  * mcsim-run.mjs — runs a Moddable app built with `mcconfig -d -p lin` (its mc.so) in the SDK's Linux
- * simulator, headless, and prints what the app traces. Used by scripts/test-mcsim.mjs and for the runs in
- * docs/moddable.md.
+ * simulator, headless, and prints what the app traces. Used for the device-app runs in docs/moddable.md;
+ * scripts/test-mcsim.mjs uses only its `startXvfb` (its release app prints to stdout, no debugger).
  *
  * What it does, the way the SDK's own `xsbug-log` runs a simulator (tools/xsbug-log, `mcconfig -dl`):
  * listens for the debug connection on 127.0.0.1 (XSBUG_HOST/XSBUG_PORT, which the simulator's XS reads at
  * start), starts `$MODDABLE/build/bin/lin/release/mcsim <mc.so>` on an X display (its own Xvfb unless
- * --display is given), and reads the xsbug protocol with the SDK's parser (xsbug-log's xsbug-machine.js,
- * `npm install` in $MODDABLE/tools/xsbug-log once). Each trace line is printed as is; `--instruments`
+ * --display is given; see `startXvfb`), and reads the xsbug protocol with the SDK's parser (xsbug-log's
+ * xsbug-machine.js, `npm install` in $MODDABLE/tools/xsbug-log once). Each trace line is printed as is; `--instruments`
  * adds one line per sample the debug build sends (about one a second): `#instruments {"Chunk used": …}`.
  * Breaks (exceptions, debugger statements) are printed with their stack and resumed. Unlike xsbug-log it
  * never reads stdin and never runs `pkill mcsim`, so it can run beside other simulators.
@@ -27,6 +27,30 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import net from "node:net";
 import { join } from "node:path";
+
+/**
+ * Starts an X server of its own (Xvfb) and resolves once it accepts clients: { display, stop() }. Xvfb
+ * picks a free display number itself and writes it to a pipe when it is ready (-displayfd), so nothing
+ * waits on the clock and two runs beside each other never take the same display.
+ */
+export function startXvfb() {
+  return new Promise((resolvePromise, reject) => {
+    const xvfb = spawn("Xvfb", ["-displayfd", "3", "-screen", "0", "1024x768x24", "-nolisten", "tcp"], { stdio: ["ignore", "ignore", "pipe", "pipe"] });
+    let text = "";
+    let stderr = "";
+    xvfb.stderr.setEncoding("utf8").on("data", (d) => { stderr += d; });
+    xvfb.stdio[3].setEncoding("utf8").on("data", (d) => {
+      text += d;
+      if (!text.includes("\n")) return;
+      const stop = () => { if (xvfb.exitCode === null && xvfb.signalCode === null) xvfb.kill("SIGTERM"); };
+      resolvePromise({ display: `:${text.trim()}`, stop });
+    });
+    xvfb.on("error", (e) => reject(new Error(`cannot start Xvfb: ${e.message}`)));
+    xvfb.on("exit", (code, signal) => {
+      if (!text.includes("\n")) reject(new Error(`Xvfb exited (${signal ?? code}) before it was ready: ${stderr.trim().split("\n").slice(-3).join(" / ")}`));
+    });
+  });
+}
 
 /** Starts mcsim on `so` and resolves when the run ends: { code, reason }. `onLine` sees every output line. */
 export async function runMcsim(so, options = {}) {
@@ -48,9 +72,8 @@ export async function runMcsim(so, options = {}) {
   let xvfb;
   let display = options.display;
   if (!display) {
-    display = `:${90 + Math.floor(Math.random() * 800)}`;
-    xvfb = spawn("Xvfb", [display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"], { stdio: "ignore" });
-    await new Promise((r) => setTimeout(r, 1000));
+    xvfb = await startXvfb();
+    display = xvfb.display;
   }
 
   class PrintingMachine extends Machine {
@@ -134,7 +157,7 @@ export async function runMcsim(so, options = {}) {
   if (child.exitCode === null) child.kill("SIGTERM");
   for (const s of sockets) s.destroy();
   server.close();
-  if (xvfb) xvfb.kill("SIGTERM");
+  if (xvfb) xvfb.stop();
   process.off("SIGTERM", stop);
   process.off("SIGINT", stop);
   return result;

@@ -43,9 +43,10 @@ function xsPlugin(root, shim) {
 
 /**
  * Bundles test `file` (relative to `root`) into `outfile`: an entry that imports it and then runs its tests
- * through the shim's `runTests`. Returns esbuild's result; throws esbuild's error (with `.errors`) on failure.
+ * through the shim's `runTests`. `plugins`: more esbuild plugins, run before the XS one (test-mcsim.mjs
+ * adds one; test-xs.mjs none). Returns esbuild's result; throws esbuild's error (with `.errors`) on failure.
  */
-export function bundleTestFile({ root, shim, file, outfile, label }) {
+export function bundleTestFile({ root, shim, file, outfile, label, plugins = [] }) {
   const entry = [
     `import { runTests } from ${JSON.stringify(shim)};`,
     `let loadError;`,
@@ -61,7 +62,7 @@ export function bundleTestFile({ root, shim, file, outfile, label }) {
     mainFields: ["module", "main"],
     loader: { ".json": "json" },
     inject: [shim],
-    plugins: [xsPlugin(root, shim)],
+    plugins: [...plugins, xsPlugin(root, shim)],
     outfile,
     write: true,
     logLevel: "silent",
