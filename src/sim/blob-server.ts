@@ -20,6 +20,10 @@
  * announced length, serve another blob's bytes (and ETag), switch to chunked, or throttle. Throttling can
  * also be set for the whole server (`bytesPerSecond`).
  *
+ * Observers: `onPublish(listener)` calls the listener with each blob's BlobInfo once publish() has stored it
+ * (renamed into place), never for a refused one; a listener that throws is logged (`blobs.listener-threw`)
+ * and publish() still returns. The fleet view (fleet-events.ts) sees new releases this way.
+ *
  * Not here: authentication (the blobs are public, like a release bucket; publishing goes through the
  * admin API, src/sim/admin-http.ts), SAS tokens, multi-range bodies, compression.
  */
@@ -233,6 +237,7 @@ export class BlobServer {
   readonly #rules = new Map<string, FaultRule[]>();
   readonly #cache = new Map<string, Loaded>();
   readonly #log: Log;
+  readonly #listeners = new Set<(info: BlobInfo) => void>();
   #closed = false;
 
   private constructor(o: BlobServerOptions, server: https.Server, host: string, port: number) {
@@ -291,7 +296,22 @@ export class BlobServer {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     // The temporary file starts with a dot, so list() and GET never see it (BLOB_NAME_PATTERN).
     writeFileAtomic(path.join(dir, name), bytes, { mode: 0o644, tmp: path.join(dir, `.${name}.${process.pid}.tmp`) });
-    return this.info(container, name)!;
+    const info = this.info(container, name)!;
+    for (const l of [...this.#listeners]) {
+      try {
+        l(info);
+      } catch (e) {
+        this.#log.log("error", "blobs.listener-threw", { path: info.path, message: e instanceof Error ? e.message : String(e) });
+      }
+    }
+    return info;
+  }
+
+  /** Calls `listener` with every blob published from now on (see the header); returns the unsubscribe function. */
+  onPublish(listener: (info: BlobInfo) => void): () => void {
+    const own = (info: BlobInfo): void => listener(info); // one entry per call, even for the same function
+    this.#listeners.add(own);
+    return () => { this.#listeners.delete(own); };
   }
 
   /** A blob's size, ETag and URL; undefined when there is none. */

@@ -48,6 +48,11 @@
  * Why a log and not SQLite: no native dependency (node:sqlite needs Node 22.5+, the project supports 20.19),
  * records are whole JSON values the engines already produce, and the crash rules above fit in this file.
  *
+ * Observers: `onRecord(listener)` calls the listener with each record once it is durable and applied (after
+ * the fdatasync, in commit order, before the code awaiting the put goes on), never for a
+ * write that failed or was refused; a listener that throws is logged (`cloud-store.listener-threw`) and the
+ * store and the other listeners go on. The fleet view (fleet-events.ts) watches the store this way.
+ *
  * Not here: the shadow and twin rules (shadow-engine.ts, twin-engine.ts), rate-limit windows, pending
  * direct methods (not persisted: a restart starts them over), ordering between requests (the services).
  */
@@ -58,6 +63,7 @@ import * as zlib from "node:zlib";
 import { syncDirectory, writeFileAtomic } from "../node/atomic-file";
 import { ShadowOtaError } from "../core/errors";
 import { isJsonObject, type JsonObject } from "../core/json";
+import { silentLog, type Log } from "../ports/log";
 import { CLOUD_CODES } from "./cloud-errors";
 import { checkShadowTable, type ShadowTable, type StoredShadow } from "./shadow-engine";
 import { checkTwinTable, type StoredTwin, type TwinTable } from "./twin-engine";
@@ -96,7 +102,14 @@ export interface CloudStoreOptions {
   compactAfterBytes?: number;
   /** The commit's file operations (tests). */
   io?: Partial<CloudStoreIo>;
+  /** Where a throwing onRecord listener is logged (default: nowhere). */
+  log?: Log;
 }
+
+/** A record the store made durable: a shadow by its shadowKey (`thing` or `thing~name`), or a twin. */
+export type CloudStoreRecord =
+  | { kind: "shadow"; key: string; shadow: StoredShadow }
+  | { kind: "twin"; deviceId: string; twin: StoredTwin };
 
 const nodeIo: CloudStoreIo = {
   async write(fd, data, position) {
@@ -319,6 +332,8 @@ function replayLog(file: string, bytes: Buffer, data: CloudStoreData): number {
 
 interface Pending {
   line: Buffer | undefined;
+  /** What onRecord listeners see once it is durable (undefined for a flush marker). */
+  record: CloudStoreRecord | undefined;
   apply: () => void;
   resolve: () => void;
   reject: (e: Error) => void;
@@ -347,6 +362,8 @@ export class CloudStore {
   #draining: Promise<void> | undefined;
   #failed: ShadowOtaError | undefined;
   #closing: Promise<void> | undefined;
+  readonly #listeners = new Set<(r: CloudStoreRecord) => void>();
+  readonly #log: Log;
 
   private constructor(file: string, data: CloudStoreData, options: CloudStoreOptions) {
     this.path = file;
@@ -355,6 +372,7 @@ export class CloudStore {
     this.#io = { ...nodeIo, ...options.io };
     this.#compactAfter = options.compactAfterBytes ?? 1024 * 1024;
     this.#nextCompactAt = this.#compactAfter;
+    this.#log = options.log ?? silentLog;
   }
 
   /**
@@ -499,19 +517,29 @@ export class CloudStore {
    * read-only or failed.
    */
   putShadow(key: string, shadow: StoredShadow): Promise<void> {
-    return this.#append("s", key, shadow, () => put(this.#data.aws.shadows, key, shadow));
+    return this.#append({ kind: "shadow", key, shadow }, () => put(this.#data.aws.shadows, key, shadow));
   }
 
   /** Stores a twin (by device id); as putShadow. */
   putTwin(deviceId: string, twin: StoredTwin): Promise<void> {
-    return this.#append("t", deviceId, twin, () => put(this.#data.azure.twins, deviceId, twin));
+    return this.#append({ kind: "twin", deviceId, twin }, () => put(this.#data.azure.twins, deviceId, twin));
+  }
+
+  /**
+   * Calls `listener` with every record made durable from now on (see the header: after the fdatasync, in
+   * commit order, never for a failed or refused write; a throw is logged). Returns the unsubscribe function.
+   */
+  onRecord(listener: (record: CloudStoreRecord) => void): () => void {
+    const own = (r: CloudStoreRecord): void => listener(r); // one entry per call, even for the same function
+    this.#listeners.add(own);
+    return () => { this.#listeners.delete(own); };
   }
 
   /** Resolves once everything queued before it is durable (or has failed). */
   flush(): Promise<void> {
     if (this.#queue.length === 0 && this.#draining === undefined) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      this.#queue.push({ line: undefined, apply: () => undefined, resolve, reject: () => resolve() });
+      this.#queue.push({ line: undefined, record: undefined, apply: () => undefined, resolve, reject: () => resolve() });
       this.#kick();
     });
   }
@@ -559,19 +587,19 @@ export class CloudStore {
     this.#lock = undefined;
   }
 
-  #append(kind: "s" | "t", key: string, value: StoredShadow | StoredTwin, apply: () => void): Promise<void> {
+  #append(record: CloudStoreRecord, apply: () => void): Promise<void> {
     if (this.#lock === undefined || this.#closing !== undefined) {
       return Promise.reject(ioError(this.logPath, "write", new Error("the store is not open for writing (read-only load, or closed)")));
     }
     if (this.#failed !== undefined) return Promise.reject(this.#failed);
     let line: Buffer;
     try {
-      line = encodeRecord(kind, key, value);
+      line = record.kind === "shadow" ? encodeRecord("s", record.key, record.shadow) : encodeRecord("t", record.deviceId, record.twin);
     } catch (e) {
       return Promise.reject(ioError(this.logPath, "encode", e));
     }
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ line, apply, resolve, reject });
+      this.#queue.push({ line, record, apply, resolve, reject });
       this.#kick();
     });
   }
@@ -630,6 +658,17 @@ export class CloudStore {
     }
     for (const p of batch) p.apply();
     for (const p of batch) p.resolve();
+    if (this.#listeners.size > 0) for (const p of batch) if (p.record !== undefined) this.#notify(p.record);
+  }
+
+  #notify(record: CloudStoreRecord): void {
+    for (const l of [...this.#listeners]) {
+      try {
+        l(record);
+      } catch (e) {
+        this.#log.log("error", "cloud-store.listener-threw", { kind: record.kind, message: e instanceof Error ? e.message : String(e) });
+      }
+    }
   }
 
   #snapshotText(): string {

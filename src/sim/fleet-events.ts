@@ -6,14 +6,14 @@
  * Where it looks (it changes nothing it watches):
  * - accepted reported state: `watchStore(store)` sees every shadow and twin record the services store, once it
  *   is durable (cloud-store.ts resolves a put only then), whoever wrote it: a device's MQTT report, the AWS
- *   data plane, an admin update. It wraps the store object's `putShadow` / `putTwin` (their promise is passed
- *   on unchanged), so a rejected or failed write is never seen, and reads the classic shadow (`thing`, not
- *   `thing~name`) and the twin;
+ *   data plane, an admin update. It listens with the store's `onRecord` (called only for durable records, so
+ *   a rejected or failed write is never seen) and reads the classic shadow (`thing`, not `thing~name`) and
+ *   the twin;
  * - "last seen": `attachClient(client)` listens (it subscribes to nothing) to the messages the services'
  *   connection already receives from devices — shadow requests, twin requests and reports, method answers,
  *   log and health telemetry; `attachLink` does the same for an Azure device's own mosquitto instance;
- * - releases: `watchBlobs(blobs)` wraps the blob server's `publish` (the admin API's PUT /firmware, the CLI,
- *   the demo and the release tool all end there) and reads the existing blobs at start. A blob in the
+ * - releases: `watchBlobs(blobs)` listens with the blob server's `onPublish` (the admin API's PUT /firmware,
+ *   the CLI, the demo and the release tool all end in its `publish`) and reads the existing blobs at start. A blob in the
  *   default container named in a seed's convention (AWS `{version}.bin`, Azure `v1_1_0.bin`,
  *   src/core/firmware-url.ts) is a release of that version for that cloud's devices.
  *
@@ -49,7 +49,7 @@ import { ShadowOtaError } from "../core/errors";
 import { isJsonObject, type Json, type JsonObject } from "../core/json";
 import { compareSemver, trySemver } from "../core/semver";
 import { silentLog, type Log } from "../ports/log";
-import type { BlobInfo } from "./blob-server";
+import type { BlobInfo, BlobServer } from "./blob-server";
 import type { CloudStore } from "./cloud-store";
 import type { StoredShadow } from "./shadow-engine";
 import type { StoredTwin } from "./twin-engine";
@@ -238,7 +238,8 @@ export class FleetEvents {
   #delivering = false;
   #abort: AbortController | undefined;
   #sleep: { timer: NodeJS.Timeout; wake: () => void } | undefined;
-  readonly #unwrap: Array<() => void> = [];
+  /** Unsubscribe functions of the store's and blob server's observers. */
+  readonly #unwatch: Array<() => void> = [];
   #closed = false;
 
   /** Throws FLEET_WEBHOOK_URL_INVALID / FLEET_WEBHOOK_OPTION_INVALID for a bad webhook. */
@@ -256,34 +257,19 @@ export class FleetEvents {
   // ---- inputs ---------------------------------------------------------------------------------------
 
   /** Reads the store's devices as they are (no events) and from then on sees every record it stores. */
-  watchStore(store: CloudStore): void {
+  watchStore(store: Pick<CloudStore, "shadows" | "twins" | "onRecord">): void {
     for (const [key, shadow] of Object.entries(store.shadows)) if (!key.includes("~")) this.#onShadow(key, shadow, false);
     for (const [id, twin] of Object.entries(store.twins)) this.#onTwin(id, twin, false);
-    const putShadow = store.putShadow;
-    const putTwin = store.putTwin;
-    store.putShadow = (key: string, shadow: StoredShadow): Promise<void> => {
-      const p = putShadow.call(store, key, shadow);
-      if (!key.includes("~")) p.then(() => this.#guard(() => this.#onShadow(key, shadow, true)), () => undefined);
-      return p;
-    };
-    store.putTwin = (id: string, twin: StoredTwin): Promise<void> => {
-      const p = putTwin.call(store, id, twin);
-      p.then(() => this.#guard(() => this.#onTwin(id, twin, true)), () => undefined);
-      return p;
-    };
-    this.#unwrap.push(() => { store.putShadow = putShadow; store.putTwin = putTwin; });
+    this.#unwatch.push(store.onRecord((r) => {
+      if (r.kind === "twin") this.#guard(() => this.#onTwin(r.deviceId, r.twin, true));
+      else if (!r.key.includes("~")) this.#guard(() => this.#onShadow(r.key, r.shadow, true));
+    }));
   }
 
   /** Reads the published blobs (no events) and from then on sees every blob published. */
-  watchBlobs(blobs: { list(): BlobInfo[]; publish(container: string, name: string, bytes: Uint8Array): BlobInfo }): void {
+  watchBlobs(blobs: Pick<BlobServer, "list" | "onPublish">): void {
     for (const b of blobs.list()) this.#onBlob(b, false);
-    const publish = blobs.publish;
-    blobs.publish = (container: string, name: string, bytes: Uint8Array): BlobInfo => {
-      const info = publish.call(blobs, container, name, bytes);
-      this.#guard(() => this.#onBlob(info, true));
-      return info;
-    };
-    this.#unwrap.push(() => { blobs.publish = publish; });
+    this.#unwatch.push(blobs.onPublish((info) => this.#guard(() => this.#onBlob(info, true))));
   }
 
   /** Marks devices seen from the messages `client` receives (the services' shared connection). */
@@ -340,11 +326,11 @@ export class FleetEvents {
     return { url: this.#webhook.url, ...this.#stats, queued: this.#queue.length };
   }
 
-  /** Stops listening, restores what it wrapped, drops waiting webhook deliveries (aborting one in flight). Safe twice. */
+  /** Stops listening (store, blobs, MQTT links), drops waiting webhook deliveries (aborting one in flight). Safe twice. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const u of this.#unwrap.splice(0)) u();
+    for (const u of this.#unwatch.splice(0)) u();
     for (const l of this.#links.splice(0)) l.client.removeListener("message", l.listener);
     this.#listeners.clear();
     this.#queue.length = 0;

@@ -201,7 +201,7 @@ export class LocalCloud {
     const pki = LocalPki.open(certsDir, options.pki ?? {});
     let known: ReadonlyMap<string, CloudKind> = new Map();
     const fleet = new FleetEvents({ log, file: path.join(dataDir, "fleet-events.jsonl"), devices: () => known, ...(options.webhook === undefined ? {} : { webhook: options.webhook }) });
-    const store = CloudStore.open(dataDir);
+    const store = CloudStore.open(dataDir, { log });
     const clients: MqttClient[] = [];
     let broker: AedesBroker | MosquittoBroker | undefined;
     let azure: AzureMosquittoInstances | undefined;

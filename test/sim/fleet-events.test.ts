@@ -13,6 +13,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { ShadowOtaError } from "../../src/core/errors";
+import type { BlobInfo } from "../../src/sim/blob-server";
 import { runCli } from "../../src/sim/cli";
 import { deviceOfTopic, FLEET_CODES, FleetEvents, MAX_TEXT, releaseOfBlob, type FleetEvent } from "../../src/sim/fleet-events";
 import { serveFleetData } from "../../src/sim/fleet-page/fleet-http";
@@ -43,6 +44,20 @@ async function webhookReceiver(answers: number[] = []): Promise<Hook> {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as { port: number }).port;
   return { ...hook, url: `http://127.0.0.1:${port}/hook`, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+}
+
+/** The blob server's publish side without its HTTPS server (the webhook tests need only the events). */
+function fakeBlobs(): { list(): BlobInfo[]; onPublish(l: (b: BlobInfo) => void): () => void; publish(container: string, name: string, bytes: Uint8Array): BlobInfo } {
+  const listeners = new Set<(b: BlobInfo) => void>();
+  return {
+    list: () => [],
+    onPublish: (l) => { listeners.add(l); return () => { listeners.delete(l); }; },
+    publish: (container, name, bytes) => {
+      const info = { container, name, path: `${container}/${name}`, size: bytes.length, etag: '"e"', url: `https://x/${container}/${name}` };
+      for (const l of listeners) l(info);
+      return info;
+    },
+  };
 }
 
 describe("pure parts", () => {
@@ -226,7 +241,7 @@ describe("the webhook", () => {
   it("retries a failing receiver with backoff and gives up after its attempts, never holding up the cloud", async () => {
     const hook = await webhookReceiver([500, 503]);
     const fleet = new FleetEvents({ webhook: { url: hook.url, attempts: 3, backoffMs: 5 } });
-    const blobs = { list: () => [], publish: (container: string, name: string, bytes: Uint8Array) => ({ container, name, path: `${container}/${name}`, size: bytes.length, etag: '"e"', url: `https://x/${container}/${name}` }) };
+    const blobs = fakeBlobs();
     fleet.watchBlobs(blobs);
     blobs.publish("firmware", "1.0.0.bin", new Uint8Array(1));
     await waitUntil(() => (fleet.webhookStats()!.delivered === 1 ? true : undefined), 10_000, "delivered on the third try");
@@ -247,7 +262,7 @@ describe("the webhook", () => {
     const url = gone.url;
     await gone.close();
     const fleet = new FleetEvents({ webhook: { url, attempts: 2, backoffMs: 5, maxQueue: 2 } });
-    const blobs = { list: () => [], publish: (container: string, name: string, bytes: Uint8Array) => ({ container, name, path: `${container}/${name}`, size: bytes.length, etag: '"e"', url: `https://x/${container}/${name}` }) };
+    const blobs = fakeBlobs();
     fleet.watchBlobs(blobs);
     for (let i = 0; i < 5; i++) blobs.publish("firmware", `1.0.${i}.bin`, new Uint8Array(1));
     expect(fleet.events()).toHaveLength(5); // recorded at once, whatever the webhook does
