@@ -38,7 +38,7 @@
  * 1 KiB send buffer on the Linux simulator), the rest on its next writable message.
  */
 import SecureSocket from "securesocket";
-import { NoDelaySecureSocket } from "./mqtt-moddable";
+import { NoDelaySecureSocket } from "./no-delay-secure-socket";
 import { utf8Decode } from "../core/utf8";
 
 /** SecureSocket's callback messages (modules/network/socket/socket.js, securesocket.js). */

@@ -21,11 +21,11 @@
  * has the same contract and is tested against the local cloud.
  */
 import SdkClient, { type ClientOptions } from "mqtt";
-import SecureSocket from "securesocket";
 import Timer from "timer";
 import type { MqttTransport, MqttTransportEvents } from "../ports/mqtt-transport";
 import { backoffDelay, type RandomSource } from "../core/backoff";
 import { ShadowOtaError } from "../core/errors";
+import { NoDelaySecureSocket } from "./no-delay-secure-socket";
 
 /** The SDK parser's state "PUBLISH payload next" and MQTT's PUBLISH packet type (mqtt.js, SDK 8.2.3). */
 const PARSE_PUBLISH_PAYLOAD = 0x36;
@@ -52,19 +52,9 @@ class Client extends SdkClient {
   }
 }
 
-/**
- * SecureSocket with Nagle's algorithm off. The SDK client builds its socket as
- * `new Socket({host, port, secure})` (mqtt.js), with no way to pass `noDelay`; SecureSocket hands its whole
- * dictionary to the raw socket (securesocket.js `new Socket(dict)`), and the ESP32's lwIP socket turns Nagle
- * off when the dictionary says `noDelay: true` (modules/network/socket/lwip/modSocket.c, `tcp_nagle_disable`).
- * Without it a small PUBLISH after a small write can wait for the broker's delayed ACK. The Linux
- * simulator's socket (socket/lin/modSocket.c) has no such option and ignores the key.
- */
-export class NoDelaySecureSocket extends SecureSocket {
-  constructor(dictionary: { host: string; port: number; secure?: Record<string, unknown> }) {
-    super({ ...dictionary, noDelay: true });
-  }
-}
+// NoDelaySecureSocket (Nagle off on the ESP32) lives in its own module so that the ECMA-419 adapter can use it
+// without loading the legacy client; re-exported here for the code and tests that import it from this file.
+export { NoDelaySecureSocket } from "./no-delay-secure-socket";
 
 export interface ModdableMqttOptions {
   host: string;

@@ -7,7 +7,6 @@
  *
  * What this is not: a test of TLS or of the SDK's MQTT client (the simulator runs in docs/moddable.md).
  */
-jest.mock("mqtt", () => ({ __esModule: true, default: class Client {} }));
 jest.mock("securesocket", () => ({ __esModule: true, default: class SecureSocket {} }), { virtual: true });
 jest.mock("timer", () => ({ __esModule: true, default: { set: () => 0, clear: () => undefined } }), { virtual: true });
 

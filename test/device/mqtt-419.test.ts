@@ -29,7 +29,6 @@ jest.mock("timer", () => {
   };
 }, { virtual: true });
 jest.mock("embedded:network/mqtt/client", () => ({ __esModule: true, default: class Unused {} }), { virtual: true });
-jest.mock("mqtt", () => ({ __esModule: true, default: class Client {} }));
 jest.mock("securesocket", () => ({ __esModule: true, default: class SecureSocket {} }), { virtual: true });
 
 import type * as Mqtt419 from "../../src/device/mqtt-419";
