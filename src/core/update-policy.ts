@@ -156,7 +156,9 @@ export const CLOCK_UNSET_RECHECK_MS = 60_000;
 export class UpdateGate {
   readonly #ports: UpdateGatePorts;
   readonly #o: UpdateGateOptions;
-  #pending: { version: string; baseUrl: string | undefined; desired: JsonObject } | undefined;
+  /** The held version; `desiredVersion` is what desired named at the request (a direct method's version is
+   *  not in desired): the wait ends when desired names something else. */
+  #pending: { version: string; baseUrl: string | undefined; desired: JsonObject; desiredVersion: Json | undefined } | undefined;
   #reportedState: string | undefined;
   /** State, version and error of the last waiting report (not sent twice). */
   #lastKey: string | undefined;
@@ -176,7 +178,7 @@ export class UpdateGate {
   /** A desired version other than the running one (from DeviceAgent), with the whole desired document. */
   request(version: string, baseUrl: string | undefined, desired: JsonObject): void {
     if (this.#closed) return;
-    this.#pending = { version, baseUrl, desired };
+    this.#pending = { version, baseUrl, desired, desiredVersion: getPath(this.#o.desired?.() ?? desired, this.#o.firmwareVersionPath) };
     this.#evaluate();
   }
 
@@ -185,7 +187,7 @@ export class UpdateGate {
     const p = this.#pending;
     if (p === undefined || this.#closed) return;
     const wanted = getPath(desired, this.#o.firmwareVersionPath);
-    if (wanted !== p.version) {
+    if (wanted !== p.desiredVersion) {
       this.#endWait(wanted);
       return;
     }
@@ -220,7 +222,7 @@ export class UpdateGate {
     const now = this.#o.desired?.();
     if (now !== undefined) {
       const wanted = getPath(now, this.#o.firmwareVersionPath);
-      if (wanted !== p.version) {
+      if (wanted !== p.desiredVersion) {
         this.#endWait(wanted);
         return;
       }

@@ -8,7 +8,7 @@
 import { DeviceApp, type DeviceAppConfig } from "../../src/core/device-app";
 import type { JsonObject } from "../../src/core/json";
 import {
-  decide, inWindow, localMinute, minutesUntilOpen, parsePolicy, parseWindow, CLOCK_SET_AFTER,
+  decide, inWindow, localMinute, minutesUntilOpen, parsePolicy, parseWindow, CLOCK_SET_AFTER, UpdateGate,
 } from "../../src/core/update-policy";
 import { FakeMqtt, ManualClock, MemoryKv, MemoryLog, settle } from "./fake-ports";
 import { FakeFlash, FakeSlot, FakeSource, fakeImage, RecordingRestart } from "./ota-fakes";
@@ -205,5 +205,29 @@ describe("the update gate in the device app", () => {
     expect(d.source.opens).toHaveLength(0);
     await d.delta({ firmwareUpdatePolicy: { window: null } }); // fixed: the update starts
     expect(d.source.opens).toHaveLength(1);
+  });
+
+  it("a version from a direct method (not in desired) is not taken for a revert; a later desired version ends its wait", () => {
+    const clock = new ManualClock();
+    const started: string[] = [];
+    const reports: string[] = [];
+    let desired: JsonObject = { updateVersion: "1.0.0" };
+    const gate = new UpdateGate({ clock, log: new MemoryLog() }, {
+      running: "1.0.0", firmwareVersionPath: ["updateVersion"], start: (v) => started.push(v),
+      report: (u) => reports.push(String(u["state"])), otaReported: () => ({ state: "Idle" }), desired: () => desired,
+    });
+    gate.request("1.1.0", undefined, desired); // Azure direct method firmwareUpdate {"version":"1.1.0"}
+    expect(started).toEqual(["1.1.0"]);
+    desired = { updateVersion: "1.0.0", firmwareUpdatePolicy: { requireConsent: true } };
+    gate.request("1.2.0", undefined, desired);
+    expect(reports).toEqual(["WaitingConsent"]);
+    desired = { ...desired, firmwareUpdatePolicy: { requireConsent: true, accept: "1.2.0" } };
+    gate.onDesired(desired);
+    expect(started).toEqual(["1.1.0", "1.2.0"]);
+    gate.request("1.3.0", undefined, desired);
+    desired = { updateVersion: "1.4.0", firmwareUpdatePolicy: { requireConsent: true } }; // desired moves on
+    gate.onDesired(desired);
+    expect(reports).toEqual(["WaitingConsent", "WaitingConsent", "Idle"]);
+    expect(gate.waiting).toBeUndefined();
   });
 });
