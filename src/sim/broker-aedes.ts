@@ -43,7 +43,8 @@
  *
  * - Persistent sessions (clean session 0) are aedes's, in memory, and expire `sessionExpiryMs` after the
  *   device disconnects (AWS's default hour): subscriptions and queued QoS 1 messages are dropped, and the next
- *   CONNECT gets session present 0.
+ *   CONNECT gets session present 0. An Azure device's session keeps its subscriptions, but what was queued
+ *   for it is dropped when it reconnects (IoT Hub keeps no notification for a disconnected device).
  *
  * Not here: shadow/twin behaviour (the services connect as ordinary clients with a service certificate),
  * persistent sessions across a broker restart, AWS's per-account and per-second quotas.
@@ -57,7 +58,7 @@ import { ShadowOtaError } from "../core/errors";
 import type { Log } from "../ports/log";
 import { silentLog } from "../ports/log";
 import {
-  AWS_MQTT_ALPN, AZURE_TOPIC_ROOT, BROKER_CODES, azureToBroker, brokerLimits, decidePublish, decideSubscribe,
+  AWS_MQTT_ALPN, AZURE_TOPIC_ROOT, BROKER_CODES, azureToBroker, azureToDevice, brokerLimits, decidePublish, decideSubscribe,
   authenticateSas, deliveredTopic, identityOf, payloadLimitOf, type BrokerLimits, type Identity, type SasDeviceAuth,
 } from "./broker-policy";
 import { appliedKeepalive, grantedQos, retainedPublish, subscribeQuota, type SubscribeQuotaRule } from "./broker-fidelity";
@@ -313,6 +314,13 @@ export class AedesBroker {
           if (id === undefined) return null;
           const topic = deliveredTopic(id, packet.topic);
           if (topic === undefined) return null;
+          // IoT Hub keeps nothing for a disconnected device ("doesn't preserve desired properties update
+          // notifications for disconnected devices"): what a persistent session queued for an Azure device
+          // is dropped when aedes hands it over during the reconnect (before the client counts as connected).
+          if (id.kind === "device" && !client.connected && azureToDevice(id.name, packet.topic) !== undefined) {
+            log.log("info", "broker.offline-dropped", { clientId: client.id, topic: topic.slice(0, 256) });
+            return null;
+          }
           return topic === packet.topic ? packet : ({ ...packet, topic } as AedesPublishPacket);
         } catch (e) {
           failed("authorizeForward", client, e);

@@ -260,4 +260,26 @@ describe("persistent sessions expire on aedes (AWS: an hour after the disconnect
     await sleep(300);
     expect(later.c.received).toEqual([]); // neither the subscription nor a queued message survived
   });
+
+  it("an Azure device's persistent session keeps its subscriptions, but nothing queued while it was away is delivered (IoT Hub keeps no notification)", async () => {
+    const svc = await connectClient(broker.port, pki.client(CLOUD_SERVICE_IDENTITY), "svc-az");
+    open.push(svc);
+    const connect = async (): Promise<{ c: TestClient; sessionPresent: boolean }> => {
+      const c = await connectClient(broker.port, pki.client("az-s"), "az-s", { clean: false });
+      open.push(c);
+      return { c, sessionPresent: (c.client as unknown as { connackPacket: { sessionPresent: boolean } }).connackPacket.sessionPresent };
+    };
+    const first = await connect();
+    await subscribe(first.c, "$iothub/twin/PATCH/properties/desired/#");
+    await first.c.end();
+    await publish(svc, "devices/az-s/$iothub/twin/PATCH/properties/desired/?$version=2", '{"a":1,"$version":2}', { qos: 1 });
+    const back = await connect();
+    expect(back.sessionPresent).toBe(true);
+    expect(await waitFor(() => log.lines.some((l) => l.event === "broker.offline-dropped" && l.fields?.clientId === "az-s"), 5_000)).toBe(true);
+    // The subscription survived: a notification sent now arrives, and only it.
+    await publish(svc, "devices/az-s/$iothub/twin/PATCH/properties/desired/?$version=3", '{"a":2,"$version":3}', { qos: 1 });
+    expect(await waitFor(() => back.c.received.length > 0, 5_000)).toBe(true);
+    await sleep(200);
+    expect(back.c.received.map((m) => [m.topic, m.payload])).toEqual([["$iothub/twin/PATCH/properties/desired/?$version=3", '{"a":2,"$version":3}']]);
+  });
 });
