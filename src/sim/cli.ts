@@ -7,6 +7,7 @@
  *         [--iothub-host H]         also IoT Hub's service API on H:443 (azure-iothub needs 443; root or
  *                                   CAP_NET_BIND_SERVICE); the twin commands then go through azure-iothub
  *         [--webhook URL]           POST every fleet event there (docs/fleet-page.md); prints the fleet page's address
+ *         [--webhook-secret S]      sign those POSTs (HMAC-SHA256); better from SHADOW_OTA_WEBHOOK_SECRET (not in ps)
  *   device --id ID [--version 1.0.0]                                      run a simulated device (src/sim/device.ts)
  *   devices                                                               list known devices
  *   devices add ID aws|azure                                              issue a device certificate
@@ -63,7 +64,7 @@ export interface CliIo {
 const FLAGS = new Set(["--follow", "--json", "--all"]);
 
 const USAGE = `usage: npm run cloud -- <command> [--data-dir DIR]
-  start [--broker aedes|mosquitto] [--device ID:aws|azure]... [--port N] [--blob-port N] [--iothub-host H] [--webhook URL]
+  start [--broker aedes|mosquitto] [--device ID:aws|azure]... [--port N] [--blob-port N] [--iothub-host H] [--webhook URL [--webhook-secret S]]
   device --id ID [--version X.Y.Z]
   devices | devices add ID aws|azure
   shadow get THING [--name N] | shadow set-desired THING JSON [--name N] | shadow delete THING [--name N] | shadow list THING
@@ -393,15 +394,18 @@ async function runStart(options: Map<string, string[]>, dataDir: string, io: Cli
   const blobPort = options.get("--blob-port")?.at(-1);
   const iothubHost = options.get("--iothub-host")?.at(-1);
   const webhook = options.get("--webhook")?.at(-1);
+  // The secret is never printed; the environment keeps it out of `ps` (docs/fleet-page.md).
+  const secret = options.get("--webhook-secret")?.at(-1) ?? process.env["SHADOW_OTA_WEBHOOK_SECRET"];
+  if (webhook === undefined && options.has("--webhook-secret")) throw new UsageError("--webhook-secret needs --webhook URL");
   const cloud = await LocalCloud.start({
     broker, dataDir, devices, log: consoleLog({ base: { component: "cloud" } }), deviceLogs: { files: true },
     ...(port === undefined ? {} : { port: Number(port) }),
     ...(blobPort === undefined ? {} : { blobPort: Number(blobPort) }),
     ...(iothubHost === undefined ? {} : { iothub: { host: iothubHost } }),
-    ...(webhook === undefined ? {} : { webhook: { url: webhook } }),
+    ...(webhook === undefined ? {} : { webhook: { url: webhook, ...(secret === undefined ? {} : { secret }) } }),
   });
   io.print(`local cloud (${broker}) on mqtts://${cloud.host}:${cloud.mqttPort}, admin API ${cloud.adminUrl}, firmware at ${cloud.blobBaseUrl}; connection file ${path.join(dataDir, CLOUD_INFO_FILE)}`);
-  io.print(`fleet page: ${cloud.fleetPageUrl}${webhook === undefined ? "" : `; fleet events are POSTed to ${webhook}`}`);
+  io.print(`fleet page: ${cloud.fleetPageUrl}${webhook === undefined ? "" : `; fleet events are POSTed to ${webhook}${secret === undefined ? "" : " (signed)"}`}`);
   io.print("Ctrl-C stops it.");
   return new Promise<number>((resolve) => {
     const stop = (): void => { void cloud.close().then(() => resolve(0)); };

@@ -37,10 +37,13 @@
  * `x-shadow-ota-delivery: {seq}.{attempt}`) in order, one at a time; a network error, timeout, 408, 429 or 5xx
  * is retried up to `attempts` times in all with doubling delays, any other status is final. Delivery runs
  * beside the cloud and never holds it up: at most `maxQueue` events wait (the oldest are dropped and
- * counted). Counters in `webhookStats()`.
+ * counted). Counters in `webhookStats()`. With a `secret`, every try is signed after Stripe's scheme
+ * (`x-shadow-ota-signature: t=UNIX_SECONDS,v1=HEX`, the HMAC-SHA256 under the secret of `{t}.{body}`, the
+ * body's exact bytes; `webhookSignature`, `verifyWebhookSignature`); the secret is never logged or shown.
  *
  * Not here: the HTTP routes and the page (fleet-page/), the rollout engine (rollout*.ts).
  */
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { MqttClient } from "mqtt";
@@ -58,7 +61,8 @@ import type { StoredTwin } from "./twin-engine";
 export const FLEET_CODES = {
   /** The webhook URL is not an absolute http: or https: URL (`detail.url`, cut to 200 characters). */
   FLEET_WEBHOOK_URL_INVALID: "FLEET_WEBHOOK_URL_INVALID",
-  /** A webhook option out of range: attempts 1..20, backoffMs 1..60000, timeoutMs 1..120000, maxQueue ≥ 1. */
+  /** A webhook option out of range: attempts 1..20, backoffMs 1..60000, timeoutMs 1..120000, maxQueue ≥ 1,
+   *  secret a string of 1..1024 UTF-8 bytes (the message never holds the secret). */
   FLEET_WEBHOOK_OPTION_INVALID: "FLEET_WEBHOOK_OPTION_INVALID",
 } as const;
 
@@ -71,6 +75,11 @@ export const DEFAULT_WEBHOOK_TIMEOUT_MS = 5000;
 export const DEFAULT_WEBHOOK_MAX_QUEUE = 1000;
 const MAX_EVENT_FILE_BYTES = 1024 * 1024;
 const MAX_BACKOFF_MS = 8000;
+/** The header carrying the webhook signature. */
+export const WEBHOOK_SIGNATURE_HEADER = "x-shadow-ota-signature";
+/** How far a signature's timestamp may be from the receiver's clock by default (Stripe's default: 5 min). */
+export const DEFAULT_WEBHOOK_TOLERANCE_SECONDS = 300;
+const MAX_SECRET_BYTES = 1024;
 /** The container whose seed-named blobs are releases (local-cloud.ts DEFAULT_FIRMWARE_CONTAINER). */
 const RELEASE_CONTAINER = "firmware";
 
@@ -135,10 +144,14 @@ export interface WebhookOptions {
   timeoutMs?: number;
   /** Events waiting at most (default 1000); the oldest are dropped beyond. */
   maxQueue?: number;
+  /** Sign every POST with HMAC-SHA256 under this secret (header WEBHOOK_SIGNATURE_HEADER); never shown. */
+  secret?: string;
 }
 
 export interface WebhookStats {
   url: string;
+  /** Whether POSTs are signed (the secret itself is never shown). */
+  signed: boolean;
   delivered: number;
   /** Events given up on after their last try or a final status. */
   failed: number;
@@ -232,7 +245,7 @@ export class FleetEvents {
   readonly #releases = new Map<string, Map<CloudKind, BlobInfo>>();
   readonly #listeners = new Set<(c: FleetChange) => void>();
   readonly #links: Array<{ client: MqttClient; listener: (topic: string) => void }> = [];
-  readonly #webhook: Required<WebhookOptions> | undefined;
+  readonly #webhook: CheckedWebhook | undefined;
   readonly #queue: FleetEvent[] = [];
   readonly #stats = { delivered: 0, failed: 0, dropped: 0, lastError: null as string | null };
   #delivering = false;
@@ -323,7 +336,7 @@ export class FleetEvents {
 
   webhookStats(): WebhookStats | undefined {
     if (this.#webhook === undefined) return undefined;
-    return { url: this.#webhook.url, ...this.#stats, queued: this.#queue.length };
+    return { url: this.#webhook.url, signed: this.#webhook.secret !== undefined, ...this.#stats, queued: this.#queue.length };
   }
 
   /** Stops listening (store, blobs, MQTT links), drops waiting webhook deliveries (aborting one in flight). Safe twice. */
@@ -499,7 +512,7 @@ export class FleetEvents {
     }
   }
 
-  async #deliverOne(w: Required<WebhookOptions>, event: FleetEvent): Promise<void> {
+  async #deliverOne(w: CheckedWebhook, event: FleetEvent): Promise<void> {
     const body = JSON.stringify(event);
     for (let attempt = 1; attempt <= w.attempts && !this.#closed; attempt++) {
       let retry: boolean;
@@ -507,10 +520,10 @@ export class FleetEvents {
       this.#abort = abort;
       const timer = setTimeout(() => abort.abort(), w.timeoutMs);
       try {
-        const res = await fetch(w.url, {
-          method: "POST", body, signal: abort.signal, redirect: "manual",
-          headers: { "content-type": "application/json", "x-shadow-ota-event": event.type, "x-shadow-ota-delivery": `${event.seq}.${attempt}` },
-        });
+        const headers: Record<string, string> = { "content-type": "application/json", "x-shadow-ota-event": event.type, "x-shadow-ota-delivery": `${event.seq}.${attempt}` };
+        // Signed per try with the time of that try, so a retry an hour later is not refused as a replay.
+        if (w.secret !== undefined) headers[WEBHOOK_SIGNATURE_HEADER] = webhookSignature(w.secret, body, Math.floor(this.#now() / 1000));
+        const res = await fetch(w.url, { method: "POST", body, signal: abort.signal, redirect: "manual", headers });
         await res.arrayBuffer().catch(() => undefined);
         if (res.status >= 200 && res.status < 300) {
           this.#stats.delivered++;
@@ -537,7 +550,39 @@ export class FleetEvents {
   }
 }
 
-function checkWebhook(w: WebhookOptions): Required<WebhookOptions> {
+type CheckedWebhook = Required<Omit<WebhookOptions, "secret">> & { secret: string | undefined };
+
+/**
+ * The signature header's value for `body` (the exact bytes POSTed, as a string) sent at `timestamp` (Unix
+ * seconds): `t={timestamp},v1={hex HMAC-SHA256(secret, "{timestamp}.{body}")}` — Stripe's `Stripe-Signature`
+ * scheme; signing the timestamp with the body lets a receiver refuse a replayed old request.
+ */
+export function webhookSignature(secret: string, body: string, timestamp: number): string {
+  const mac = crypto.createHmac("sha256", secret).update(`${timestamp}.`).update(body).digest("hex");
+  return `t=${timestamp},v1=${mac}`;
+}
+
+/**
+ * A receiver's check of a signed POST: true when `header` (the WEBHOOK_SIGNATURE_HEADER value) holds a
+ * `v1` HMAC of `{t}.{body}` under `secret` (compared in constant time) and `t` is within `toleranceSeconds`
+ * (default 300) of `nowSeconds`. `body` must be the raw bytes received, not re-serialized JSON.
+ */
+export function verifyWebhookSignature(secret: string, header: string | undefined, body: string | Uint8Array, nowSeconds: number, toleranceSeconds = DEFAULT_WEBHOOK_TOLERANCE_SECONDS): boolean {
+  if (header === undefined) return false;
+  let t: number | undefined;
+  const macs: string[] = [];
+  for (const part of header.split(",")) {
+    const eq = part.indexOf("=");
+    const [k, v] = [part.slice(0, eq).trim(), part.slice(eq + 1).trim()];
+    if (k === "t" && /^[0-9]{1,15}$/.test(v)) t = Number(v);
+    else if (k === "v1" && /^[0-9a-f]{64}$/.test(v)) macs.push(v);
+  }
+  if (t === undefined || macs.length === 0 || Math.abs(nowSeconds - t) > toleranceSeconds) return false;
+  const expected = crypto.createHmac("sha256", secret).update(`${t}.`).update(body).digest();
+  return macs.some((m) => crypto.timingSafeEqual(Buffer.from(m, "hex"), expected));
+}
+
+function checkWebhook(w: WebhookOptions): CheckedWebhook {
   let url: URL | undefined;
   try { url = new URL(w.url); } catch { url = undefined; }
   if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
@@ -545,8 +590,11 @@ function checkWebhook(w: WebhookOptions): Required<WebhookOptions> {
   }
   const out = {
     url: url.href, attempts: w.attempts ?? DEFAULT_WEBHOOK_ATTEMPTS, backoffMs: w.backoffMs ?? DEFAULT_WEBHOOK_BACKOFF_MS,
-    timeoutMs: w.timeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS, maxQueue: w.maxQueue ?? DEFAULT_WEBHOOK_MAX_QUEUE,
+    timeoutMs: w.timeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS, maxQueue: w.maxQueue ?? DEFAULT_WEBHOOK_MAX_QUEUE, secret: w.secret,
   };
+  if (out.secret !== undefined && (typeof out.secret !== "string" || out.secret.length === 0 || Buffer.byteLength(out.secret) > MAX_SECRET_BYTES)) {
+    throw new ShadowOtaError(FLEET_CODES.FLEET_WEBHOOK_OPTION_INVALID, `webhook secret must be a string of 1..${MAX_SECRET_BYTES} UTF-8 bytes`, { detail: { option: "secret" } });
+  }
   const bad = (name: string, v: number, lo: number, hi: number): void => {
     if (!Number.isSafeInteger(v) || v < lo || v > hi) {
       throw new ShadowOtaError(FLEET_CODES.FLEET_WEBHOOK_OPTION_INVALID, `webhook ${name} must be an integer in ${lo}..${hi}, not ${String(v)}`, { detail: { option: name } });

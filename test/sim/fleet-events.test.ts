@@ -6,6 +6,7 @@
  * admin API as a release tool would. Bounded waits only (waitUntil); nothing on the wall clock.
  */
 import { spawn } from "node:child_process";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
@@ -15,7 +16,7 @@ import * as path from "node:path";
 import { ShadowOtaError } from "../../src/core/errors";
 import type { BlobInfo } from "../../src/sim/blob-server";
 import { runCli } from "../../src/sim/cli";
-import { deviceOfTopic, FLEET_CODES, FleetEvents, MAX_TEXT, releaseOfBlob, type FleetEvent } from "../../src/sim/fleet-events";
+import { deviceOfTopic, FLEET_CODES, FleetEvents, MAX_TEXT, releaseOfBlob, verifyWebhookSignature, webhookSignature, WEBHOOK_SIGNATURE_HEADER, type FleetEvent } from "../../src/sim/fleet-events";
 import { serveFleetData } from "../../src/sim/fleet-page/fleet-http";
 import { LocalCloud } from "../../src/sim/local-cloud";
 import { MemoryLog } from "../core/fake-ports";
@@ -28,7 +29,7 @@ jest.setTimeout(60_000);
 const PKI = path.join(os.tmpdir(), "shadow-ota-test-pki");
 noteMosquittoSkipped("test/sim/fleet-events.test.ts");
 
-interface Hook { url: string; received: Array<{ body: FleetEvent; headers: http.IncomingHttpHeaders }>; answers: number[]; close(): Promise<void> }
+interface Hook { url: string; received: Array<{ body: FleetEvent; raw: string; headers: http.IncomingHttpHeaders }>; answers: number[]; close(): Promise<void> }
 
 /** A webhook receiver on loopback: answers each POST with the next status of `answers` (then 200). */
 async function webhookReceiver(answers: number[] = []): Promise<Hook> {
@@ -37,7 +38,8 @@ async function webhookReceiver(answers: number[] = []): Promise<Hook> {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      hook.received.push({ body: JSON.parse(Buffer.concat(chunks).toString("utf8")) as FleetEvent, headers: req.headers });
+      const raw = Buffer.concat(chunks).toString("utf8");
+      hook.received.push({ body: JSON.parse(raw) as FleetEvent, raw, headers: req.headers });
       res.writeHead(hook.answers.shift() ?? 200).end();
     });
   });
@@ -58,6 +60,17 @@ function fakeBlobs(): { list(): BlobInfo[]; onPublish(l: (b: BlobInfo) => void):
       return info;
     },
   };
+}
+
+/**
+ * A receiver's check written from the documented scheme alone (docs/fleet-page.md), with node:crypto, not with
+ * the module's own verifier: `t=T,v1=HEX`, HEX = HMAC-SHA256(secret, "T." + the raw body).
+ */
+function receiverVerifies(secret: string, header: string | string[] | undefined, raw: string): boolean {
+  const m = typeof header === "string" ? /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header) : null;
+  if (m === null) return false;
+  const mac = crypto.createHmac("sha256", secret).update(`${m[1]!}.${raw}`, "utf8").digest();
+  return crypto.timingSafeEqual(mac, Buffer.from(m[2]!, "hex"));
 }
 
 describe("pure parts", () => {
@@ -82,6 +95,22 @@ describe("pure parts", () => {
     expect(code(() => new FleetEvents({ webhook: { url: "ftp://x/" } }))).toBe(FLEET_CODES.FLEET_WEBHOOK_URL_INVALID);
     expect(code(() => new FleetEvents({ webhook: { url: "not a url" } }))).toBe(FLEET_CODES.FLEET_WEBHOOK_URL_INVALID);
     expect(code(() => new FleetEvents({ webhook: { url: "http://127.0.0.1/", attempts: 0 } }))).toBe(FLEET_CODES.FLEET_WEBHOOK_OPTION_INVALID);
+    expect(code(() => new FleetEvents({ webhook: { url: "http://127.0.0.1/", secret: "" } }))).toBe(FLEET_CODES.FLEET_WEBHOOK_OPTION_INVALID);
+    expect(code(() => new FleetEvents({ webhook: { url: "http://127.0.0.1/", secret: "s".repeat(1025) } }))).toBe(FLEET_CODES.FLEET_WEBHOOK_OPTION_INVALID);
+  });
+  it("verifies a signature only with the right secret, the exact body and a recent timestamp", () => {
+    const body = '{"seq":1,"type":"updated"}';
+    const header = webhookSignature("s3cret", body, 1_800_000_000);
+    expect(header).toMatch(/^t=1800000000,v1=[0-9a-f]{64}$/);
+    expect(receiverVerifies("s3cret", header, body)).toBe(true);
+    expect(verifyWebhookSignature("s3cret", header, body, 1_800_000_000)).toBe(true);
+    expect(verifyWebhookSignature("s3cret", header, Buffer.from(body), 1_800_000_000 + 300)).toBe(true);
+    expect(verifyWebhookSignature("wrong", header, body, 1_800_000_000)).toBe(false);
+    expect(verifyWebhookSignature("s3cret", header, body.replace("1", "2"), 1_800_000_000)).toBe(false);
+    expect(verifyWebhookSignature("s3cret", header, body, 1_800_000_000 + 301)).toBe(false); // a replay, 5 min later
+    expect(verifyWebhookSignature("s3cret", header.replace("t=1800000000", "t=1800000100"), body, 1_800_000_100)).toBe(false); // t is signed
+    expect(verifyWebhookSignature("s3cret", undefined, body, 1_800_000_000)).toBe(false);
+    expect(verifyWebhookSignature("s3cret", "v1=00", body, 1_800_000_000)).toBe(false);
   });
 });
 
@@ -224,6 +253,18 @@ describe("through the local cloud", () => {
     }
   });
 
+  it("refuses an 'after' or Last-Event-ID that is not one sequence number with 400 ADMIN_QUERY_INVALID", async () => {
+    const auth = { authorization: `Bearer ${cloud.adminToken}` };
+    for (const q of ["after=abc", "after=-1", "after=1.5", "after=", "after=1&after=2", "after=9999999999999999"]) {
+      const r = await fetch(`${cloud.adminUrl}/events?${q}`, { headers: auth });
+      expect([q, r.status]).toEqual([q, 400]);
+      expect(await r.json()).toMatchObject({ code: "ADMIN_QUERY_INVALID", message: expect.stringContaining("after must be one event sequence number") });
+    }
+    const r = await fetch(`${cloud.adminUrl}/events`, { headers: { ...auth, "last-event-id": "x1" } });
+    expect(r.status).toBe(400);
+    expect(await r.json()).toMatchObject({ code: "ADMIN_QUERY_INVALID", message: expect.stringContaining("Last-Event-ID") });
+  });
+
   it("the static page needs no token, its data does", async () => {
     const page = await fetch(`${cloud.adminUrl}/fleet`);
     expect(page.status).toBe(200);
@@ -273,6 +314,49 @@ describe("the webhook", () => {
   });
 });
 
+describe("a signed webhook", () => {
+  it("signs every POST (HMAC-SHA256 over t.body): the receiver verifies it with the secret, a wrong secret fails; the secret is shown nowhere", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-fleet-signed-"));
+    const hook = await webhookReceiver([503]); // the first try fails: its retry is signed again
+    const secret = "whsec-0123456789abcdef";
+    const log = new MemoryLog();
+    const cloud = await LocalCloud.start({ dataDir: path.join(dir, "cloud"), certsDir: PKI, log, devices: [{ id: "fl-s", cloud: "aws" }], webhook: { url: hook.url, secret, backoffMs: 5 } });
+    try {
+      cloud.publishFirmware("firmware", "1.1.0.bin", Buffer.alloc(8));
+      await waitUntil(() => (hook.received.length === 2 ? true : undefined), 10_000, "two tries");
+      for (const r of hook.received) {
+        const header = r.headers[WEBHOOK_SIGNATURE_HEADER];
+        expect(receiverVerifies(secret, header, r.raw)).toBe(true);
+        expect(receiverVerifies("whsec-not-the-secret", header, r.raw)).toBe(false);
+        expect(receiverVerifies(secret, header, r.raw.replace('"size":8', '"size":9'))).toBe(false);
+        expect(verifyWebhookSignature(secret, header as string, r.raw, Math.floor(Date.now() / 1000), 3600)).toBe(true);
+      }
+      expect(hook.received.map((r) => r.headers["x-shadow-ota-delivery"])).toEqual(["1.1", "1.2"]);
+      const state = await (await fetch(`${cloud.adminUrl}/fleet/state`, { headers: { authorization: `Bearer ${cloud.adminToken}` } })).text();
+      expect(JSON.parse(state)).toMatchObject({ webhook: { signed: true, delivered: 1 } });
+      expect(state).not.toContain(secret);
+      expect(JSON.stringify(log.lines)).not.toContain(secret);
+    } finally {
+      await cloud.close();
+      await hook.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("an unsigned webhook sends no signature header", async () => {
+    const hook = await webhookReceiver();
+    const fleet = new FleetEvents({ webhook: { url: hook.url } });
+    const blobs = fakeBlobs();
+    fleet.watchBlobs(blobs);
+    blobs.publish("firmware", "1.0.0.bin", new Uint8Array(1));
+    const got = await waitUntil(() => hook.received[0], 10_000, "the POST");
+    expect(got.headers[WEBHOOK_SIGNATURE_HEADER]).toBeUndefined();
+    expect(fleet.webhookStats()!.signed).toBe(false);
+    fleet.close();
+    await hook.close();
+  });
+});
+
 describe("events on disk", () => {
   it("survive a restart of the cloud and their numbers go on", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-fleet-disk-"));
@@ -298,29 +382,34 @@ describe("events on disk", () => {
 
 describe("npm run cloud -- start --webhook URL", () => {
   const ROOT = path.resolve(__dirname, "..", "..");
-  it("prints the fleet page's address and POSTs a release published through the CLI to the webhook", async () => {
+  it("prints the fleet page's address and POSTs a release published through the CLI to the webhook, signed with the secret from the environment", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-fleet-cli-"));
     const hook = await webhookReceiver();
+    const secret = "cli-secret-5f0e2a";
     const child = spawn(path.join(ROOT, "node_modules", ".bin", "tsx"), ["src/sim/cli.ts", "start", "--data-dir", dir, "--device", "cli-01:aws", "--webhook", hook.url],
-      { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+      { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, SHADOW_OTA_WEBHOOK_SECRET: secret } });
     let out = "";
     child.stdout!.on("data", (c: Buffer) => { out += c.toString("utf8"); });
+    child.stderr!.on("data", (c: Buffer) => { out += c.toString("utf8"); });
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     try {
       const page = await waitUntil(() => /fleet page: (http:\/\/127\.0\.0\.1:\d+\/fleet#token=[0-9a-f]+)/.exec(out)?.[1], 30_000, "the fleet page line");
-      expect(out).toContain(`fleet events are POSTed to ${hook.url}`);
+      expect(out).toContain(`fleet events are POSTed to ${hook.url} (signed)`);
       const image = path.join(dir, "1.1.0.bin");
       fs.writeFileSync(image, Buffer.alloc(32, 7));
       const lines: string[] = [];
       expect(await runCli(["firmware", "publish", image, "--data-dir", dir], { print: (l) => lines.push(l), error: (l) => lines.push(l) })).toBe(0);
       const got = await waitUntil(() => hook.received[0], 10_000, "the webhook POST");
       expect(got.body).toMatchObject({ seq: 1, type: "release-published", release: { version: "1.1.0", cloud: "aws", name: "1.1.0.bin", size: 32, devices: [] } });
+      expect(receiverVerifies(secret, got.headers[WEBHOOK_SIGNATURE_HEADER], got.raw)).toBe(true);
+      expect(receiverVerifies("another-secret", got.headers[WEBHOOK_SIGNATURE_HEADER], got.raw)).toBe(false);
       // The token in the printed address's fragment opens the page's data.
       const [base, token] = page.split("/fleet#token=") as [string, string];
       expect((await fetch(`${base}/fleet/state`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
     } finally {
       child.kill("SIGTERM");
       await exited;
+      expect(out).not.toContain(secret); // never printed, not even in the cloud's log lines
       await hook.close();
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -331,6 +420,18 @@ describe("npm run cloud -- start --webhook URL", () => {
     const lines: string[] = [];
     const code = await runCli(["start", "--data-dir", dir, "--webhook", "file:///etc/passwd"], { print: (l) => lines.push(l), error: (l) => lines.push(l) }).catch((e: unknown) => e);
     expect(code instanceof ShadowOtaError ? code.code : lines.join("\n")).toMatch(/FLEET_WEBHOOK_URL_INVALID|not an absolute http/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("refuses --webhook-secret without --webhook (usage, exit 2) and an empty secret with the code, never echoing it", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-fleet-cli-"));
+    const lines: string[] = [];
+    const io = { print: (l: string) => lines.push(l), error: (l: string) => lines.push(l) };
+    expect(await runCli(["start", "--data-dir", dir, "--webhook-secret", "hush-hush-1"], io)).toBe(2);
+    expect(lines[0]).toMatch(/^--webhook-secret needs --webhook URL\nusage:/);
+    const code = await runCli(["start", "--data-dir", dir, "--webhook", "http://127.0.0.1:9/", "--webhook-secret", ""], io).catch((e: unknown) => e);
+    expect(code instanceof ShadowOtaError ? code.code : lines.join("\n")).toMatch(/FLEET_WEBHOOK_OPTION_INVALID|webhook secret must be/);
+    expect(lines.join("\n")).not.toContain("hush-hush-1");
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });

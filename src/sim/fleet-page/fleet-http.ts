@@ -7,7 +7,8 @@
  *   GET /events[?after=SEQ]       Server-Sent Events: `event: device` (a FleetDevice) and `event: fleet`
  *                                 (a FleetEvent, `id:` its seq); first every device, then the events after
  *                                 SEQ (or, with a Last-Event-ID header, after that), then everything live; a `: keep-alive`
- *                                 comment every 15 s
+ *                                 comment every 15 s; a SEQ (or Last-Event-ID) that is not one non-negative
+ *                                 integer is refused: 400 ADMIN_QUERY_INVALID
  *
  * /fleet/state and /events need the admin token like every other admin route (`Authorization: Bearer`).
  * A browser's EventSource cannot send that header, so the page does not use it: it reads /events with
@@ -78,6 +79,19 @@ export function serveFleetData(fleet: FleetEvents | undefined, req: http.Incomin
     return true;
   }
   if (p !== "/events") return false;
+  const query = new URLSearchParams((req.url ?? "").slice(p.length + 1));
+  // Checked before the stream limit: a malformed request is a 400 however many streams are open.
+  const header = req.headers["last-event-id"];
+  const [name, last] = header !== undefined ? ["the Last-Event-ID header", typeof header === "string" ? [header] : header] : ["after", query.getAll("after")];
+  if (last.length > 1 || (last.length === 1 && !/^[0-9]{1,15}$/.test(last[0]!))) {
+    // A bad value is refused, not read as 0: a client that meant to resume would get every event again.
+    const shown = last.join("&");
+    const body = JSON.stringify({ code: "ADMIN_QUERY_INVALID", message: `${name} must be one event sequence number (a non-negative integer), not ${JSON.stringify(shown.slice(0, 40))}` });
+    res.writeHead(400, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+    res.end(body);
+    return true;
+  }
+  const after = last.length === 1 ? Number(last[0]) : 0;
   let open = streams.get(fleet);
   if (open === undefined) { open = new Set(); streams.set(fleet, open); }
   if (open.size >= MAX_STREAMS) {
@@ -86,9 +100,6 @@ export function serveFleetData(fleet: FleetEvents | undefined, req: http.Incomin
     res.end(body);
     return true;
   }
-  const query = new URLSearchParams((req.url ?? "").slice(p.length + 1));
-  const last = req.headers["last-event-id"] ?? query.get("after") ?? "0";
-  const after = typeof last === "string" && /^[0-9]{1,15}$/.test(last) ? Number(last) : 0;
   res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-accel-buffering": "no" });
   const set = open;
   set.add(res);
