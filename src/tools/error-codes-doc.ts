@@ -28,6 +28,7 @@ export const SOURCES: ReadonlyArray<readonly [string, string, string]> = [
   ["src/sim/broker-policy.ts", "BROKER_CODES", "Local cloud brokers (src/sim/broker-*.ts)"],
   ["src/sim/pki.ts", "PKI_CODES", "Local certificate authority (src/sim/pki.ts)"],
   ["src/sim/mqtt-fault-proxy.ts", "PROXY_CODES", "MQTT fault proxy (src/sim/mqtt-fault-proxy.ts; tests and the CLI)"],
+  ["src/sim/fleet-events.ts", "FLEET_CODES", "Fleet view and its webhook (src/sim/fleet-events.ts; docs/fleet-page.md; never sent to a device)"],
   ["src/sim/rollout-errors.ts", "ROLLOUT_CODES", "Staged rollouts (src/sim/rollout*.ts, `npm run cloud -- rollout`; docs/rollout.md; never sent to a device)"],
   ["src/node/file-kv.ts", "KV_CODES", "Node key-value store (src/node/file-kv.ts, the simulator's NVS)"],
   ["src/tools/esp-image.ts", "ESP_IMAGE_CODES", "ESP32 image tool (src/tools/esp-image.ts)"],
