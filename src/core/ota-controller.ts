@@ -497,7 +497,8 @@ export class OtaController {
       .then((res) => {
         if (this.#closed || this.#record.state !== "PendingVerify") return;
         if (res === true) this.#confirm();
-        // Stryker disable next-line ObjectLiteral,MethodExpression: the detail is not reported.
+        // The detail is not reported (Stryker's ObjectLiteral and MethodExpression mutants of this else line are
+        // equivalent; a disable comment cannot reach an else branch, docs/mutation.md).
         else this.#failSelfTest(new ShadowOtaError(UPDATE_CODES.OTA_SELF_TEST_FAILED, `application check failed: ${String(res)}`, { detail: { reason: String(res).slice(0, 100) } }));
       }, (e: unknown) => {
         // Stryker disable next-line ConditionalExpression: #failSelfTest returns at once on a closed controller.
