@@ -11,6 +11,7 @@
 import { ShadowOtaError } from "../../src/core/errors";
 import { OTA_PROGRESS_KEY, SECTOR_SIZE } from "../../src/core/ota-controller";
 import type { ByteSource, ByteSourceRequest, ByteSourceResponse } from "../../src/ports/byte-source";
+import type { OtaBeginOptions } from "../../src/ports/ota-slot";
 import { FakeSource, fakeImage } from "./ota-fakes";
 import { BASE, CONFIG, Rig } from "./ota-rig";
 import { settle } from "./fake-ports";
@@ -255,6 +256,31 @@ describe("responses and requests to the source", () => {
     expect(r.ota.state).toBe("Staged");
     expect(r.ota.record).toStrictEqual({ state: "Staged", from: "1.0.0", to: "1.1.0", url: URL_110, durable: 20_000, attempt: 1 });
     expect(r.last()).toMatchObject({ state: "Staged", bytes: 20_000, total: null, percent: null });
+  });
+});
+
+describe("the slot's options", () => {
+  it("a configured signing key goes to begin() and resume(); without one the options carry no such member", async () => {
+    const key = Uint8Array.from({ length: 65 }, (_, i) => i);
+    for (const config of [{ ...CONFIG, signingKey: key }, CONFIG]) {
+      const r = new Rig(config);
+      const asked: Array<[string, OtaBeginOptions]> = [];
+      const begin = r.slot.begin.bind(r.slot);
+      const resume = r.slot.resume.bind(r.slot);
+      r.slot.begin = (o?: OtaBeginOptions) => { asked.push(["begin", { ...o }]); return begin(o); };
+      r.slot.resume = (offset: number, o?: OtaBeginOptions) => { asked.push(["resume", { ...o }]); return resume(offset, o); };
+      r.source.faults.push({ kind: "cut", at: 10_000 });
+      r.ota.request("1.1.0");
+      await run();
+      r.clock.advance(10_000);
+      await run();
+      expect(r.ota.state).toBe("Staged");
+      const options = config === CONFIG
+        ? { requireHash: true, minSecureVersion: 0, imageSize: 20_000 }
+        : { requireHash: true, minSecureVersion: 0, imageSize: 20_000, signingKey: key };
+      // resume() calls begin() itself in the fake slot, hence begin after resume.
+      expect(asked).toStrictEqual([["begin", options], ["resume", options], ["begin", options]]);
+    }
   });
 });
 
