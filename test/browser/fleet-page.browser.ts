@@ -3,7 +3,8 @@
  * package at /usr/bin/chromium (or $CHROMIUM), driven by puppeteer-core over the DevTools protocol; no
  * browser is downloaded — against a real local cloud on aedes with simulated devices (src/sim/device.ts:
  * the device app, the native OTA slot on a flash file, real ESP32 images over HTTPS), and an operator's
- * webhook (a local HTTP server here). Everything on 127.0.0.1.
+ * webhook (a local HTTP server here that takes only POSTs whose signature verifies under the shared secret,
+ * docs/fleet-page.md "Signatures"). Everything on 127.0.0.1.
  *
  * What it checks, in the order a person would see it (each case builds on the one before):
  *   1. the page, opened at the address `npm start` prints (token in the fragment), lists every device;
@@ -28,7 +29,7 @@ import * as path from "node:path";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import mqtt, { type MqttClient } from "mqtt";
 
-import type { FleetEvent } from "../../src/sim/fleet-events";
+import { verifyWebhookSignature, WEBHOOK_SIGNATURE_HEADER, type FleetEvent } from "../../src/sim/fleet-events";
 import { SELFTEST_FAIL_MARKER, SimDevice } from "../../src/sim/device";
 import { LocalCloud } from "../../src/sim/local-cloud";
 import { silentLog } from "../../src/ports/log";
@@ -75,6 +76,9 @@ let browser: Browser;
 let page: Page;
 const devices: SimDevice[] = [];
 const hooked: FleetEvent[] = [];
+/** The webhook's shared secret; a POST whose signature does not verify is answered 401 and not counted. */
+const HOOK_SECRET = `browser-test-${process.pid}`;
+let hookRefused = 0;
 let hookServer: http.Server;
 let raw: MqttClient | undefined;
 
@@ -83,7 +87,14 @@ async function startWebhook(): Promise<string> {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      hooked.push(JSON.parse(Buffer.concat(chunks).toString("utf8")) as FleetEvent);
+      const body = Buffer.concat(chunks);
+      const signature = req.headers[WEBHOOK_SIGNATURE_HEADER];
+      if (!verifyWebhookSignature(HOOK_SECRET, typeof signature === "string" ? signature : undefined, body, Math.floor(Date.now() / 1000))) {
+        hookRefused++;
+        res.writeHead(401).end();
+        return;
+      }
+      hooked.push(JSON.parse(body.toString("utf8")) as FleetEvent);
       res.writeHead(204).end();
     });
   });
@@ -180,6 +191,7 @@ test("a full update shows live progress, then Valid on 1.1.0, an event and the w
   check((await cellText("b-aws-01", "available")) === "", "nothing newer is available once it runs 1.1.0");
   const e = await untilNode("the webhook's POST", () => hooked.find((x) => x.type === "updated" && x.deviceId === "b-aws-01"));
   check(e.cloud === "aws" && e.from === "1.0.0" && e.to === "1.1.0" && e.version === "1.1.0", `webhook payload ${JSON.stringify(e)}`);
+  check(hookRefused === 0, `${hookRefused} webhook POSTs whose signature did not verify`);
 });
 
 test("a device's reported strings are shown as text, never as markup", async () => {
@@ -282,7 +294,7 @@ async function main(): Promise<number> {
   try {
     const hookUrl = await startWebhook();
     cloud = await LocalCloud.start({
-      dataDir: path.join(work, "cloud"), certsDir: path.join(os.tmpdir(), "shadow-ota-test-pki"), webhook: { url: hookUrl, backoffMs: 50 },
+      dataDir: path.join(work, "cloud"), certsDir: path.join(os.tmpdir(), "shadow-ota-test-pki"), webhook: { url: hookUrl, secret: HOOK_SECRET, backoffMs: 50 },
       devices: [{ id: "b-aws-01", cloud: "aws" }, { id: "b-az-01", cloud: "azure" }, { id: "b-az-02", cloud: "azure" }, { id: "b-evil", cloud: "aws" }],
       blobs: { bytesPerSecond: 128 * 1024 }, // about 2 s per image: the progress can be watched
     });
