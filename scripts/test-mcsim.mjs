@@ -281,7 +281,7 @@ function runFile(file, display) {
       const signal = status > 128 ? Object.keys(osConstants.signals).find((k) => osConstants.signals[k] === status - 128) ?? `signal ${status - 128}` : null;
       // After the marker, `times` prints the shell's own user and system time, then its children's (mcsim).
       const errLines = stderr.split("\n");
-      const at = errLines.lastIndexOf(CPU_PREFIX.trimEnd());
+      const at = errLines.map((l) => l.trimEnd()).lastIndexOf(CPU_PREFIX.trimEnd());
       const m = at >= 0 ? /^(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s$/.exec(errLines[at + 2] ?? "") : null;
       const cpuSec = m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) : undefined;
       if (at >= 0) stderr = errLines.slice(0, at).join("\n");

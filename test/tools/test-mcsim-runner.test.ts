@@ -61,7 +61,7 @@ const hasSdk = MODDABLE !== undefined && existsSync(path.join(MODDABLE, "build/b
     expect(lines[lines.length - 1]).toBe("1 passed, 2 failed");
     expect(r.status).toBe(1);
     expect(lines.find((l) => l.includes("endless-loop.xs.ts"))).toMatch(
-      /^FAIL {2}test\/tools\/fixtures\/endless-loop\.xs\.ts {2}0 passed, 1 failed \(.* s\) — stopped after 5 s of CPU time \(--cpu-limit; an endless loop\?\); last test started: .*spins forever$/);
+      /^FAIL {2}test\/tools\/fixtures\/endless-loop\.xs\.ts {2}0 passed, 1 failed \([\d.]+ s, [\d.]+ s CPU\) — stopped after 5 s of CPU time \(--cpu-limit; an endless loop\?\); last test started: .*spins forever$/);
     expect(lines.find((l) => l.includes("mcsim-pending.xs.ts"))).toMatch(/^FAIL {2}test\/tools\/fixtures\/mcsim-pending\.xs\.ts {2}0 passed, 1 failed \(/);
     expect(r.stdout).toMatch(/✕ test\/tools\/fixtures\/mcsim-pending\.xs\.ts › waits on a promise nobody resolves[^\n]*\n {8}Error: test "waits on a promise nobody resolves" never settled/);
     expect(lines.find((l) => l.includes("mcsim-pass.xs.ts"))).toMatch(/^PASS {2}test\/tools\/fixtures\/mcsim-pass\.xs\.ts {2}1 passed, 0 failed \(/);
