@@ -230,6 +230,15 @@ esp_err_t ota_writer_end(ota_writer_t *w)
      * was checked against this image's digest as it streamed; here: whose key, and does it verify). */
     if (w->parser.cfg.sign_key != NULL) {
         err = ota_sign_check(w->parser.cfg.sign_key, &w->parser);
+        if (err == OTA_ERR_SIGNATURE_MISSING || err == OTA_ERR_SIGNATURE_INVALID) {
+            /* The refused image is otherwise complete and valid to the bootloader, which tries every app
+             * slot when the selected one does not load (bootloader_utility_load_boot_image). Erasing its
+             * first sector takes its header away, so no fallback can ever boot it. The signature code is
+             * what the caller needs; an erase failure would leave the slot as it was (still unselected). */
+            writer_fail(w, err);
+            (void)w->hal->erase_sector(w->hal->ctx, &w->target, 0);
+            return err;
+        }
         if (err != ESP_OK) return writer_fail(w, err);
     }
     w->state = OTA_WRITER_ENDED;

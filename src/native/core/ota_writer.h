@@ -133,7 +133,8 @@ esp_err_t ota_writer_accept(ota_writer_t *w);
  * State ENDED: only now can ota_writer_set_boot switch the boot partition.
  * Errors (state FAILED): ESP_ERR_INVALID_STATE (not HEAD/HEAD_READY/WRITING), OTA_ERR_IMAGE_EMPTY,
  *   OTA_ERR_IMAGE_TRUNCATED, a sticky feed error, ESP_ERR_OTA_VALIDATE_FAILED (flash read-back does not
- *   verify), flash errors from read, OTA_ERR_SIGNATURE_MISSING / OTA_ERR_SIGNATURE_INVALID (key configured).
+ *   verify), flash errors from read, OTA_ERR_SIGNATURE_MISSING / OTA_ERR_SIGNATURE_INVALID (key configured;
+ *   the target's first sector is then erased, so the bootloader's fallback over all slots cannot boot it).
  */
 esp_err_t ota_writer_end(ota_writer_t *w);
 

@@ -284,7 +284,10 @@ static esp_err_t g_erase(void *c, const ota_partition_t *p, uint32_t off)
     check_target(p, off, OTA_SECTOR_SIZE, "erase");
     CHECK(off % OTA_SECTOR_SIZE == 0, "misaligned erase %u", off);
     uint32_t s = off / OTA_SECTOR_SIZE;
-    CHECK(!guard.erased[s], "sector %u erased twice in one session", s);
+    /* The one allowed second erase: end() takes the header of an image refused for its signature. */
+    bool sig_refusal = guard.w->state == OTA_WRITER_FAILED && s == 0 &&
+                       (guard.w->error == OTA_ERR_SIGNATURE_MISSING || guard.w->error == OTA_ERR_SIGNATURE_INVALID);
+    CHECK(!guard.erased[s] || sig_refusal, "sector %u erased twice in one session", s);
     guard.erased[s] = true;
     guard.ops++;
     return guard.inner->erase_sector(guard.inner->ctx, p, off);
