@@ -14,6 +14,8 @@
  *   request(v)       PendingVerify                -> PendingVerify (refused: OTA_UPDATE_WHILE_PENDING;
  *                                                                   taken up again once Valid)
  *   request(v')      Downloading(v)               -> Downloading(v') (the running download is aborted)
+ *   cancel(v)        Downloading(v)|Verifying(v)  -> Idle (OTA_UPDATE_CANCELLED; slot aborted, boot partition
+ *                                                                   untouched); Staged: too late, the self-test decides
  *   chunk            Downloading                  -> Downloading   (record persisted at every 4 KiB sector)
  *   descriptor       Downloading                  -> Downloading | Failed (checkCandidate, before any erase)
  *   error            Downloading                  -> Downloading (retryable, attempts left: backoff, resume)
@@ -485,6 +487,34 @@ export class OtaController {
     this.#lastProgress = { at: -Infinity, percent: -Infinity };
     this.#transition("Downloading");
     this.#run(() => this.#download());
+  }
+
+  /**
+   * Desired no longer asks for `version` (put back to the running version or removed: a rollout's revert).
+   * While that version downloads (Downloading, or Verifying), the download stops, the slot is aborted —
+   * the boot partition is never switched, so nothing half-written can boot — and the record goes back to
+   * Idle with OTA_UPDATE_CANCELLED as its lastError (the reported document's schema is unchanged). Once the
+   * image is Staged the restart is under way and it is too late: the new image boots and its self-test
+   * decides (logged `ota.cancel.too-late`). Any other state or version: nothing to cancel. Never throws;
+   * returns whether an update was cancelled. The same version can be requested again afterwards.
+   */
+  cancel(version: string, reason: string): boolean {
+    const r = this.#record;
+    if (this.#closed || r.to !== version) return false;
+    if (r.state !== "Downloading" && r.state !== "Verifying") {
+      if (r.state === "Staged") this.#log.log("warn", "ota.cancel.too-late", { version, state: r.state });
+      return false;
+    }
+    this.#cancelDownload();
+    this.#ports.slot.abort();
+    r.lastError = this.#reportedError(new ShadowOtaError(UPDATE_CODES.OTA_UPDATE_CANCELLED, `update to ${version} cancelled: ${reason}`));
+    r.durable = 0;
+    delete r.etag;
+    delete r.total;
+    this.#transition("Idle");
+    this.#log.log("info", "ota.cancelled", { version, reason });
+    this.#report(true);
+    return true;
   }
 
   /** The twin is in step again after a connect: the self-test's signal. */

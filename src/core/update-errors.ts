@@ -40,6 +40,10 @@ export const UPDATE_CODES = {
   OTA_RETRIES_EXHAUSTED: "OTA_RETRIES_EXHAUSTED",
   /** After a restart into the new image, the running version is neither the old nor the new one. */
   OTA_UNEXPECTED_VERSION: "OTA_UNEXPECTED_VERSION",
+  /** The update was cancelled while downloading: desired no longer names its version (put back to the
+   *  running version or removed, e.g. a rollout's revert). Reported with state Idle; the slot was aborted and
+   *  the boot partition never switched. A later desired change to the same version starts it again. */
+  OTA_UPDATE_CANCELLED: "OTA_UPDATE_CANCELLED",
   /** An unexpected failure inside the controller (a programming error); the message carries the cause's. */
   OTA_INTERNAL: "OTA_INTERNAL",
 } as const;
