@@ -35,7 +35,7 @@ export const CORE_TESTS = {
   "ota-controller.ts": ["ota-controller.test.ts", "ota-controller-edges.test.ts", "ota-policy.test.ts", "ota-log.test.ts",
     "ota-controller-unconfirmed.test.ts", "ota-controller-reports.test.ts", "ota-controller-records.test.ts",
     "ota-controller-transfer.test.ts"],
-  "sas-token.ts": ["sas-token.test.ts"],
+  "sas-token.ts": ["sas-token.test.ts", "sas-token-refusals.test.ts"],
   "semver.ts": ["semver.test.ts", "semver-messages.test.ts"],
   "shadow-sync.ts": ["shadow-sync.test.ts", "shadow-sync-reports.test.ts", "shadow-sync-ports.test.ts", "shadow-sync-states.test.ts",
     "shadow-sync-throttle.test.ts", "shadow-sync-log.test.ts", "persisted-identity.test.ts"],
