@@ -10,6 +10,9 @@
  * Nothing else survives a restart: `restart()` (the Restart port, called by the controller after staging an
  * update or marking an image invalid) tears everything down and powers on again from the flash file and
  * the key-value file. On first power-on the flash file is created with a factory image of `firmwareVersion`.
+ * The power-ons after restarts and power cuts of every SimDevice in one process take turns: at most one
+ * per turn of the event loop (see queuePowerOn), so devices that restart together cannot hold back the
+ * sockets and timers of the others.
  *
  * The simulated firmware's behaviour comes from its image: an image carrying the marker
  * `SHADOW-OTA-SIM:selftest=fail` (src/tools/esp-image.ts readImageMarker) fails its application check,
@@ -138,6 +141,33 @@ export interface SimDeviceOptions extends DeviceConnection {
   /** A restart asked for by the firmware. Default: power on again in this process. The CLI device exits. */
   onRestart?: (reason: string) => void;
   log?: Log;
+}
+
+/**
+ * Power-ons waiting for their turn, in order, and whether a drain is scheduled. A power-on is tens of
+ * milliseconds of synchronous work (the flash file, the NVS log, the app), and a fleet whose updates finish
+ * together restarts together. Run back to back in one process (their restarts all resumed in the same
+ * check phase), the restarts of 300 devices in one bench worker were one stretch of 8 s of CPU in which the
+ * loop never polled a socket; at 667 devices per worker such a stretch outlasts the broker's 10 s handshake
+ * deadline and the devices' own connect, ack and download deadlines, so the connections in flight fail
+ * together and the retries, self-test timeouts and rollbacks that follow restart more devices
+ * (docs/local-cloud.md, "Scale"). One per turn, the loop polls sockets and runs timers between two.
+ */
+const powerOnQueue: Array<() => void> = [];
+let powerOnDraining = false;
+
+/** Runs `fn` in a later turn of the event loop, after every power-on queued before it, one per turn. */
+function queuePowerOn(fn: () => void): void {
+  powerOnQueue.push(fn);
+  if (powerOnDraining) return;
+  powerOnDraining = true;
+  // An immediate set from inside an immediate runs in the next turn, after that turn's I/O poll.
+  const drain = (): void => {
+    powerOnQueue.shift()?.();
+    if (powerOnQueue.length > 0) setImmediate(drain);
+    else powerOnDraining = false;
+  };
+  setImmediate(drain);
 }
 
 export class SimDevice {
@@ -344,7 +374,14 @@ export class SimDevice {
       this.#connected = false;
       if (offMs > 0) await new Promise((r) => setTimeout(r, offMs));
       if (this.#closed) return;
-      this.#powerOn();
+      await new Promise<void>((resolve, reject) => queuePowerOn(() => {
+        try {
+          if (!this.#closed) this.#powerOn();
+          resolve();
+        } catch (e) {
+          reject(e);
+        }
+      }));
     })().catch((e: unknown) => {
       this.#log.log("error", "device.restart-failed", { message: e instanceof Error ? e.message : String(e) });
     }).finally(() => { this.#cycling = undefined; });
