@@ -30,7 +30,8 @@
  * probed and the devices that missed it are printed grouped by state (connected, OTA state, running
  * version, restarts), with the workers' event-loop delays and the cloud's warnings and errors counted by
  * event (`broker.limit` by rule). `--max-connections N` lowers the broker's per-address cap
- * (maxConnectionsPerAddress, default 2,048) to reproduce a fleet at the cap with fewer devices.
+ * (maxConnectionsPerAddress, default 2,048) to reproduce a fleet at the cap with fewer devices;
+ * `--cpu-prof DIR` has each worker write a V8 CPU profile there (node --cpu-prof) when it exits.
  *
  * Output: lines per phase, then as the LAST line one JSON object: devices, seconds (firmware phase; null
  * when some device missed the deadline), failures (devices that did not reach a phase's state within its
@@ -65,6 +66,8 @@ const WORKERS = Math.min(arg("--workers", 3), DEVICES);
 const SPREAD_MS = process.argv.includes("--spread-ms") ? arg("--spread-ms", 1) : DEVICES * 20;
 const PROBES = 15;
 const MAX_CONNECTIONS = process.argv.includes("--max-connections") ? arg("--max-connections", 1) : undefined;
+/** `--cpu-prof DIR`: each worker writes a V8 CPU profile there when it exits (node --cpu-prof). */
+const CPU_PROF_DIR = process.argv.includes("--cpu-prof") ? process.argv[process.argv.indexOf("--cpu-prof") + 1] : undefined;
 const DEADLINE = { connect: 300_000, config: 120_000, firmware: 300_000, rollout: 600_000 };
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -183,7 +186,7 @@ async function main(): Promise<void> {
   const powerOn: Record<string, number> = {};
   const ready: Array<Promise<void>> = [];
   for (let w = 0; w < WORKERS; w++) {
-    const child = fork(path.join(__dirname, "fleet-worker.ts"), [], { execArgv: ["--require", require.resolve("tsx/cjs")], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const child = fork(path.join(__dirname, "fleet-worker.ts"), [], { execArgv: ["--require", require.resolve("tsx/cjs"), ...(CPU_PROF_DIR === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", CPU_PROF_DIR])], stdio: ["ignore", "inherit", "inherit", "ipc"] });
     workers.push(child);
     ready.push(new Promise<void>((resolve) => child.on("message", (m: { type: string }) => { if (m.type === "ready") resolve(); })));
     child.on("message", (m: { type: string; message?: string; powerOn?: Record<string, number> }) => {
