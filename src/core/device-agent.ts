@@ -14,6 +14,13 @@
  *   the delta after every accepted report, the device's own included, and a second hand-over of the same
  *   version must not start a second download. Without the hook the agent logs `agent.firmware.unhandled`
  *   and changes nothing.
+ * - Withdrawal (a rollout's revert): when desired, after a version was handed on, names the running version
+ *   or no version any more, `onFirmwareWithdrawn` gets the handed-on version (device-app cancels its download
+ *   or its wait in the update gate) and the hand-over is forgotten, so the same version named again later
+ *   is handed on again. The agent looks at the whole desired document for this (`onDesiredDocument`, from
+ *   ShadowSync whenever its desired copy changes): on AWS, desired going back to the value the device
+ *   reports produces no delta. A desired value that has not changed since the hand-over withdraws nothing
+ *   (an Azure direct method's version is never in desired).
  * - Errors that the cloud should see (malformed documents or topics, refused values, rejected reports) go to
  *   `reported.lastError = {code, message, platformCode?}`, once per distinct error; transport-level ones
  *   (not connected, timeout, stale version) are only logged, since reporting them could never succeed or
@@ -46,6 +53,9 @@ export interface DeviceAgentOptions {
   acceptConfig?(path: readonly string[], value: Json): ShadowOtaError | undefined;
   /** A desired firmware version other than the running one (strict SemVer, already checked). */
   onFirmwareRequested?(request: { version: string; running: string; newer: boolean; change: DesiredChange }): void;
+  /** Desired no longer asks for a version handed on before: it names the running version (`desired`) or none
+   *  (`desired` undefined or null). */
+  onFirmwareWithdrawn?(withdrawal: { version: string; running: string; desired: Json | undefined }): void;
 }
 
 /** Codes that are logged but never reported (reporting them could not succeed, or would repeat forever). */
@@ -69,6 +79,8 @@ export class DeviceAgent implements ShadowSyncHandlers {
   #sync: SyncLike | undefined;
   /** The firmware version last handed to onFirmwareRequested in this boot. */
   #handedOn: string | undefined;
+  /** What desired held at the firmware path when #handedOn was handed on. */
+  #handedDesired: Json | undefined;
 
   /** Throws VERSION_INVALID when `firmwareVersion` is not strict SemVer (a build error, not a cloud one). */
   constructor(options: DeviceAgentOptions, log: Log) {
@@ -89,6 +101,7 @@ export class DeviceAgent implements ShadowSyncHandlers {
   }
 
   onDesired(change: DesiredChange): void {
+    this.onDesiredDocument(change.desired);
     const fwPath = this.#options.firmwareVersionPath;
     let patch: JsonObject = {};
     let applied = 0;
@@ -126,8 +139,28 @@ export class DeviceAgent implements ShadowSyncHandlers {
       return;
     }
     this.#handedOn = requested;
+    this.#handedDesired = getPath(change.desired, fwPath);
     // Stryker disable next-line EqualityOperator: equal precedence returned above, so `> 0` and `>= 0` cannot differ here.
     hook({ version: requested, running, newer: compareSemver(requested, running) > 0, change });
+  }
+
+  /** The whole desired document as the sync now knows it (whether or not it left a delta): withdraws a
+   *  handed-on version when desired has changed to the running version or to none. */
+  onDesiredDocument(desired: JsonObject): void {
+    const version = this.#handedOn;
+    if (version === undefined) return;
+    const wanted = getPath(desired, this.#options.firmwareVersionPath);
+    if (jsonEqual(wanted ?? null, this.#handedDesired ?? null)) return;
+    const running = this.#options.firmwareVersion;
+    let back = wanted === undefined || wanted === null;
+    if (!back && typeof wanted === "string") {
+      try { back = compareSemver(wanted, running) === 0; } catch { back = false; } // ShadowSync reports an invalid one
+    }
+    if (!back) return;
+    this.#handedOn = undefined;
+    this.#handedDesired = undefined;
+    this.#log.log("info", "agent.firmware.withdrawn", { version, desired: typeof wanted === "string" ? wanted : null });
+    this.#options.onFirmwareWithdrawn?.({ version, running, desired: wanted });
   }
 
   onError(err: ShadowOtaError): void {

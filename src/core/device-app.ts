@@ -115,6 +115,9 @@ export class DeviceApp {
         const base = config.firmwareBaseUrlPath === undefined ? undefined : getPath(change.desired, config.firmwareBaseUrlPath);
         gate.request(version, typeof base === "string" ? base : undefined, change.desired);
       },
+      // A revert: the download of that version stops (OtaController.cancel); a wait in the gate ends through
+      // gate.onDesired below.
+      onFirmwareWithdrawn: ({ version, desired }) => { ota.cancel(version, `desired names ${typeof desired === "string" ? desired : "no version"}`); },
     };
     // Stryker disable next-line ConditionalExpression: setting the member to undefined equals leaving it out (its reader takes undefined as the default).
     if (config.reportedFirmwarePath !== undefined) agentOptions.reportedFirmwarePath = config.reportedFirmwarePath;
@@ -132,6 +135,7 @@ export class DeviceApp {
       onDesired: (c) => { agent.onDesired(c); gate.onDesired(c.desired); hooks.onDesired?.(c); },
       onError: (e) => { agent.onError(e); hooks.onError?.(e); },
       onSynced: () => ota.onSynced(),
+      onDesiredDocument: (d) => { agent.onDesiredDocument(d); gate.onDesired(d); },
     });
     this.sync = sync;
     agent.attach(sync);

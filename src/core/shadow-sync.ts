@@ -123,6 +123,10 @@ export interface ShadowSyncHandlers {
   /** A get response arrived after a connect: the device and its twin are in step again (called after the
    *  response's onDesired, once per connect). The OTA self-test waits for it. */
   onSynced?(): void;
+  /** The desired document the sync holds has changed (a get response, a notification), whether or not it
+   *  left a delta: AWS sends no delta when desired goes back to what the device reports (a rollout's
+   *  revert), and the device still has to hear of it. Called after that input's onDesired. */
+  onDesiredDocument?(desired: JsonObject): void;
 }
 
 export interface ShadowSyncPorts {
@@ -781,10 +785,14 @@ export class ShadowSync {
     try {
       while (this.#inputs.length > 0) {
         const wasSynced = this.#state.synced;
+        const desiredBefore = this.#state.desired;
         const { state, actions } = step(this.#state, this.#inputs.shift()!, this.#ctx);
         this.#state = state;
         for (const a of actions) this.#execute(a);
         const handlers = this.#handlers;
+        if (handlers.onDesiredDocument !== undefined && state.desired !== desiredBefore && !jsonEqual(state.desired, desiredBefore)) {
+          this.#callHandler("onDesiredDocument", () => handlers.onDesiredDocument!(jsonClone(state.desired)));
+        }
         if (!wasSynced && state.synced && handlers.onSynced !== undefined) this.#callHandler("onSynced", () => handlers.onSynced!());
       }
     } finally {
