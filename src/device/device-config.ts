@@ -19,7 +19,7 @@
  *   keepaliveMs          MQTT keepalive in milliseconds
  *   mqttClient           which SDK MQTT client the transport runs on: "419" (the ECMA-419 client,
  *                        src/device/mqtt-419.ts: QoS 1, publish resolved on PUBACK) or "legacy" (the "mqtt"
- *                        module, src/device/mqtt-moddable.ts: QoS 0); "" = "legacy"
+ *                        module, src/device/mqtt-moddable.ts: QoS 0); "" = "419"
  * OTA keys (OtaControllerConfig, src/core/ota-controller.ts; DeviceAppConfig, src/core/device-app.ts):
  *   firmwareBaseUrl      https base URL ending with "/" the images are fetched from ({base}1.0.5.bin on AWS,
  *                        {base}v1_0_5.bin on Azure); "" = none configured: every update is refused with
@@ -100,7 +100,7 @@ export interface DeviceOtaConfig {
 
 /** The SDK MQTT clients the device app can run over (docs/moddable.md, "MQTT on the device"). */
 export type MqttClientKind = "419" | "legacy";
-export const DEFAULT_MQTT_CLIENT: MqttClientKind = "legacy";
+export const DEFAULT_MQTT_CLIENT: MqttClientKind = "419";
 
 export const DEFAULT_PROJECT_NAME = "xs_esp32";
 export const DEFAULT_SELF_TEST_WINDOW_MS = 60_000;

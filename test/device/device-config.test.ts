@@ -34,7 +34,7 @@ describe("parseDeviceConfig with manifest.json's config", () => {
     expect(parseDeviceConfig(mcConfig())).toEqual({
       cloud: "aws", thing: "esp32-01", host: "localhost", port: 8883, firmwareVersion: "0.1.0",
       firmwareVersionPath: ["config", "firmware_version"], reportedFirmwarePath: ["config", "firmware_version"],
-      keepaliveMs: 60_000, mqttClient: "legacy",
+      keepaliveMs: 60_000, mqttClient: "419",
       ota: {
         firmwareBaseUrl: "", allowedHosts: [], projectName: "xs_esp32", allowDowngrade: false,
         selfTestWindowMs: 60_000, updateReportKey: "firmwareUpdate",
