@@ -429,17 +429,25 @@ export async function runTests(file: string, loadError?: unknown): Promise<Count
 // ---------------------------------------------------------------------------------------------------------
 // Errors and formatting
 
+/**
+ * Sets an error's `name` as an own property. Not `e.name = …`: in a Moddable app (npm run test:mcsim) the
+ * built-ins are frozen after preload, so assigning the `name` that Error.prototype holds throws
+ * "set name: not writable" in strict code, and every failed assertion reported that instead of itself.
+ */
+function named<E extends Error>(e: E, name: string): E {
+  Object.defineProperty(e, "name", { value: name, writable: true, configurable: true, enumerable: false });
+  return e;
+}
+
 class AssertionError extends Error {
   constructor(message: string) {
     super(message);
-    this.name = "AssertionError";
+    named(this, "AssertionError");
   }
 }
 
 function prefixError(prefix: string, e: unknown): Error {
-  const err = new Error(prefix + describeError(e));
-  err.name = "HookError";
-  return err;
+  return named(new Error(prefix + describeError(e)), "HookError");
 }
 
 function indent(text: string): string {

@@ -5,6 +5,8 @@
  * - `setImmediate` runs once the promise job queue is empty, not before: the shim counts these turns to
  *   call a pending test stuck (jest-shim.ts, IDLE_TICKS), so a host whose "immediate" fires while jobs are
  *   still queued (a 1 ms Timer in the simulator did) calls a long but busy test stuck.
+ * - A failed assertion reports its own message: with frozen built-ins, the shim's AssertionError could not
+ *   assign its `name` and threw "set name: not writable" instead.
  * - fast-check can build objects whose keys name Object.prototype's methods: a Moddable app's built-ins are
  *   frozen after preload, where `obj.valueOf = 1` throws in strict code, and fast-check's dictionary
  *   builder assigns keys that way (scripts/test-mcsim.mjs patches that one line in its bundles).
@@ -37,6 +39,12 @@ describe("setImmediate and the promise job queue", () => {
     setImmediate(() => order.push(2));
     await new Promise<void>((resolve) => setImmediate(resolve));
     expect(order).toEqual([1, 2]);
+  });
+});
+
+describe("a failed assertion", () => {
+  it("reports its own message, not an error from building it (frozen Error.prototype)", () => {
+    expect(() => expect(1).toBe(2)).toThrow(/Expected: 2\n\s*Received: 1/);
   });
 });
 
