@@ -46,7 +46,7 @@ import {
   readImageMarker,
   SEGMENT_HEADER_LEN,
 } from "./esp-image";
-import { generateSigningKey, IMAGE_SIGN_CODES, publicKeyDer, readSignatureBlock, signImage, verifyImageSignature } from "./image-sign";
+import { generateSigningKey, IMAGE_SIGN_CODES, publicKeyDer, readPrivateKeyFile, readSignatureBlock, signImage, verifyImageSignature } from "./image-sign";
 
 /** esp_app_desc_t offsets inside the image (the descriptor starts at image offset 32). */
 const DESC_AT = IMAGE_HEADER_LEN + SEGMENT_HEADER_LEN;
@@ -495,7 +495,7 @@ function keygenMain(argv: string[], print: (line: string) => void): number {
 function signMain(argv: string[], print: (line: string) => void): number {
   const { input, opts } = parseArgs(argv, ["--key", "--out"]);
   if (opts["--key"] === undefined || opts["--out"] === undefined) throw new ShadowOtaError(ESP_IMAGE_CODES.ESP_IMAGE_BAD_OPTION, `sign needs --key and -o\n${USAGE}`);
-  const r = signImage(readInput(input), fs.readFileSync(opts["--key"]));
+  const r = signImage(readInput(input), readPrivateKeyFile(opts["--key"], "--key"));
   fs.mkdirSync(path.dirname(path.resolve(opts["--out"])), { recursive: true });
   fs.writeFileSync(opts["--out"], r.bytes);
   print(`${opts["--out"]}: ${r.bytes.length} bytes (image ${r.imageLength} + signature block ${r.bytes.length - r.imageLength})`);

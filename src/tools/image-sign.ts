@@ -15,11 +15,12 @@
  * covers), so the device verifies with one mbedtls_pk_verify and no second SHA-256 pass.
  * Not here: key storage (the private key stays in a file outside the repository), the release upload.
  */
+import * as fs from "node:fs";
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, sign, verify } from "node:crypto";
 
 import { ShadowOtaError } from "../core/errors";
 import { OTA_CODES } from "../native/ota-errors";
-import { HASH_LEN, imageLayout } from "./esp-image";
+import { ESP_IMAGE_CODES, HASH_LEN, imageLayout } from "./esp-image";
 
 /** Error codes of the signing tool (keys and inputs); a signature that does not verify is OTA_SIGNATURE_*. */
 export const IMAGE_SIGN_CODES = {
@@ -31,6 +32,8 @@ export const IMAGE_SIGN_CODES = {
   IMAGE_SIGN_TRAILING_DATA: "IMAGE_SIGN_TRAILING_DATA",
   /** keygen: refusing to write a private key inside the git working tree (outside build/ and tmp folders). */
   IMAGE_SIGN_KEY_IN_REPO: "IMAGE_SIGN_KEY_IN_REPO",
+  /** A private key file that group or others may read, write or run (mode & 0o077 is not 0; `chmod 600` it). */
+  IMAGE_SIGN_KEY_UNPROTECTED: "IMAGE_SIGN_KEY_UNPROTECTED",
 } as const;
 
 /** "SOSG": the block's first four bytes (not 0xE7, Secure Boot V2's magic byte, so the two never mix). */
@@ -133,6 +136,37 @@ export function keyIdOf(k: KeyInput): string {
 }
 
 /** A new P-256 key pair, PEM (private: PKCS#8; public: SPKI), with its key id. */
+/**
+ * Reads a private signing key file for `--sign` / `--key`, as OpenSSH reads an identity file: refused with
+ * IMAGE_SIGN_KEY_UNPROTECTED when group or others have any access to it (mode & 0o077; `chmod 600` fixes
+ * it; not checked on Windows, which has no such bits). A file that cannot be read or is not a regular file
+ * is `unreadable`'s error (default ESP_IMAGE_BAD_OPTION). The messages name the option, never the
+ * argument: someone who passes the key itself instead of its file must not see it printed back.
+ */
+export function readPrivateKeyFile(
+  file: string,
+  option = "--key",
+  unreadable: (why: string) => Error = (why) => new ShadowOtaError(ESP_IMAGE_CODES.ESP_IMAGE_BAD_OPTION, `the ${option} key file ${why}`),
+): Uint8Array {
+  const fail = (why: string): ShadowOtaError => new ShadowOtaError(IMAGE_SIGN_CODES.IMAGE_SIGN_KEY_UNPROTECTED, `the ${option} key file ${why}`);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, "r");
+  } catch (e) {
+    throw unreadable(`cannot be read (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw unreadable("is not a regular file");
+    if (process.platform !== "win32" && (st.mode & 0o077) !== 0) {
+      throw fail(`is open to group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}); chmod 600 it`);
+    }
+    return new Uint8Array(fs.readFileSync(fd));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export function generateSigningKey(): { privateKeyPem: string; publicKeyPem: string; keyId: string } {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
   return {

@@ -39,7 +39,7 @@ import { ShadowOtaError } from "../core/errors";
 import { awsBlobName, azureBlobName, type FirmwareSeed } from "../core/firmware-url";
 import { formatSemver, parseSemver } from "../core/semver";
 import { inspectImage, stampImage } from "./image-cli";
-import { keyIdOf, readSignatureBlock, signImage } from "./image-sign";
+import { keyIdOf, readPrivateKeyFile, readSignatureBlock, signImage } from "./image-sign";
 import { defaultSeed, openTarget, parseTarget, RELEASE_CODES, sameBytes, type ParsedTarget, type TargetOptions } from "./release-targets";
 
 export { RELEASE_CODES } from "./release-targets";
@@ -259,7 +259,7 @@ export async function main(argv: readonly string[], io: ReleaseIo = { print: con
       force,
       env: io.env ?? process.env,
       ...(values.has("--project") ? { projectName: values.get("--project")! } : {}),
-      ...(key === undefined ? {} : { signingKey: new Uint8Array(readFileFor("signing key", key)) }),
+      ...(key === undefined ? {} : { signingKey: readPrivateKeyFile(key, "--sign", (why) => badOption(`signing key (--sign) ${why}`)) }),
       ...(values.has("--to") ? { to: values.get("--to")! } : {}),
       ...(seed === undefined ? {} : { seed }),
       ...(values.has("--data-dir") ? { dataDir: values.get("--data-dir")! } : {}),

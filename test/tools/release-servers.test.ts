@@ -62,9 +62,10 @@ async function run(argv: string[], env: Record<string, string>): Promise<{ statu
   return { status, out, err };
 }
 const lastJson = (out: string[]): JsonObject => JSON.parse(out[out.length - 1]!) as JsonObject;
-function file(name: string, bytes: Uint8Array | string): string {
+function file(name: string, bytes: Uint8Array | string, mode = 0o644): string {
   const p = path.join(dir, name);
   fs.writeFileSync(p, bytes);
+  fs.chmodSync(p, mode); // a private key open to group or others is refused (IMAGE_SIGN_KEY_UNPROTECTED)
   return p;
 }
 
@@ -168,7 +169,7 @@ describe("S3 target on s3rver (HTTPS, path-style, @aws-sdk/client-s3)", () => {
     expect(sha(await stored("b/1.2.0.bin"))).toBe(sha(same));
 
     const k = generateSigningKey();
-    const forced = await run([other, "--version", "1.2.0", ...args, "--force", "--sign", file("k.pem", k.privateKeyPem)], env);
+    const forced = await run([other, "--version", "1.2.0", ...args, "--force", "--sign", file("k.pem", k.privateKeyPem, 0o600)], env);
     expect(lastJson(forced.out)).toMatchObject({ status: "replaced", size: SIZE + 152, signature: { keyId: k.keyId } });
     expect(verifyImageSignature(await stored("b/1.2.0.bin"), k.publicKeyPem).keyId).toBe(k.keyId);
   });
@@ -240,7 +241,7 @@ describe("Azure Blob target on Azurite (HTTPS, @azure/storage-blob)", () => {
   it("publishes a signed v1_1_0.bin with a connection string; an Azure-seed device with the public key built in updates from the container over HTTPS", async () => {
     const env = { AZURE_STORAGE_CONNECTION_STRING: connectionString };
     const k = generateSigningKey();
-    const r = await run([file("a.bin", built()), "--version", "1.1.0", "--to", `${blobEndpoint}/firmware`, "--ca", caFile, "--sign", file("az.pem", k.privateKeyPem)], env);
+    const r = await run([file("a.bin", built()), "--version", "1.1.0", "--to", `${blobEndpoint}/firmware`, "--ca", caFile, "--sign", file("az.pem", k.privateKeyPem, 0o600)], env);
     expect(r.err).toEqual([]);
     const j = lastJson(r.out);
     expect(j).toMatchObject({ target: "azure", seed: "azure", name: "v1_1_0.bin", url: `${blobEndpoint}/firmware/v1_1_0.bin`,

@@ -41,9 +41,10 @@ async function run(argv: string[]): Promise<{ status: number; out: string[]; err
   return { status, out, err };
 }
 const lastJson = (out: string[]): JsonObject => JSON.parse(out[out.length - 1]!) as JsonObject;
-function file(name: string, bytes: Uint8Array | string): string {
+function file(name: string, bytes: Uint8Array | string, mode = 0o644): string {
   const p = path.join(dir, name);
   fs.writeFileSync(p, bytes);
+  fs.chmodSync(p, mode); // a private key open to group or others is refused (IMAGE_SIGN_KEY_UNPROTECTED)
   return p;
 }
 
@@ -183,7 +184,7 @@ describe("npm run release to the local cloud", () => {
   it("--seed azure names it v1_1_0.bin; --sign appends the block; the same bytes again are 'unchanged', other bytes refused, --force replaces", async () => {
     const c = await start();
     const k = generateSigningKey();
-    const keyFile = file("key.pem", k.privateKeyPem);
+    const keyFile = file("key.pem", k.privateKeyPem, 0o600);
     const img = file("xs_esp32.bin", built());
     const dataDir = path.join(dir, "cloud");
     const first = await run([img, "--version", "1.1.0", "--seed", "azure", "--sign", keyFile, "--data-dir", dataDir, "--out", path.join(dir, "out", "v.bin")]);
@@ -244,7 +245,7 @@ describe("npm run release to the local cloud", () => {
       [[img, "--version", "1.1"], /^error VERSION_INVALID: /],
       [[file("junk.bin", new Uint8Array(1000).fill(7)), "--version", "1.1.0"], /^error ESP_IMAGE_MALFORMED: /],
       [[file("ram.bin", assembleImage(built().slice(0, 24), [{ loadAddr: 0x40080000, data: pseudoRandomBytes(1024, 3) }])), "--version", "1.1.0"], /^error ESP_IMAGE_NOT_APP: /],
-      [[img, "--version", "1.1.0", "--sign", file("pub.pem", generateSigningKey().publicKeyPem)], /^error IMAGE_SIGN_BAD_KEY: /],
+      [[img, "--version", "1.1.0", "--sign", file("pub.pem", generateSigningKey().publicKeyPem, 0o600)], /^error IMAGE_SIGN_BAD_KEY: /],
       [[img, "--version", "1.1.0", "--sign", path.join(dir, "missing.pem")], /^error RELEASE_BAD_OPTION: signing key .* cannot be read/],
       [[path.join(dir, "missing.bin"), "--version", "1.1.0"], /^error RELEASE_BAD_OPTION: image .* cannot be read/],
       [[img, "--version", "1.1.0", "--to", "ftp://x/y"], /^error RELEASE_TARGET_INVALID: /],
