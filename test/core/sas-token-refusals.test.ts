@@ -62,7 +62,7 @@ describe("connection strings: the words of each refusal", () => {
 
 describe("connection strings: what is kept", () => {
   test("spaces around names and values are trimmed, empty parts skipped, absent members not set", () => {
-    expect(parseConnectionString(` HostName = h ;; DeviceId = d ; SharedAccessKey = ${KEY} ;`)).toStrictEqual({ hostName: "h", deviceId: "d", sharedAccessKey: KEY });
+    expect(parseConnectionString(` HostName = h ;; ; DeviceId = d ; SharedAccessKey = ${KEY} ; `)).toStrictEqual({ hostName: "h", deviceId: "d", sharedAccessKey: KEY });
   });
 
   test("an empty DeviceId beside a policy name is not kept; both are kept when both are given", () => {
