@@ -7,9 +7,11 @@
  */
 import { createHash, createPrivateKey } from "node:crypto";
 import * as fs from "node:fs";
+import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 
+import { LocalCloud } from "../../src/sim/local-cloud";
 import { buildImage } from "../../src/tools/esp-image";
 import { main as imageMain } from "../../src/tools/image-cli";
 import { generateSigningKey, readSignatureBlock, verifyImageSignature } from "../../src/tools/image-sign";
@@ -120,5 +122,37 @@ describe("the signature covers the stamped bytes, not the input", () => {
     expect(verifyImageSignature(p.bytes, k.publicKeyPem).keyId).toBe(k.keyId);
     const onInput = Uint8Array.of(...image, ...p.bytes.subarray(p.imageLength));
     expect(() => verifyImageSignature(onInput, k.publicKeyPem)).toThrow(expect.objectContaining({ code: "OTA_SIGNATURE_INVALID" }));
+  });
+});
+
+describe("an upload to the local cloud cut midway", () => {
+  let cloud: LocalCloud | undefined;
+  afterAll(async () => {
+    await cloud?.close().catch(() => undefined);
+  });
+
+  it("publishes nothing: no object under the name, the next release uploads it whole", async () => {
+    const dataDir = path.join(dir, "cloud");
+    cloud = await LocalCloud.start({ dataDir, certsDir: path.join(os.tmpdir(), "shadow-ota-test-pki"), devices: [] });
+    const info = JSON.parse(fs.readFileSync(path.join(dataDir, "cloud.json"), "utf8")) as { adminUrl: string; adminToken: string };
+    const url = new URL(info.adminUrl + "/firmware/firmware/1.1.0.bin");
+    const body = prepareRelease({ image, version: "1.1.0" }).bytes;
+    // The release tool's request, cut after half of the body (the connection dies).
+    await new Promise<void>((resolve) => {
+      const req = http.request(url, { method: "PUT", headers: { authorization: `Bearer ${info.adminToken}`, "content-type": "application/octet-stream", "content-length": body.length } });
+      req.on("error", () => resolve());
+      req.on("response", (res) => { res.resume(); resolve(); });
+      req.write(body.subarray(0, body.length >> 1), () => setImmediate(() => { req.destroy(); resolve(); }));
+    });
+    // Bounded wait for the server to have seen the cut (a count of turns, not a time).
+    for (let k = 0; k < 50; k++) await new Promise((r) => setImmediate(r));
+    const list = await (await fetch(info.adminUrl + "/firmware", { headers: { authorization: `Bearer ${info.adminToken}` } })).json() as { blobs: Array<{ name: string }> };
+    expect(list.blobs.map((b) => b.name)).not.toContain("1.1.0.bin");
+    const container = path.join(dataDir, "blobs", "firmware");
+    expect(fs.existsSync(container) ? fs.readdirSync(container).filter((f) => f.includes("1.1.0")) : []).toEqual([]); // no temp file either
+
+    const r = await release([imageFile, "--version", "1.1.0", "--data-dir", dataDir]);
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.out.split("\n").at(-1)!)).toMatchObject({ status: "uploaded", size: body.length });
   });
 });
