@@ -65,8 +65,9 @@ export type CloudEvent =
   /** Desired changed: AWS gives `delta` (desired leaves that differ from reported), Azure a `patch`
    *  of desired (null deletes). `version`: the shadow version (AWS) or desired `$version` (Azure). */
   | { kind: "desired-delta"; version: number; delta?: JsonObject; patch?: JsonObject }
-  /** An update was accepted. `version`: the new shadow version (AWS) or reported `$version` (Azure; may be absent). */
-  | { kind: "report-accepted"; token?: string; version?: number }
+  /** An update was accepted. `version`: the new shadow version (AWS) or reported `$version` (Azure; may be absent).
+   *  `desired`: AWS's update/accepted echoed a desired state (an update by someone else: the service's API). */
+  | { kind: "report-accepted"; token?: string; version?: number; desired?: true }
   /** A request was refused. `code`: SYNC_VERSION_CONFLICT for 409 (and Azure 412), else SYNC_REJECTED;
    *  `status` and `message` as the service sent them. */
   | { kind: "rejected"; token?: string; status: number; code: string; message: string }
@@ -154,6 +155,7 @@ export function awsProtocol(options: AwsProtocolOptions): CloudProtocol {
           case "update/accepted": {
             const ev: CloudEvent = { kind: "report-accepted", version: msg.doc.version };
             if (msg.doc.clientToken !== undefined) ev.token = msg.doc.clientToken;
+            if (msg.doc.state.desired !== undefined) ev.desired = true;
             return ev;
           }
           case "update/delta":

@@ -531,7 +531,13 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
           // AWS: the accepted shadow version (Azure: the reported $version, kept but unused: its reports carry none).
           if (ev.version !== undefined) s.shadowVersion = Math.max(s.shadowVersion, ev.version);
           if (ev.token !== undefined && ev.token === s.inFlight?.token) { finishReport(); pump(); }
-          else log("debug", "sync.accepted.unrequested", { token: ev.token });
+          else if (ev.desired === true && ev.version !== undefined && ev.version > s.version && s.synced && s.connected) {
+            // AWS publishes update/accepted for every accepted update, the service API's included, but no
+            // delta when desired went back to what the device reports (a rollout's revert): get the document.
+            log("info", "sync.desired.changed-elsewhere", { version: ev.version });
+            s.synced = false;
+            if (s.pendingGet === undefined) sendGet();
+          } else log("debug", "sync.accepted.unrequested", { token: ev.token });
           break;
         }
         case "rejected": {

@@ -90,6 +90,32 @@ describe("a revert withdraws the handed-on version", () => {
   });
 });
 
+describe("AWS: desired changed by someone else, without a delta", () => {
+  it("an update/accepted that is not the device's and carries desired makes the sync get the document: the revert withdraws", async () => {
+    const d = device("aws");
+    await awsConnect(d, { config: { firmware_version: "1.1.0" } }, 2);
+    d.mqtt.take();
+    // The device's own kind of accepted (reported only, no token of its own): nothing to get.
+    d.mqtt.deliver("$aws/things/esp32-01/shadow/update/accepted", { state: { reported: { x: 1 } }, metadata: {}, version: 3, timestamp: 1 });
+    await turns();
+    expect(d.mqtt.take().filter((m) => m.topic.endsWith("/get"))).toHaveLength(0);
+    // The rollout engine puts desired back through the service API: AWS publishes update/accepted, no delta.
+    d.mqtt.deliver("$aws/things/esp32-01/shadow/update/accepted", { state: { desired: { config: { firmware_version: "1.0.0" } } }, metadata: {}, version: 4, timestamp: 1 });
+    await turns();
+    const get = d.mqtt.take().filter((m) => m.topic.endsWith("/get")).pop();
+    expect(get).toBeDefined();
+    d.mqtt.deliver("$aws/things/esp32-01/shadow/get/accepted", { state: { desired: { config: { firmware_version: "1.0.0" } }, reported: { config: { firmware_version: "1.0.0" } } }, metadata: {}, version: 4, timestamp: 1, clientToken: JSON.parse(get!.payload).clientToken });
+    await turns();
+    expect(d.events).toEqual(["request 1.1.0", 'withdrawn 1.1.0 (desired "1.0.0")']);
+    expect(d.log.lines.filter((l) => l.event === "sync.desired.changed-elsewhere")).toHaveLength(1);
+    // An accepted already covered (its version not newer than what the sync has seen) gets nothing.
+    d.mqtt.deliver("$aws/things/esp32-01/shadow/update/accepted", { state: { desired: { config: { firmware_version: "1.0.0" } } }, metadata: {}, version: 4, timestamp: 1 });
+    await turns();
+    expect(d.mqtt.take().filter((m) => m.topic.endsWith("/get"))).toHaveLength(0);
+    await d.sync.close();
+  });
+});
+
 describe("what is not a revert", () => {
   it("another leaf changing, another version, or an invalid version: nothing withdrawn", async () => {
     const d = device("azure");
