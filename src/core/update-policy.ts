@@ -145,8 +145,9 @@ export interface UpdateGateOptions {
   /** The OTA controller's own reported document (sent again when a wait ends without an update). */
   otaReported(): JsonObject;
   /** Desired as the sync knows it now (ShadowSync.getState().desired). A change that leaves no delta — desired
-   *  going back to the version the device reports, a rollout's revert — reaches no onDesired, so the gate
-   *  looks here before it lets a waiting version start. */
+   *  going back to the version the device reports, a rollout's revert — reaches the gate's onDesired only
+   *  through ShadowSync's onDesiredDocument (device-app.ts wires it); the gate also looks here before it lets
+   *  a waiting version start, in case a revert has not been handed to it yet. */
   desired?(): JsonObject | undefined;
 }
 
