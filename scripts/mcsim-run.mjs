@@ -23,10 +23,11 @@
  *        [--display :N]
  */
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import net from "node:net";
-import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 
 /**
  * Starts an X server of its own (Xvfb) and resolves once it accepts clients: { display, stop() }. Xvfb
@@ -136,9 +137,15 @@ export async function runMcsim(so, options = {}) {
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   const port = server.address().port;
 
-  const child = spawn(mcsim, [so], {
+  // XDG_CONFIG_HOME of its own: mcsim copies the app's mc.so with `cp -p` (in place) to
+  // $XDG_CONFIG_HOME/tech.moddable.mcsim/mc.so, one path for every simulator of the user, and loads that
+  // copy (tools/mcsim/main.js launchScreen), so a second simulator started meanwhile (another app, a
+  // test:mcsim run) rewrote the library under this one. The app's own preferences are not there (lin's
+  // Preference writes under the file module's root). An absolute path: a relative one made mcsim crash.
+  const configHome = mkdtempSync(join(tmpdir(), "mcsim-config-"));
+  const child = spawn(mcsim, [resolve(so)], {
     stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, DISPLAY: display, XSBUG_HOST: "127.0.0.1", XSBUG_PORT: String(port) },
+    env: { ...process.env, DISPLAY: display, XSBUG_HOST: "127.0.0.1", XSBUG_PORT: String(port), XDG_CONFIG_HOME: configHome },
   });
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (d) => { for (const l of d.split("\n")) if (l.trim()) emit(`#mcsim stderr: ${l}`); });
@@ -158,6 +165,14 @@ export async function runMcsim(so, options = {}) {
   for (const s of sockets) s.destroy();
   server.close();
   if (xvfb) xvfb.stop();
+  if (child.exitCode === null && child.signalCode === null) {
+    // Wait for it to go before removing its config folder; SIGKILL if SIGTERM was not enough.
+    const gone = new Promise((r) => child.once("exit", r));
+    const late = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await gone;
+    clearTimeout(late);
+  }
+  rmSync(configHome, { recursive: true, force: true });
   process.off("SIGTERM", stop);
   process.off("SIGINT", stop);
   return result;
