@@ -10,7 +10,7 @@
  *   accepted ones are applied by reporting them (reported then equals desired and the delta clears), a
  *   refused one is reported in `reported.lastError` with the refusal's code and left out.
  * - A desired firmware version equal to the running one is reported as running; any other one is handed to
- *   `onFirmwareRequested` (the OTA module decides on downgrades and policy) once per boot: AWS republishes
+ *   `onFirmwareRequested` (the OTA module decides on downgrades and policy) once (until withdrawn, below): AWS republishes
  *   the delta after every accepted report, the device's own included, and a second hand-over of the same
  *   version must not start a second download. Without the hook the agent logs `agent.firmware.unhandled`
  *   and changes nothing.
@@ -77,7 +77,7 @@ export class DeviceAgent implements ShadowSyncHandlers {
   readonly #reportedFirmwarePath: readonly string[];
   readonly #log: Log;
   #sync: SyncLike | undefined;
-  /** The firmware version last handed to onFirmwareRequested in this boot. */
+  /** The firmware version last handed to onFirmwareRequested in this boot (cleared when desired withdraws it). */
   #handedOn: string | undefined;
   /** What desired held at the firmware path when #handedOn was handed on. */
   #handedDesired: Json | undefined;
