@@ -141,7 +141,8 @@ export async function runMcsim(so, options = {}) {
   // $XDG_CONFIG_HOME/tech.moddable.mcsim/mc.so, one path for every simulator of the user, and loads that
   // copy (tools/mcsim/main.js launchScreen), so a second simulator started meanwhile (another app, a
   // test:mcsim run) rewrote the library under this one. The app's own preferences are not there (lin's
-  // Preference writes under the file module's root). An absolute path: a relative one made mcsim crash.
+  // Preference writes under the file module's root). The mc.so path is made absolute: mcsim passes
+  // realpath()'s result to XS without checking it (modules/piu/PC/lin/piuMain.c, gtk_piu_application_open).
   const configHome = mkdtempSync(join(tmpdir(), "mcsim-config-"));
   const child = spawn(mcsim, [resolve(so)], {
     stdio: ["ignore", "ignore", "pipe"],
