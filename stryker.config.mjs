@@ -22,8 +22,8 @@ export const CORE_TESTS = {
   "backoff.ts": ["backoff.test.ts"],
   "cloud-protocol.ts": ["cloud-protocol.test.ts", "frozen-builtins.test.ts"],
   "config-diff.ts": ["config-diff.test.ts"],
-  "device-agent.ts": ["device-agent.test.ts", "device-agent-reports.test.ts"],
-  "device-app.ts": ["device-app.test.ts", "device-app-logs.test.ts"],
+  "device-agent.ts": ["device-agent.test.ts", "device-agent-reports.test.ts", "device-agent-revert.test.ts"],
+  "device-app.ts": ["device-app.test.ts", "device-app-logs.test.ts", "device-app-revert.test.ts"],
   "download-errors.ts": ["firmware-url.test.ts", "error-codes.test.ts"],
   "errors.ts": ["error-codes.test.ts", "xs-smoke.test.ts"],
   "firmware-url.ts": ["firmware-url.test.ts"],
@@ -34,13 +34,14 @@ export const CORE_TESTS = {
   // and would run for each; the example tests have to pin the controller's behaviour on their own.
   "ota-controller.ts": ["ota-controller.test.ts", "ota-controller-edges.test.ts", "ota-policy.test.ts", "ota-log.test.ts",
     "ota-controller-unconfirmed.test.ts", "ota-controller-reports.test.ts", "ota-controller-records.test.ts",
-    "ota-controller-transfer.test.ts"],
+    "ota-controller-transfer.test.ts", "ota-cancel.test.ts"],
   "sas-token.ts": ["sas-token.test.ts", "sas-token-refusals.test.ts"],
   "semver.ts": ["semver.test.ts", "semver-messages.test.ts"],
   "shadow-sync.ts": ["shadow-sync.test.ts", "shadow-sync-reports.test.ts", "shadow-sync-ports.test.ts", "shadow-sync-states.test.ts",
     "shadow-sync-throttle.test.ts", "shadow-sync-log.test.ts", "persisted-identity.test.ts"],
   "sync-errors.ts": ["error-codes.test.ts"],
   "update-errors.ts": ["error-codes.test.ts"],
+  "update-policy.ts": ["update-policy.test.ts"],
   "utf8.ts": ["xs-smoke.test.ts", "json-utf8.test.ts"],
 };
 
