@@ -12,7 +12,8 @@ import * as path from "node:path";
 
 import { OTA_CODES } from "../../src/native/ota-errors";
 import { generateSigningKey, publicKeyDer, signImage, SIGNATURE_BLOCK_LEN, verifyImageSignature } from "../../src/tools/image-sign";
-import { buildImage, makeFlashFile, partition, SECTOR, tempDir, writeAt } from "./fixtures";
+import type { OtaHardwareLayer } from "../../src/native/ota-slot";
+import { buildImage, makeFlashFile, partition, readPartition, SECTOR, tempDir, writeAt } from "./fixtures";
 import { Device, install, outcome } from "./harness";
 
 const dir = tempDir("signed-review-test");
@@ -311,6 +312,22 @@ describe("power cuts and resume", () => {
 });
 
 describe("a refused image left in the inactive slot", () => {
+  it.each<OtaHardwareLayer>(["host", "esp32-fakes"])("%s layer: a signature refusal erases the slot's first sector; other refusals do not", (layer) => {
+    const file = makeFlashFile(path.join(dir, `flash-${n++}.bin`), { factory: buildImage({ version: "1.0.0" }) });
+    const d = new Device(file, 0, layer);
+    d.reboot();
+    try {
+      expect(outcome(() => install(d.slot, image, key))).toBe(OTA_CODES.OTA_SIGNATURE_MISSING);
+      expect([...readPartition(file, "ota_0").subarray(0, SECTOR)].every((b) => b === 0xff)).toBe(true);
+      expect(readPartition(file, "ota_0").subarray(SECTOR, 2 * SECTOR).equals(Buffer.from(image.subarray(SECTOR, 2 * SECTOR)))).toBe(true);
+      expect(outcome(() => install(d.slot, signed, key))).toBe("ok"); // the slot takes the next image as usual
+      d.reboot();
+      expect(d.slot.runningDescriptor()?.version).toBe("1.1.0");
+    } finally {
+      d.close();
+    }
+  });
+
   it("is not booted when the running image later fails the bootloader's check (the bootloader tries every slot)", () => {
     const d = device();
     try {
