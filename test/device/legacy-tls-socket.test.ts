@@ -10,9 +10,24 @@
 jest.mock("securesocket", () => ({ __esModule: true, default: class SecureSocket {} }), { virtual: true });
 jest.mock("timer", () => ({ __esModule: true, default: { set: () => 0, clear: () => undefined } }), { virtual: true });
 
-import type { LegacyTlsSocketOptions } from "../../src/device/legacy-tls-socket";
-
-const { LegacyTlsSocket, LEGACY_TLS_DEFAULT_CAPACITY } = require("../../src/device/legacy-tls-socket") as typeof import("../../src/device/legacy-tls-socket");
+/** The socket as the test drives it (declared here: the root tsconfig must not follow the device sources into
+ *  the SDK imports it cannot resolve; tsconfig.device.json type-checks them). */
+interface LegacyTlsSocketOptions {
+  host: string; port: number; secure?: Record<string, unknown>; capacity?: number;
+  onReadable?: (count: number) => void; onWritable?: (count: number) => void; onError?: () => void;
+  onEmptyPublish?: (topic: string, qos: 0 | 1, id: number) => void;
+  SecureSocket?: new (dictionary: { host: string; port: number; secure?: object }) => object;
+}
+interface LegacyTlsSocketLike {
+  format: "buffer" | "number";
+  readonly readable: number;
+  read(into?: number | ArrayBuffer | ArrayBufferView): number | ArrayBuffer | undefined;
+  write(data: ArrayBuffer | ArrayBufferView, options?: { more?: boolean; byteLength?: number }): number;
+  close(): void;
+}
+const { LegacyTlsSocket, LEGACY_TLS_DEFAULT_CAPACITY } = require("../../src/device/legacy-tls-socket") as {
+  LegacyTlsSocket: new (o: LegacyTlsSocketOptions) => LegacyTlsSocketLike; LEGACY_TLS_DEFAULT_CAPACITY: number;
+};
 
 class FakeSecureSocket {
   static last: FakeSecureSocket | undefined;

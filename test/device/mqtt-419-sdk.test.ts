@@ -111,7 +111,8 @@ describeSdk("Mqtt419Transport over the SDK's own ECMA-419 client, against the lo
   });
 
   function open(id: string, user?: string) {
-    const { Mqtt419Transport } = require("../../src/device/mqtt-419") as typeof import("../../src/device/mqtt-419");
+    const { Mqtt419Transport } = require("../../src/device/mqtt-419") as { Mqtt419Transport: new (o: object) => MqttTransport };
+    const { LegacyTlsSocket } = require("../../src/device/legacy-tls-socket") as { LegacyTlsSocket: new (o: object) => object };
     const creds = cloud.pki.client(id);
     const Socket = nodeSecureSocket(creds.caPem, creds.certPem, creds.keyPem);
     const events: string[] = [];
@@ -121,10 +122,10 @@ describeSdk("Mqtt419Transport over the SDK's own ECMA-419 client, against the lo
     const t = new Mqtt419Transport({
       host: "localhost", port: cloud.mqttPort, clientId: id, ca: creds.caDer, clientCertificate: creds.certDer, clientKey: creds.keyDer,
       ...(user === undefined ? {} : { user }), keepaliveMs: 60_000, backoff: { initialMs: 50, maxMs: 200 },
-      Client: loadSdkClient() as never,
-      Socket: class extends (require("../../src/device/legacy-tls-socket") as typeof import("../../src/device/legacy-tls-socket")).LegacyTlsSocket {
-        constructor(o: ConstructorParameters<typeof import("../../src/device/legacy-tls-socket").LegacyTlsSocket>[0]) { super({ ...o, SecureSocket: Socket }); }
-      } as never,
+      Client: loadSdkClient(),
+      Socket: class extends LegacyTlsSocket {
+        constructor(o: object) { super({ ...o, SecureSocket: Socket }); }
+      },
     });
     t.setHandlers({
       connected: () => { events.push("connected"); onConnected?.(); },

@@ -31,9 +31,39 @@ jest.mock("timer", () => {
 jest.mock("embedded:network/mqtt/client", () => ({ __esModule: true, default: class Unused {} }), { virtual: true });
 jest.mock("securesocket", () => ({ __esModule: true, default: class SecureSocket {} }), { virtual: true });
 
-import type * as Mqtt419 from "../../src/device/mqtt-419";
-const { Mqtt419Transport, HostNameResolver, MQTT_OP } = require("../../src/device/mqtt-419") as typeof Mqtt419;
-const { LegacyTlsSocket } = require("../../src/device/legacy-tls-socket") as typeof import("../../src/device/legacy-tls-socket");
+/** The adapter's types as the test uses them (declared here: the root tsconfig must not follow the device
+ *  sources into the SDK imports it cannot resolve; tsconfig.device.json type-checks them). */
+// eslint-disable-next-line @typescript-eslint/no-namespace
+declare namespace Mqtt419 {
+  interface ControlMessage { operation: number; id?: number; payload?: number[]; returnCode?: number }
+  interface ReadableOptions { more: boolean; topic?: string; byteLength?: number; QoS?: number }
+  interface Mqtt419Client {
+    read(into: ArrayBufferView): number;
+    write(data: ArrayBufferView | ArrayBuffer | null, options: Record<string, unknown>): number;
+    close(): void;
+  }
+  interface Mqtt419ClientOptions {
+    host: string; port: number; id: string; clean: boolean; keepalive: number; user?: string; password?: string;
+    dns: { io: unknown } & Record<string, unknown>;
+    socket: { io: unknown } & Record<string, unknown>;
+    onControl(this: Mqtt419Client, msg: ControlMessage): void;
+    onReadable(this: Mqtt419Client, count: number, options: ReadableOptions): void;
+    onWritable(this: Mqtt419Client, count: number): void;
+    onError(this: Mqtt419Client, error?: unknown): void;
+  }
+  interface Mqtt419Options {
+    host: string; port: number; clientId: string; ca: Uint8Array; clientCertificate?: Uint8Array; clientKey?: Uint8Array;
+    user?: string; password?: string; keepaliveMs?: number; alpn?: string; backoff?: { initialMs: number; maxMs: number };
+    random?: () => number; maxMessageBytes?: number; maxInFlight?: number; Client?: unknown; Socket?: unknown;
+  }
+}
+interface ResolverLike { resolve(r: { host: string; onResolved(host: string, address: string): void; onError(): void }): void; cancel(): void }
+const { Mqtt419Transport, HostNameResolver, MQTT_OP } = require("../../src/device/mqtt-419") as {
+  Mqtt419Transport: new (o: Mqtt419.Mqtt419Options) => MqttTransport;
+  HostNameResolver: new (o: { register?: (r: ResolverLike) => void }) => ResolverLike;
+  MQTT_OP: { CONNACK: number; PUBLISH: number; PUBACK: number; SUBSCRIBE: number; SUBACK: number };
+};
+const { LegacyTlsSocket } = require("../../src/device/legacy-tls-socket") as { LegacyTlsSocket: unknown };
 
 const timers = (): Timers => (globalThis as unknown as { __timers: Timers }).__timers;
 /** Fires the oldest pending timer (not cleared); returns its delay. */
