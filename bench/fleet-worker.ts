@@ -99,6 +99,8 @@ export interface FleetDeviceProbe {
   connected: boolean;
   restarting: boolean;
   ota: string;
+  /** The OTA record's last error code (why a download gave up, why an image rolled back), or "". */
+  otaError: string;
   running: string;
   restarts: number;
   boots: number;
@@ -110,7 +112,7 @@ export interface FleetDeviceProbe {
 function probe(): void {
   const ms = (ns: number): number => Math.round(ns / 1e6);
   const states: FleetDeviceProbe[] = devices.map((d) => ({
-    id: d.id, connected: d.connected, restarting: d.restarting, ota: d.ota.state, running: d.runningVersion,
+    id: d.id, connected: d.connected, restarting: d.restarting, ota: d.ota.state, otaError: d.ota.record.lastError?.code ?? "", running: d.runningVersion,
     restarts: d.restarts.length, boots: d.boots, downloads: d.downloadRequests, bytes: d.bytesDownloaded, errors: d.errors.map((e) => e.code),
   }));
   process.send!({ type: "probe", devices: states, loopDelayMs: { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) } });

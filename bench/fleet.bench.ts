@@ -273,7 +273,7 @@ async function main(): Promise<void> {
     const groups = new Map<string, string[]>();
     for (const a of answers) for (const d of a?.devices ?? []) {
       if (!missed.has(d.id)) continue;
-      const key = `${d.connected ? "connected" : d.restarting ? "restarting" : "not connected"}, OTA ${d.ota}, runs ${d.running}, ${d.restarts} restarts, ${d.downloads} downloads${d.errors.length > 0 ? `, errors ${d.errors.join(" ")}` : ""}`;
+      const key = `${d.connected ? "connected" : d.restarting ? "restarting" : "not connected"}, OTA ${d.ota}${d.otaError === "" ? "" : ` ${d.otaError}`}, runs ${d.running}, ${d.restarts} restarts, ${d.downloads} downloads${d.errors.length > 0 ? `, errors ${d.errors.join(" ")}` : ""}`;
       groups.set(key, [...(groups.get(key) ?? []), d.id]);
     }
     for (const [key, group] of [...groups].sort((x, y) => y[1].length - x[1].length)) say(`  not updated: ${group.length} × ${key} (e.g. ${group.slice(0, 3).join(", ")})`);
