@@ -69,6 +69,8 @@ describe("connection strings: what is kept", () => {
     expect(parseConnectionString(`HostName=h;DeviceId=;SharedAccessKeyName=p;SharedAccessKey=${KEY}`)).toStrictEqual({ hostName: "h", sharedAccessKeyName: "p", sharedAccessKey: KEY });
     expect(parseConnectionString(`HostName=h;DeviceId=d;SharedAccessKeyName=;SharedAccessKey=${KEY}`)).toStrictEqual({ hostName: "h", deviceId: "d", sharedAccessKey: KEY });
     expect(parseConnectionString(`HostName=h;DeviceId=d;SharedAccessKeyName=p;SharedAccessKey=${KEY}`)).toStrictEqual({ hostName: "h", deviceId: "d", sharedAccessKeyName: "p", sharedAccessKey: KEY });
+    expect(parseConnectionString(`HostName=h;SharedAccessKeyName=p;SharedAccessKey=${KEY}`)).toStrictEqual({ hostName: "h", sharedAccessKeyName: "p", sharedAccessKey: KEY });
+    expect(parseConnectionString(`HostName=h;DeviceId=d;SharedAccessKey=${KEY}`)).toStrictEqual({ hostName: "h", deviceId: "d", sharedAccessKey: KEY });
   });
 
   test("a device's credentials need a DeviceId: the words and the detail", () => {
