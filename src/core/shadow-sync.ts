@@ -675,7 +675,8 @@ export class ShadowSync {
   /** report() promises by token; internal reports have none. */
   readonly #waiters = new Map<string, { resolve: () => void; reject: (e: ShadowOtaError) => void }>();
   readonly #timers = new Map<string, unknown>();
-  /** Publishes and subscribes run one after another, in the order step asked for them. */
+  /** Publishes and subscribes are handed to the transport one after another, in the order step asked for
+   *  them; a subscribe holds what follows until its SUBACK, a publish only until the transport has taken it. */
   #io: Promise<void> = Promise.resolve();
   #inputs: SyncInput[] = [];
   #dispatching = false;
@@ -815,13 +816,18 @@ export class ShadowSync {
           (e: unknown) => this.#raise(this.#transportError(e, "subscribe failed")));
         break;
       case "publish":
-        this.#io = this.#io.then(() => mqtt.publish(a.message.topic, a.message.payload, 1)).then(
-          () => undefined,
-          (e: unknown) => {
-            const err = this.#transportError(e, "publish failed");
-            if (a.token !== undefined) this.#dispatch({ type: "send-failed", token: a.token, error: err });
-            else this.#raise(err);
-          });
+        // Not chained on the PUBACK: a QoS 1 PUBLISH lost on the way out is never acknowledged in that session
+        // (neither mqtt.js nor the ECMA-419 client resends it), and waiting for it held every later publish —
+        // the re-get after the report's timeout included — so the cloud kept the stale reported state.
+        this.#io = this.#io.then(() => {
+          mqtt.publish(a.message.topic, a.message.payload, 1).then(
+            () => undefined,
+            (e: unknown) => {
+              const err = this.#transportError(e, "publish failed");
+              if (a.token !== undefined) this.#dispatch({ type: "send-failed", token: a.token, error: err });
+              else this.#raise(err);
+            });
+        });
         break;
       case "start-timer": {
         const old = this.#timers.get(a.token);
