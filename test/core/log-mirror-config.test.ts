@@ -5,8 +5,9 @@
  * several characters per level, AWS's 256-byte topic limit exactly at and one past it, and that the AWS
  * topic limit is not applied to Azure. Runs on Node and on XS.
  */
-import { LOG_CODES, resolveLogMirrorConfig, type LogMirrorConfig } from "../../src/core/log-mirror";
+import { LOG_CODES, LogMirror, resolveLogMirrorConfig, type LogMirrorConfig } from "../../src/core/log-mirror";
 import { errorOf } from "./error-of";
+import { FakeMqtt, ManualClock, MemoryLog } from "./fake-ports";
 
 const base: LogMirrorConfig = { cloud: "aws", thingName: "esp32-01" };
 
@@ -59,5 +60,35 @@ describe("bounds and topics", () => {
     const thing = "t".repeat(128);
     const prefix = "a".repeat(64) + "/" + "b".repeat(64);
     expect(resolveLogMirrorConfig({ cloud: "azure", thingName: thing, topicPrefix: prefix }).thingName).toBe(thing);
+  });
+});
+
+describe("the watched transport and the line's edges", () => {
+  /** A clock whose wall time is exactly 2001-01-01T00:00:00Z, the first instant the mirror trusts. */
+  class Y2001 extends ManualClock {
+    override epochSeconds(): number { return 978_307_200; }
+  }
+
+  it("passes start() and incoming messages through to the sync", () => {
+    const mqtt = new FakeMqtt();
+    const mirror = new LogMirror({ clock: new ManualClock(), heap: { sample: () => ({ freeHeap: 1, usedBytes: 1 }) }, log: new MemoryLog(), mqtt }, { ...base, healthEveryMs: 0 });
+    const topics: string[] = [];
+    const t = mirror.watch(mqtt);
+    t.setHandlers({ connected() {}, disconnected() {}, message(topic) { topics.push(topic); } });
+    t.start();
+    expect(mqtt.started).toBe(true);
+    mqtt.connect();
+    mqtt.deliver("$aws/things/esp32-01/shadow/get/accepted", "{}");
+    expect(topics).toEqual(["$aws/things/esp32-01/shadow/get/accepted"]);
+  });
+
+  it("a wall clock at 2001-01-01 gives a timestamp; 0 free bytes is 0, a negative count is null", () => {
+    const mqtt = new FakeMqtt();
+    const mirror = new LogMirror({ clock: new Y2001(), heap: { sample: () => ({ freeHeap: 0, usedBytes: -1 }) }, log: new MemoryLog(), mqtt }, { ...base, healthEveryMs: 0 });
+    mirror.watch(mqtt).setHandlers({ connected() {}, disconnected() {}, message() {} });
+    mqtt.connect();
+    mirror.log("warn", "x");
+    const line = JSON.parse(mqtt.take()[0]!.payload) as Record<string, unknown>;
+    expect([line["timestamp"], line["freeHeap"], line["usedBytes"]]).toEqual(["2001-01-01T00:00:00.000Z", 0, null]);
   });
 });
