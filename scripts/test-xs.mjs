@@ -5,7 +5,7 @@
  * test/xs/**\/*.test.ts.
  *
  * For each test file: esbuild bundles it (ESM, platform neutral, ES2022, JSON imports) with
- * test/xs/jest-shim.ts injected for the Jest globals, into build/xs-tests/<name>.mjs; a two-line loader
+ * test/xs/jest-shim.ts injected for the Jest globals, into build/xs-tests/<pid>/<name>.mjs; a two-line loader
  * (<name>.run.mjs) imports the bundle and reports what it throws (xsnap itself stays silent about a module
  * that fails to load); then `xsnap -m <loader>` runs it under a CPU-time limit. The shim prints one line per
  * test and a `##xs-test-summary## {json}` line, which this script parses.
@@ -40,7 +40,10 @@ import { bundleTestFile, findTests, TEST_DIRS } from "./xs-bundle.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const XSNAP = join(ROOT, "build/xsnap/bin/xsnap");
-const OUT_DIR = join(ROOT, "build/xs-tests");
+// One folder per run (build/xs-tests/<pid>), so two runs at once (a developer's and a test's) never delete
+// each other's bundles; the folders of runs whose process is gone are removed at the next start.
+const OUT_ROOT = join(ROOT, "build/xs-tests");
+const OUT_DIR = join(OUT_ROOT, String(process.pid));
 const SHIM = join(ROOT, "test/xs/jest-shim.ts");
 const SUMMARY_PREFIX = "##xs-test-summary## "; // keep in step with SUMMARY_PREFIX in test/xs/jest-shim.ts
 const CRASH_PREFIX = "##xs-test-crash## ";
@@ -261,7 +264,12 @@ async function main() {
     process.exit(1);
   }
 
-  rmSync(OUT_DIR, { recursive: true, force: true });
+  mkdirSync(OUT_ROOT, { recursive: true });
+  for (const entry of readdirSync(OUT_ROOT)) {
+    const pid = /^\d+$/.test(entry) ? Number(entry) : undefined;
+    if (pid !== undefined && pid !== process.pid && processAlive(pid)) continue;
+    rmSync(join(OUT_ROOT, entry), { recursive: true, force: true });
+  }
   mkdirSync(OUT_DIR, { recursive: true });
   const bundles = await Promise.all(files.map(bundle));
 
@@ -301,3 +309,12 @@ main().catch((e) => {
   console.log("0 passed, 1 failed");
   process.exit(1);
 });
+
+function processAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === "EPERM";
+  }
+}
