@@ -45,6 +45,9 @@
  *   logRatePerMin        lines a minute (a token bucket holding min(10, rate)): 1..6000; default 30
  *   healthEveryMs        health line period (uptime, reconnects, OTA state, heap): 0 = none, else
  *                        1000..86400000; default 300000
+ * Local time (update windows, src/core/update-policy.ts):
+ *   utcOffsetMinutes     the device's offset from UTC in minutes, -720..840 (a leading "-" allowed in the
+ *                        string form); main.ts sets the SDK's Time.timezone from it. Default: none (UTC)
  * The running version comes from the booted image's descriptor; `firmwareVersion` is its fallback for an
  * image whose descriptor version is not SemVer (the factory app, an unstamped Moddable build).
  * Other keys (ssid, password, sntp, file, …) belong to the SDK and are ignored here.
@@ -75,6 +78,8 @@ export interface DeviceConfig {
   ota: DeviceOtaConfig;
   /** Absent when logLevel is "off". */
   logs?: DeviceLogsConfig;
+  /** Offset from UTC for update windows; absent = not configured (UTC). */
+  utcOffsetMinutes?: number;
 }
 
 export interface DeviceLogsConfig {
@@ -269,5 +274,17 @@ export function parseDeviceConfig(raw: Record<string, unknown>): DeviceConfig {
   if (mqttUser !== "") out.mqttUser = mqttUser;
   if (alpn !== "") out.alpn = alpn;
   if (logs !== undefined) out.logs = logs;
+  if (raw["utcOffsetMinutes"] !== undefined) out.utcOffsetMinutes = signedInteger(raw, "utcOffsetMinutes", -720, 840);
   return out;
+}
+
+/** As integer(), with an optional leading "-" in the string form (config values given to mcconfig are strings). */
+function signedInteger(raw: Record<string, unknown>, key: string, min: number, max: number): number {
+  const v = raw[key];
+  let n: number;
+  if (typeof v === "number") n = v;
+  else if (typeof v === "string" && /^-?[0-9]{1,10}$/.test(v)) n = Number(v);
+  else throw invalid(key, v, `must be an integer ${min}..${max}`);
+  if (!Number.isInteger(n) || n < min || n > max) throw invalid(key, v, `must be an integer ${min}..${max}`);
+  return n;
 }

@@ -33,7 +33,7 @@ import { parseDeviceConfig } from "./device-config";
 import { DEVICE_CODES } from "./device-errors";
 import { moddableHeap } from "./heap-moddable";
 import { ModdableHttpsSource } from "./https-moddable";
-import { moddableClock } from "./moddable-clock";
+import { moddableClock, setUtcOffsetMinutes } from "./moddable-clock";
 import { Mqtt419Transport } from "./mqtt-419";
 import { ModdableMqttTransport, type ModdableMqttOptions } from "./mqtt-moddable";
 import { PreferenceStore } from "./preference-kv";
@@ -100,6 +100,9 @@ export function startDevice(rawConfig: Record<string, unknown>, log: Log): Devic
   if (cfg.shadowName !== undefined) appConfig.shadowName = cfg.shadowName;
   if (cfg.ota.firmwareBaseUrlPath !== undefined) appConfig.firmwareBaseUrlPath = cfg.ota.firmwareBaseUrlPath;
   if (cfg.logs !== undefined) appConfig.logs = cfg.logs;
+
+  // Local time for update windows (moddableClock.utcOffsetMinutes reads Time.timezone + Time.dst).
+  if (cfg.utcOffsetMinutes !== undefined) setUtcOffsetMinutes(cfg.utcOffsetMinutes);
 
   try {
     const app = DeviceApp.start({

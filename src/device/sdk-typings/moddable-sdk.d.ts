@@ -74,6 +74,10 @@ declare module "time" {
     static readonly ticks: number;
     /** Sets the system clock, in seconds since 1970-01-01 UTC. */
     static set(seconds: number): void;
+    /** The time zone's offset from UTC in seconds (settable; 0 until set). */
+    static timezone: number;
+    /** The daylight-saving offset in seconds (settable; 0 until set). */
+    static dst: number;
   }
   export default Time;
 }
