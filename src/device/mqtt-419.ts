@@ -32,6 +32,7 @@ import { backoffDelay, type RandomSource } from "../core/backoff";
 import { ShadowOtaError } from "../core/errors";
 import { utf8Encode } from "../core/utf8";
 import { LegacyTlsSocket } from "./legacy-tls-socket";
+import { mqttSecureOptions } from "./mqtt-tls";
 
 /** MQTT control packet types (MQTT 3.1.1 §2.2.1), as the client's static members number them. */
 export const MQTT_OP = { CONNACK: 2, PUBLISH: 3, PUBACK: 4, SUBSCRIBE: 8, SUBACK: 9 } as const;
@@ -174,12 +175,7 @@ export class Mqtt419Transport implements MqttTransport {
 
   #connect(): void {
     const o = this.#options;
-    const secure: Record<string, unknown> = { protocolVersion: 0x0303, certificate: o.ca, verify: true };
-    if (o.clientCertificate && o.clientKey) {
-      secure.clientCertificates = [o.clientCertificate];
-      secure.clientKey = o.clientKey;
-    }
-    if (o.alpn) secure.applicationLayerProtocolNegotiation = [o.alpn];
+    const secure = mqttSecureOptions(o);
     const Client = o.Client ?? (MQTTClient as unknown as Mqtt419ClientClass);
     const self = this;
     let client: Mqtt419Client | undefined;

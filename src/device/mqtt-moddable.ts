@@ -26,6 +26,7 @@ import type { MqttTransport, MqttTransportEvents } from "../ports/mqtt-transport
 import { backoffDelay, type RandomSource } from "../core/backoff";
 import { ShadowOtaError } from "../core/errors";
 import { NoDelaySecureSocket } from "./no-delay-secure-socket";
+import { mqttSecureOptions } from "./mqtt-tls";
 
 /** The SDK parser's state "PUBLISH payload next" and MQTT's PUBLISH packet type (mqtt.js, SDK 8.2.3). */
 const PARSE_PUBLISH_PAYLOAD = 0x36;
@@ -103,12 +104,7 @@ export class ModdableMqttTransport implements MqttTransport {
 
   #connect(): void {
     const o = this.#options;
-    const secure: Record<string, unknown> = { protocolVersion: 0x0303, certificate: o.ca, verify: true };
-    if (o.clientCertificate && o.clientKey) {
-      secure.clientCertificates = [o.clientCertificate];
-      secure.clientKey = o.clientKey;
-    }
-    if (o.alpn) secure.applicationLayerProtocolNegotiation = [o.alpn];
+    const secure = mqttSecureOptions(o);
     const options: ClientOptions = {
       host: o.host, port: o.port, id: o.clientId,
       timeout: o.keepaliveMs ?? 60_000, Socket: NoDelaySecureSocket, secure,
