@@ -28,7 +28,6 @@
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 
 import { ShadowOtaError } from "../core/errors";
@@ -454,11 +453,10 @@ function isUnder(child: string, parent: string): boolean {
   return rel !== "" && !rel.startsWith("..") && !path.isAbsolute(rel);
 }
 
-/** Where a private key may be written: outside any git tree, or under its build/ or the temp folder. */
+/** Where a private key may be written: outside any git tree (the temp folder, normally), or under a tree's
+ *  build/. The tree decides first, so a clone that itself lies in the temp folder is still protected. */
 export function checkKeyPath(file: string): void {
   const abs = path.resolve(file);
-  const real = (p: string): string => { try { return fs.realpathSync(p); } catch { return p; } };
-  if (isUnder(abs, real(os.tmpdir())) || isUnder(abs, os.tmpdir())) return;
   const tree = gitTreeOf(abs);
   if (tree === undefined || isUnder(abs, path.join(tree, "build"))) return;
   throw new ShadowOtaError(

@@ -151,6 +151,15 @@ describe("npm run image -- keygen | sign | verify", () => {
     expect(codeOf(() => checkKeyPath(path.join(ROOT, "certs", "generated", "key.pem")))).toBe(IMAGE_SIGN_CODES.IMAGE_SIGN_KEY_IN_REPO);
     expect(codeOf(() => checkKeyPath(path.join(ROOT, "build", "keys", "key.pem")))).toBe("ok");
     expect(codeOf(() => checkKeyPath(path.join(os.tmpdir(), "x", "key.pem")))).toBe("ok");
+    // A clone that itself lies in the temp folder (as CI's may) is still a git tree.
+    const clone = fs.mkdtempSync(path.join(os.tmpdir(), "shadow-ota-clone-"));
+    try {
+      fs.mkdirSync(path.join(clone, ".git"));
+      expect(codeOf(() => checkKeyPath(path.join(clone, "key.pem")))).toBe(IMAGE_SIGN_CODES.IMAGE_SIGN_KEY_IN_REPO);
+      expect(codeOf(() => checkKeyPath(path.join(clone, "build", "key.pem")))).toBe("ok");
+    } finally {
+      fs.rmSync(clone, { recursive: true, force: true });
+    }
     const r = run("keygen", "--out", path.join(ROOT, "src", "never-here.pem"));
     expect(r.status).toBe(1);
     expect(r.err[0]).toMatch(/^error IMAGE_SIGN_KEY_IN_REPO: /);
