@@ -42,7 +42,7 @@ export const CORE_TESTS = {
     "shadow-sync-get-throttle.test.ts", "shadow-sync-report-lost.test.ts"],
   "sync-errors.ts": ["error-codes.test.ts"],
   "update-errors.ts": ["error-codes.test.ts"],
-  "update-policy.ts": ["update-policy.test.ts"],
+  "update-policy.ts": ["update-policy.test.ts", "update-policy-gate.test.ts"],
   "utf8.ts": ["xs-smoke.test.ts", "json-utf8.test.ts"],
 };
 

@@ -54,6 +54,7 @@ export function parseWindow(text: string): UpdateWindow {
 
 /** Whether `minute` (0..1439) is inside the window (wrapping midnight when end < start). */
 export function inWindow(w: UpdateWindow, minute: number): boolean {
+  // Stryker disable next-line EqualityOperator: `<` and `<=` differ only when start = end, which parseWindow refuses
   return w.start < w.end ? minute >= w.start && minute < w.end : minute >= w.start || minute < w.end;
 }
 
@@ -173,7 +174,7 @@ export class UpdateGate {
 
   /** The update state the gate holds the version in ("WaitingConsent" / "WaitingWindow"), if any. */
   get waiting(): string | undefined {
-    return this.#pending === undefined ? undefined : this.#reportedState;
+    return this.#reportedState; // set only while a version is held (#send), cleared whenever it is let go
   }
 
   /** A desired version other than the running one (from DeviceAgent), with the whole desired document. */
@@ -202,11 +203,11 @@ export class UpdateGate {
     const p = this.#pending;
     this.#pending = undefined;
     this.#cancelTimer();
-    if (this.#reportedState !== undefined) {
-      this.#reportedState = undefined;
-      this.#lastKey = undefined;
-      this.#o.report(this.#o.otaReported());
-    }
+    // A held version has always been reported as waiting (or Failed) by the time its wait can end: request()
+    // evaluates at once, and either lets it go (no wait) or reports it.
+    this.#reportedState = undefined;
+    this.#lastKey = undefined;
+    this.#o.report(this.#o.otaReported());
     this.#ports.log.log("info", "policy.wait-ended", { version: p?.version ?? null, desired: typeof wanted === "string" ? wanted : null });
   }
 
