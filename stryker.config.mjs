@@ -23,7 +23,7 @@ export const CORE_TESTS = {
   "cloud-protocol.ts": ["cloud-protocol.test.ts", "frozen-builtins.test.ts"],
   "config-diff.ts": ["config-diff.test.ts"],
   "device-agent.ts": ["device-agent.test.ts", "device-agent-reports.test.ts", "device-agent-revert.test.ts"],
-  "device-app.ts": ["device-app.test.ts", "device-app-logs.test.ts", "device-app-revert.test.ts"],
+  "device-app.ts": ["device-app.test.ts", "device-app-logs.test.ts", "device-app-revert.test.ts", "update-policy.test.ts"],
   "download-errors.ts": ["firmware-url.test.ts", "error-codes.test.ts"],
   "errors.ts": ["error-codes.test.ts", "xs-smoke.test.ts"],
   "firmware-url.ts": ["firmware-url.test.ts"],

@@ -55,7 +55,8 @@ export function parseWindow(text: string): UpdateWindow {
 /** Whether `minute` (0..1439) is inside the window (wrapping midnight when end < start). */
 export function inWindow(w: UpdateWindow, minute: number): boolean {
   // Stryker disable next-line EqualityOperator: `<` and `<=` differ only when start = end, which parseWindow refuses
-  return w.start < w.end ? minute >= w.start && minute < w.end : minute >= w.start || minute < w.end;
+  const plain = w.start < w.end;
+  return plain ? minute >= w.start && minute < w.end : minute >= w.start || minute < w.end;
 }
 
 /** Minutes until the window opens (0 when inside). */

@@ -107,8 +107,22 @@ describe("a revert while downloading (AWS: no delta for it)", () => {
     expect(d.app.ota.state).toBe("Idle");
     expect(d.app.ota.record.lastError?.code).toBe(UPDATE_CODES.OTA_UPDATE_CANCELLED);
     expect(d.updates[d.updates.length - 1]).toBe("Idle 1.1.0 OTA_UPDATE_CANCELLED");
+    expect(d.app.ota.record.lastError?.message).toBe("update to 1.1.0 cancelled: desired names 1.0.0");
     expect(d.flash.next).toBeUndefined();
     expect(d.restart.reasons).toEqual([]);
+  });
+
+  it("desired that names no version at all cancels too, and the reported error says so", async () => {
+    const d = new Device();
+    d.source.faults.push({ kind: "stall", at: 8192 });
+    await d.connectWith({ config: { firmware_version: "1.1.0" } });
+    expect(d.app.ota.state).toBe("Downloading");
+    await d.conflictOnNextReport();
+    await d.answerGet({ config: {} });
+    await d.acceptReports();
+    expect(d.app.ota.state).toBe("Idle");
+    expect(d.updates[d.updates.length - 1]).toBe("Idle 1.1.0 OTA_UPDATE_CANCELLED");
+    expect(d.app.ota.record.lastError?.message).toBe("update to 1.1.0 cancelled: desired names no version");
   });
 
   it("the same version named again after the revert is handed on again and installed (no restart of the device needed)", async () => {

@@ -89,7 +89,7 @@ describe("a refused policy says why, in words the operator can act on", () => {
 
   it("window: nothing before or after the two times, and a non-string is refused, not thrown as a TypeError", () => {
     for (const bad of ["x02:00-04:00", "02:00-04:00x", " 02:00-04:00", "02:00-04:00\n"]) expect(refusal(() => parseWindow(bad))?.code).toBe("POLICY_WINDOW_INVALID");
-    for (const bad of [7, null, undefined, { start: 1 }] as unknown[]) {
+    for (const bad of [7, null, undefined, { start: 1 }, ["02:00-04:00"], { toString: () => "02:00-04:00" }] as unknown[]) {
       expect(refusal(() => parseWindow(bad as string))?.code).toBe("POLICY_WINDOW_INVALID");
     }
   });
