@@ -107,7 +107,7 @@ export function startDevice(rawConfig: Record<string, unknown>, log: Log): Devic
   try {
     const app = DeviceApp.start({
       // The same options suit both (Mqtt419Options is a superset of ModdableMqttOptions).
-      mqtt: cfg.mqttClient === "legacy" ? new ModdableMqttTransport(mqttOptions) : new Mqtt419Transport(mqttOptions),
+      mqtt: cfg.mqttClient === "legacy" ? new ModdableMqttTransport(mqttOptions) : new Mqtt419Transport({ ...mqttOptions, log }),
       kv: new PreferenceStore(),
       clock: moddableClock,
       log,
