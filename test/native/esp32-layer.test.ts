@@ -126,10 +126,12 @@ describe.each<OtaHardwareLayer>(["host", "esp32-fakes"])("%s layer: esp_ota_begi
     const d = onOta1();
     const img = buildImage({ version: "1.3.0", segments: [20000, 8000] });
     d.slot.begin();
-    stream(d, img, 0, img.length); // every byte in ota_0: the slot verifies
+    stream(d, img, 0, img.length); // every byte in ota_0, the magic byte held back until end() verifies
     if (ended) d.slot.end();
     d.slot.abort();
-    expect(readPartition(d.file, "ota_0").subarray(0, img.length).equals(Buffer.from(img))).toBe(true);
+    const slot = readPartition(d.file, "ota_0").subarray(0, img.length);
+    expect(slot.subarray(1).equals(Buffer.from(img.subarray(1)))).toBe(true);
+    expect(slot[0]).toBe(ended ? 0xe9 : 0xff); // after end() the slot verifies
     d.slot.markInvalidAndReboot(); // the running 1.2.0 fails a later check
     expect(d.slot.runningDescriptor()?.version).toBe("1.0.0");
     expect(d.slot.lastBoot()).toMatchObject({ slot: -1 });
@@ -176,7 +178,8 @@ describe.each<OtaHardwareLayer>(["host", "esp32-fakes"])("%s layer: esp_ota_begi
     d.slot.trace(true);
     d.slot.accept();
     const ops = d.slot.trace(false).map((op) => `${op.kind}@${op.address.toString(16)}`);
-    expect(ops.slice(0, 3)).toEqual([`erase@${od.toString(16)}`, `erase@${ota0.toString(16)}`, `program@${ota0.toString(16)}`]);
+    // The head is programmed from byte 1: byte 0, the magic, waits for end() (ota_writer.h, the held byte).
+    expect(ops.slice(0, 3)).toEqual([`erase@${od.toString(16)}`, `erase@${ota0.toString(16)}`, `program@${(ota0 + 1).toString(16)}`]);
     d.slot.abort();
     for (const budget of [1, 100, 4095]) {
       const c = onOta1();

@@ -1,8 +1,9 @@
 /*
  * ota_writer.c — the streaming OTA writer (esp_ota_begin/resume/write/end/abort/set_boot_partition) with
  * the descriptor gate: nothing reaches flash until the first OTA_IMAGE_HEAD_LEN bytes validated and the
- * caller accepted the descriptor. Erases sector by sector as data arrives. Mechanism only: which image
- * to accept is the caller's decision. See ota_writer.h for the contract of every function.
+ * caller accepted the descriptor. Erases sector by sector as data arrives. Holds back the image's first
+ * byte (the magic) until end() has verified the whole image, so nothing unverified is ever bootable.
+ * Mechanism only: which image to accept is the caller's decision. See ota_writer.h for the contract of every function.
  */
 #include <string.h>
 
@@ -77,6 +78,38 @@ static void start_parser(ota_writer_t *w, const ota_image_config_t *cfg)
     ota_image_init(&w->parser, &c);
 }
 
+/* The held byte (see ota_writer.h, "The held magic byte"): slot offset 0, the image's magic, never programmed
+ * before ota_writer_end has verified the image. A byte there is the held one, unprogrammed or torn by a cut
+ * while end() programmed it, when every bit the magic has set is still set (NOR programming only clears
+ * bits); then 0xE9 is what belongs there. Any other value is not ours and stays as read, so the parser
+ * refuses it (OTA_ERR_IMAGE_MAGIC). */
+static bool held_byte_pending(uint8_t b)
+{
+    return (b & OTA_IMAGE_MAGIC) == OTA_IMAGE_MAGIC;
+}
+
+/* Puts the held byte into a buffer read from the target at `offset` (only offset 0 holds it). */
+static void restore_held(uint32_t offset, uint8_t *buf, size_t len)
+{
+    if (offset == 0 && len > 0 && held_byte_pending(buf[0])) buf[0] = OTA_IMAGE_MAGIC;
+}
+
+/* A read-only view of the hal that shows the held byte in place: what ota_image_verify_partition reads in
+ * ota_writer_end before the byte is programmed. Only `read` is set; the verifier calls nothing else. */
+typedef struct held_view {
+    ota_hal_t hal;
+    const ota_hal_t *inner;
+    uint32_t target_address;
+} held_view_t;
+
+static esp_err_t held_view_read(void *ctx, const ota_partition_t *part, uint32_t offset, void *dst, size_t len)
+{
+    const held_view_t *v = (const held_view_t *)ctx;
+    esp_err_t err = v->inner->read(v->inner->ctx, part, offset, dst, len);
+    if (err == ESP_OK && part->address == v->target_address) restore_held(offset, (uint8_t *)dst, len);
+    return err;
+}
+
 esp_err_t ota_writer_begin(ota_writer_t *w, const ota_hal_t *hal, const ota_image_config_t *cfg)
 {
     if (w == NULL || hal == NULL || cfg == NULL) return ESP_ERR_INVALID_ARG;
@@ -120,6 +153,7 @@ esp_err_t ota_writer_resume(ota_writer_t *w, const ota_hal_t *hal, const ota_ima
             ota_writer_abort(w);
             return err;
         }
+        restore_held(pos, buf, n); /* the held byte is not in flash yet: it is always the magic */
         err = ota_image_feed(&w->parser, buf, n);
         if (err != ESP_OK) {
             ota_writer_abort(w);
@@ -151,14 +185,37 @@ static esp_err_t erase_up_to(ota_writer_t *w, uint32_t end)
     return ESP_OK;
 }
 
+/* Programs the stream's next `len` bytes at w->written, except the held byte (offset 0): that one stays
+ * erased (0xFF) until ota_writer_end, so the slot never holds a loadable image before it verified. */
 static esp_err_t program(ota_writer_t *w, const uint8_t *data, size_t len)
 {
     esp_err_t err = erase_up_to(w, w->written + (uint32_t)len);
     if (err != ESP_OK) return err;
-    err = w->hal->write(w->hal->ctx, &w->target, w->written, data, len);
-    if (err != ESP_OK) return err;
+    uint32_t at = w->written;
+    size_t skip = at < OTA_WRITER_HELD_LEN ? OTA_WRITER_HELD_LEN - at : 0;
+    if (skip > len) skip = len;
+    if (len > skip) {
+        err = w->hal->write(w->hal->ctx, &w->target, at + (uint32_t)skip, data + skip, len - skip);
+        if (err != ESP_OK) return err;
+    }
     w->written += (uint32_t)len;
     return ESP_OK;
+}
+
+/* end()'s last flash step: the held byte, programmed over its erased (or torn) self, then read back.
+ * Skipped when it is already 0xE9 (an end() that completed before a cut, then a resume), so every program
+ * still lands on bits that can take it. */
+static esp_err_t release_held(ota_writer_t *w)
+{
+    const uint8_t magic = OTA_IMAGE_MAGIC;
+    uint8_t b = 0;
+    esp_err_t err = w->hal->read(w->hal->ctx, &w->target, 0, &b, 1);
+    if (err != ESP_OK || b == magic) return err;
+    if (!held_byte_pending(b)) return ESP_ERR_OTA_VALIDATE_FAILED; /* unreachable: end() verified it */
+    err = w->hal->write(w->hal->ctx, &w->target, 0, &magic, 1);
+    if (err == ESP_OK) err = w->hal->read(w->hal->ctx, &w->target, 0, &b, 1);
+    if (err == ESP_OK && b != magic) err = ESP_ERR_OTA_VALIDATE_FAILED; /* the flash did not take it */
+    return err;
 }
 
 esp_err_t ota_writer_write(ota_writer_t *w, const uint8_t *data, size_t len, size_t *consumed)
@@ -216,9 +273,16 @@ esp_err_t ota_writer_end(ota_writer_t *w)
     if (err != ESP_OK) return writer_fail(w, err);
     if (w->state != OTA_WRITER_WRITING) return writer_fail(w, OTA_ERR_IMAGE_TRUNCATED); /* unreachable: a
         complete image is longer than the head, so HEAD states cannot be DONE */
-    /* esp_ota_end re-verifies what is in flash: catches bits the flash did not take. */
+    /* esp_ota_end re-verifies what is in flash: catches bits the flash did not take. The held byte is not
+     * in flash yet; the view shows it in place (it is the magic the stream's parser already checked). */
+    held_view_t view;
+    memset(&view, 0, sizeof(view));
+    view.hal.ctx = &view;
+    view.hal.read = held_view_read;
+    view.inner = w->hal;
+    view.target_address = w->target.address;
     uint32_t len = 0;
-    err = ota_image_verify_partition(w->hal, &w->target, &w->parser.cfg, &len, NULL);
+    err = ota_image_verify_partition(&view.hal, &w->target, &w->parser.cfg, &len, NULL);
     if (err != ESP_OK) {
         bool flash_error = err < OTA_ERR_IMAGE_BASE || err >= OTA_ERR_SIM_BASE;
         /* Image errors on read-back mean the flash does not hold what was streamed. */
@@ -231,16 +295,21 @@ esp_err_t ota_writer_end(ota_writer_t *w)
     if (w->parser.cfg.sign_key != NULL) {
         err = ota_sign_check(w->parser.cfg.sign_key, &w->parser);
         if (err == OTA_ERR_SIGNATURE_MISSING || err == OTA_ERR_SIGNATURE_INVALID) {
-            /* The refused image is otherwise complete and valid to the bootloader, which tries every app
-             * slot when the selected one does not load (bootloader_utility_load_boot_image). Erasing its
-             * first sector takes its header away, so no fallback can ever boot it. The signature code is
-             * what the caller needs; an erase failure would leave the slot as it was (still unselected). */
+            /* The refused image never had its magic byte programmed (held back until here), so the
+             * bootloader, which tries every app slot when the selected one does not load
+             * (bootloader_utility_load_boot_image), already refuses it. Erasing the first sector as well
+             * takes the rest of its header away: a second barrier that does not depend on the held byte.
+             * The signature code is what the caller needs; an erase failure leaves the slot unbootable. */
             writer_fail(w, err);
             (void)w->hal->erase_sector(w->hal->ctx, &w->target, 0);
             return err;
         }
         if (err != ESP_OK) return writer_fail(w, err);
     }
+    /* Verified (and signed, with a key): only now the image becomes loadable. A cut before or during this
+     * program leaves a slot the bootloader refuses (bad magic); the resume path puts the byte back. */
+    err = release_held(w);
+    if (err != ESP_OK) return writer_fail(w, err);
     w->state = OTA_WRITER_ENDED;
     return ESP_OK;
 }

@@ -18,6 +18,21 @@
  * are an order of magnitude faster than programming). A prefix that still parses but whose data bytes
  * were damaged is caught by the SHA-256 at ota_writer_end(), which also re-reads the whole image.
  * A signature block after the image is part of the stream: written, resumed and re-read like image bytes.
+ *
+ * The held magic byte (why nothing unverified is ever bootable): the ESP-IDF bootloader, when the app
+ * otadata selects does not load, tries every other app slot (bootloader_utility_load_boot_image), and it
+ * refuses a slot whose first byte is not the image magic 0xE9 before anything else, even when it skips
+ * validation (verify_image_header in esp_image_format.c). So the writer never programs slot offset 0
+ * during the stream: it stays erased (0xFF) and the slot is refused by the bootloader until
+ * ota_writer_end() has verified the whole image (read-back hash, and the signature when a key is
+ * configured); only then is 0xE9 programmed there (NOR programming clears bits, 0xFF -> 0xE9 needs no
+ * erase) and read back. A download that stalls or dies after its last byte, or any time before end(),
+ * leaves a slot no fallback boots. Nothing new must survive a power cut: the held byte is always 0xE9
+ * (the parser refuses anything else), so ota_writer_resume() and the read-back put it back in what they
+ * read from flash when offset 0 holds 0xFF or a byte torn by a cut during end()'s program (every bit of
+ * 0xE9 still set); any other value stays as read and is refused as OTA_ERR_IMAGE_MAGIC.
+ * Flash encryption (not supported, see ota_esp32.h) would need a whole 16-byte block held, whose bytes
+ * are not constant: its resume would have to fetch them again.
  */
 #ifndef OTA_WRITER_H
 #define OTA_WRITER_H
@@ -54,6 +69,9 @@ typedef enum ota_writer_state {
 /* The sizes behind a writer's size refusal (ESP_ERR_INVALID_SIZE from begin/resume, OTA_ERR_IMAGE_TOO_LARGE /
  * OTA_ERR_IMAGE_PAST_END from write/end); zeroed by begin, resume and abort, set only by a size refusal, so
  * read it right after one. Plain numbers for the bindings to pass on; the core draws no conclusion. */
+/* Bytes at the start of the slot that are programmed only by ota_writer_end, after verification. */
+#define OTA_WRITER_HELD_LEN 1u
+
 typedef struct ota_size_refusal {
     uint64_t needed;   /* bytes the image needs at least (ota_image_parser_t.need_end); 0 for begin/resume */
     uint32_t declared; /* the declared image size (cfg.image_size), 0 when not declared */
@@ -108,7 +126,7 @@ esp_err_t ota_writer_resume(ota_writer_t *w, const ota_hal_t *hal, const ota_ima
  * is HEAD_READY, and the caller must read ota_writer_descriptor() and call ota_writer_accept() before
  * passing the rest again (or ota_writer_abort()). Nothing reaches flash before accept.
  * In WRITING, bytes are validated first, then the sectors they fall into are erased (each once), then
- * programmed.
+ * programmed — all but the held byte at slot offset 0, which only ota_writer_end programs.
  * Errors (all but INVALID_ARG/INVALID_STATE move to FAILED): ESP_ERR_INVALID_ARG (NULL),
  *   ESP_ERR_INVALID_STATE (not HEAD/WRITING, e.g. HEAD_READY or FAILED), every ota_image_feed error
  *   (OTA_ERR_IMAGE_TOO_LARGE / OTA_ERR_IMAGE_PAST_END also fill w->refusal; the chunk that holds the
@@ -122,7 +140,7 @@ const ota_app_desc_t *ota_writer_descriptor(const ota_writer_t *w);
 
 /* Accepts the descriptor: hal->begin_session (esp_ota_begin's flash side: on both layers, with rollback
  * enabled, the inactive otadata entry is erased unless it names the running slot), then erases the first
- * sector and programs the buffered head; state WRITING.
+ * sector and programs the buffered head from offset OTA_WRITER_HELD_LEN on; state WRITING.
  * Errors: ESP_ERR_INVALID_STATE (not HEAD_READY), errors of begin_session, flash errors (state FAILED). */
 esp_err_t ota_writer_accept(ota_writer_t *w);
 
@@ -131,16 +149,20 @@ esp_err_t ota_writer_accept(ota_writer_t *w);
  * checked as they arrived), then re-reads the whole image from flash and verifies it again; then, when the
  * config carried a signing key (ota_image_config_t.sign_key), checks the signature block (ota_sign_check).
  * State ENDED: only now can ota_writer_set_boot switch the boot partition.
+ * Last, and only when all of that passed, it programs the held magic byte at slot offset 0 (skipped when it
+ * is already there) and reads it back: before that the slot is not bootable (see "The held magic byte").
  * Errors (state FAILED): ESP_ERR_INVALID_STATE (not HEAD/HEAD_READY/WRITING), OTA_ERR_IMAGE_EMPTY,
  *   OTA_ERR_IMAGE_TRUNCATED, a sticky feed error, ESP_ERR_OTA_VALIDATE_FAILED (flash read-back does not
- *   verify), flash errors from read, OTA_ERR_SIGNATURE_MISSING / OTA_ERR_SIGNATURE_INVALID (key configured;
- *   the target's first sector is then erased, so the bootloader's fallback over all slots cannot boot it).
+ *   verify, or the held byte did not take), flash errors from read and from the held byte's program,
+ *   OTA_ERR_SIGNATURE_MISSING / OTA_ERR_SIGNATURE_INVALID (key configured; the held byte is never
+ *   programmed and the target's first sector is erased as well). After any error the slot is not bootable.
  */
 esp_err_t ota_writer_end(ota_writer_t *w);
 
 /* esp_ota_abort: drops the session (any state), frees the parser. The partial slot content stays; it is never
- * booted: no set_boot happened, and once accept() ran the inactive otadata entry, the rollback target, no
- * longer names it (begin_session erased it unless it named the running app).
+ * booted: no set_boot happened, once accept() ran the inactive otadata entry, the rollback target, no
+ * longer names it (begin_session erased it unless it named the running app), and its magic byte is held
+ * back, so the bootloader's fallback over all app slots refuses it too.
  * Never fails. Safe to call twice. */
 void ota_writer_abort(ota_writer_t *w);
 

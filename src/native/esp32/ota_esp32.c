@@ -63,21 +63,28 @@ void ota_esp32_abort_session(ota_esp32_t *e)
     e->session_next = 0;
 }
 
+/* The core and ESP-IDF must agree on the target, or something is badly wrong. */
+static esp_err_t check_next_update(const esp_partition_t *p)
+{
+    const esp_partition_t *next = esp_ota_get_next_update_partition(NULL);
+    if (next == NULL) return ESP_ERR_NOT_FOUND;
+    if (next->address != p->address) return ESP_ERR_OTA_PARTITION_CONFLICT;
+    return ESP_OK;
+}
+
 /*
- * Opens the esp_ota session on `p` at `offset`: esp_ota_begin at 0, esp_ota_resume beyond. Both in
- * sequential-writes mode (nothing erased up front). Refuses a partition that is not ESP-IDF's next update
- * partition: the core and ESP-IDF must agree on the target, or something is badly wrong.
+ * Opens the esp_ota session on `p` at `offset` (a sector boundary past the first sector, which this layer
+ * writes by hand: see ota_esp32.h) with esp_ota_resume in sequential-writes mode (nothing erased up front).
+ * Refuses a partition that is not ESP-IDF's next update partition.
  */
 static esp_err_t open_session(ota_esp32_t *e, const esp_partition_t *p, uint32_t offset)
 {
     ota_esp32_abort_session(e);
-    const esp_partition_t *next = esp_ota_get_next_update_partition(NULL);
-    if (next == NULL) return ESP_ERR_NOT_FOUND;
-    if (next->address != p->address) return ESP_ERR_OTA_PARTITION_CONFLICT;
-    if (offset % OTA_SECTOR_SIZE != 0) return ESP_ERR_INVALID_ARG;
+    esp_err_t err = check_next_update(p);
+    if (err != ESP_OK) return err;
+    if (offset % OTA_SECTOR_SIZE != 0 || offset < OTA_SECTOR_SIZE) return ESP_ERR_INVALID_ARG;
     esp_ota_handle_t handle = 0;
-    esp_err_t err = offset == 0 ? esp_ota_begin(p, OTA_WITH_SEQUENTIAL_WRITES, &handle)
-                                : esp_ota_resume(p, OTA_WITH_SEQUENTIAL_WRITES, offset, &handle);
+    err = esp_ota_resume(p, OTA_WITH_SEQUENTIAL_WRITES, offset, &handle);
     if (err != ESP_OK) return err;
     e->session_open = true;
     e->handle = handle;
@@ -116,6 +123,11 @@ static esp_err_t hal_erase_sector(void *ctx, const ota_partition_t *part, uint32
     if (err != ESP_OK) return err;
     const esp_partition_t *p = esp_partition_of(part);
     if (!is_ota_slot(p)) return esp_partition_erase_range(p, offset, OTA_SECTOR_SIZE);
+    if (offset == 0) {
+        /* The first sector is this layer's, not esp_ota_write's (it holds the held magic byte). */
+        err = check_next_update(p);
+        return err != ESP_OK ? err : esp_partition_erase_range(p, 0, OTA_SECTOR_SIZE);
+    }
 
     if (!is_session(e, p)) {
         err = open_session(e, p, offset);
@@ -138,6 +150,18 @@ static esp_err_t hal_write(void *ctx, const ota_partition_t *part, uint32_t offs
     if (src == NULL) return ESP_ERR_INVALID_ARG;
     const esp_partition_t *p = esp_partition_of(part);
     if (!is_ota_slot(p)) return esp_partition_write(p, offset, src, len);
+    if (offset < OTA_SECTOR_SIZE) {
+        /* The first sector by hand: esp_ota_write would refuse a first chunk that does not start with the
+         * magic, and the core programs that byte last, from ota_writer_end (0xFF -> 0xE9, no erase). */
+        size_t n = OTA_SECTOR_SIZE - offset;
+        if (n > len) n = len;
+        err = check_next_update(p);
+        if (err == ESP_OK) err = esp_partition_write(p, offset, src, n);
+        if (err != ESP_OK || n == len) return err;
+        offset += (uint32_t)n;
+        src = (const uint8_t *)src + n;
+        len -= n;
+    }
 
     if (!is_session(e, p)) {
         err = open_session(e, p, offset);
@@ -151,15 +175,24 @@ static esp_err_t hal_write(void *ctx, const ota_partition_t *part, uint32_t offs
     return ESP_OK;
 }
 
-/* esp_ota_begin itself: the session opens here, right before the slot's first erase (which then finds it
- * open and leaves the erase to esp_ota_write). With rollback enabled ESP-IDF erases the inactive otadata
- * entry inside this call (esp_ota_invalidate_inactive_ota_data_slot); the host layer copies that step. */
+/* esp_ota_begin itself, right before the slot's first erase: its checks (running app PENDING_VERIFY,
+ * partition conflict) and, with rollback enabled, its erase of the inactive otadata entry
+ * (esp_ota_invalidate_inactive_ota_data_slot; the host layer copies that step). The handle is given back at
+ * once: the first sector is written by hand, and the sequential session opens with esp_ota_resume at
+ * 4096 when the data gets there (esp_ota_write would refuse a first byte other than 0xE9). */
 static esp_err_t hal_begin_session(void *ctx, const ota_partition_t *part)
 {
     ota_esp32_t *e = self(ctx);
     const esp_partition_t *p = esp_partition_of(part);
     if (p == NULL || !is_ota_slot(p)) return ESP_ERR_INVALID_ARG;
-    return open_session(e, p, 0);
+    ota_esp32_abort_session(e);
+    esp_err_t err = check_next_update(p);
+    if (err != ESP_OK) return err;
+    esp_ota_handle_t handle = 0;
+    err = esp_ota_begin(p, OTA_WITH_SEQUENTIAL_WRITES, &handle);
+    if (err != ESP_OK) return err;
+    (void)esp_ota_abort(handle); /* frees the entry; nothing was written through it */
+    return ESP_OK;
 }
 
 static esp_err_t hal_running_partition(void *ctx, ota_partition_t *out)

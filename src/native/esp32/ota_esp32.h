@@ -13,18 +13,24 @@
  * core's read-back at ota_writer_end would not see them.
  *
  * How the core's flash calls map onto an esp_ota session (the "session" is one esp_ota_handle_t):
- *   - begin_session (ota_writer_accept, right before the slot's first erase) opens the session with
- *     esp_ota_begin(part, OTA_WITH_SEQUENTIAL_WRITES) — which also refuses while the running app is
+ *   - begin_session (ota_writer_accept, right before the slot's first erase) runs
+ *     esp_ota_begin(part, OTA_WITH_SEQUENTIAL_WRITES) — which refuses while the running app is
  *     PENDING_VERIFY and invalidates the inactive otadata entry, so a half-written slot can never be a
- *     rollback target. After ota_writer_resume at offset N > 0 the first erase_sector/write opens it with
- *     esp_ota_resume(part, OTA_WITH_SEQUENTIAL_WRITES, N); a first erase_sector/write at offset 0 without a
- *     session (not done by the writer) would open it with esp_ota_begin.
+ *     rollback target — and gives the handle back at once (esp_ota_abort): see the first sector below.
+ *   - the slot's first sector [0, 4096) is written by hand: erase_sector(0) -> esp_partition_erase_range,
+ *     writes there -> esp_partition_write. The core holds the image's first byte (the magic 0xE9) back
+ *     until ota_writer_end has verified the image (ota_writer.h, "The held magic byte"), and esp_ota_write
+ *     refuses a session whose first byte is not 0xE9; so the sequential session covers the rest only.
+ *   - from offset 4096 on, the first erase_sector/write opens the session with
+ *     esp_ota_resume(part, OTA_WITH_SEQUENTIAL_WRITES, N) at that sector boundary N (the same call that
+ *     continues a download after ota_writer_resume); a write that crosses 4096 is split there.
  *   - write -> esp_ota_write, which erases each sector just before it is first written (the sequential mode
  *     of ESP-IDF), so erase_sector on the session's partition at or beyond the write position is a no-op
  *     here: the sector is erased by the esp_ota_write that reaches it, never the whole slot up front.
  *     (esp_ota_write_with_offset is not used: ESP-IDF asserts when it is called in sequential mode.)
- *   - set_boot -> esp_ota_end (ESP-IDF verifies the image once more; the handle is freed whatever the
- *     result) and then esp_ota_set_boot_partition (which verifies again and writes otadata).
+ *   - set_boot -> esp_ota_end when a session is open (ESP-IDF verifies the image once more, magic byte
+ *     included: the core programmed it in ota_writer_end; the handle is freed whatever the result) and then
+ *     esp_ota_set_boot_partition (which verifies again and writes otadata).
  *   - ota_esp32_abort_session -> esp_ota_abort. The binding calls it on abort/close/new begin.
  * Other partitions (otadata, nvs, ...) get plain esp_partition_erase_range / esp_partition_write.
  *
