@@ -25,21 +25,27 @@
  *   only guards against a caller that does not);
  * - `onError()` once, when the connection fails or closes (SecureSocket's negative messages, or a throw
  *   inside its handshake); after `close()` nothing is called back.
- * - With `onEmptyPublish`, one correction of the inbound stream: the client's parser (state 0x36) never
+ * - With `onPublishFramed`, one correction of the inbound stream: the client's parser (state 0x36) never
  *   finishes a PUBLISH whose payload is EMPTY — it neither resets its state nor answers it, so every later
  *   byte of the session is left unread (keepalive then ends it). Azure IoT Hub answers every
  *   reported-properties PATCH with exactly such a message ($iothub/twin/res/204/?$rid=…). So this socket
- *   frames the inbound MQTT packets (fixed header and remaining length, MQTT 3.1.1 §2.2), passes every other
- *   packet through untouched, and takes an empty-payload PUBLISH (QoS 0 or 1) out of the stream, handing its
- *   topic, QoS and packet id to `onEmptyPublish` instead, after the packets before it have been offered to the
- *   client. With a fixed client this changes nothing but who delivers those messages.
+ *   frames the inbound MQTT packets (fixed header and remaining length, MQTT 3.1.1 §2.2.3), passes every
+ *   packet through untouched but an empty-payload PUBLISH, which it passes on with ONE zero byte of payload
+ *   added (remaining length + 1), and calls `onPublishFramed(padded)` once per PUBLISH, in stream order,
+ *   before the client can see its bytes — so the owner of the client (src/device/mqtt-419.ts) knows which
+ *   delivered message to hand on empty. The client then parses, delivers and acknowledges that PUBLISH like
+ *   any other: its PUBACK (QoS 1) or PUBREC (QoS 2) joins the client's own queue in arrival order, as MQTT
+ *   3.1.1 §4.6 requires [MQTT-4.6.0-2, -3]. (Before, the socket took the packet out and the adapter wrote
+ *   the PUBACK at once, ahead of the PUBACKs the client still held in its queue.) A PUBLISH the framing
+ *   cannot pass on consistently — QoS 3 (§3.3.1.2 [MQTT-3.3.1-4]), a remaining length under the 2 bytes of
+ *   the topic length, or a topic longer than the packet — is a protocol violation: the socket closes and
+ *   reports it through `onError` (§4.8: close the network connection).
  * Output is queued (at most `capacity` bytes, default 4 KiB) and handed to SecureSocket in records no larger
  * than it says it can take (its `write()` count: the raw socket's free space minus 128 bytes of TLS overhead;
  * 1 KiB send buffer on the Linux simulator), the rest on its next writable message.
  */
 import SecureSocket from "securesocket";
 import { NoDelaySecureSocket } from "./no-delay-secure-socket";
-import { utf8Decode } from "../core/utf8";
 
 /** SecureSocket's callback messages (modules/network/socket/socket.js, securesocket.js). */
 const MSG_CONNECTED = 1; // handshake done
@@ -59,8 +65,9 @@ export interface LegacyTlsSocketOptions {
   onReadable?: (count: number) => void;
   onWritable?: (count: number) => void;
   onError?: (error?: unknown) => void;
-  /** Takes empty-payload PUBLISH packets (QoS 0/1) out of the inbound stream (see the header). */
-  onEmptyPublish?: (topic: string, qos: 0 | 1, id: number) => void;
+  /** Frames the inbound stream: called once per PUBLISH in stream order, `true` when its empty payload was
+   *  padded with one zero byte (see the header). */
+  onPublishFramed?: (padded: boolean) => void;
   /** The SecureSocket class (tests pass a fake; default NoDelaySecureSocket: Nagle off on the ESP32). */
   SecureSocket?: new (dictionary: { host: string; port: number; secure?: Record<string, unknown> }) => object;
 }
@@ -93,8 +100,8 @@ export class LegacyTlsSocket {
   #out: Uint8Array[] = [];
   #outBytes = 0;
   #numberFormat = false;
-  #onEmptyPublish: ((topic: string, qos: 0 | 1, id: number) => void) | undefined;
-  /** Inbound framing (only with onEmptyPublish): the start of the current packet held back until it is
+  #onPublishFramed: ((padded: boolean) => void) | undefined;
+  /** Inbound framing (only with onPublishFramed): the start of the current packet held back until it is
    *  classified, and how many bytes of a packet already passed on are still to come. */
   #head: number[] = [];
   #passLeft = 0;
@@ -103,7 +110,7 @@ export class LegacyTlsSocket {
     this.#onReadable = options.onReadable;
     this.#onWritable = options.onWritable;
     this.#onError = options.onError;
-    this.#onEmptyPublish = options.onEmptyPublish;
+    this.#onPublishFramed = options.onPublishFramed;
     this.#capacity = options.capacity ?? LEGACY_TLS_DEFAULT_CAPACITY;
     const dictionary: { host: string; port: number; secure?: Record<string, unknown> } = { host: options.host, port: options.port };
     if (options.secure !== undefined) dictionary.secure = options.secure;
@@ -230,7 +237,7 @@ export class LegacyTlsSocket {
     this.#inBytes += bytes.byteLength;
   }
 
-  /** Passes inbound bytes on, taking empty-payload PUBLISH packets out (see the header). */
+  /** Passes inbound bytes on, padding empty-payload PUBLISH packets (see the header). */
   #frame(piece: Uint8Array): void {
     let i = 0;
     while (i < piece.byteLength && !this.#closed) {
@@ -253,19 +260,32 @@ export class LegacyTlsSocket {
       const fixed = 1 + lengthBytes;
       const type = head[0]! >> 4;
       const qos = (head[0]! >> 1) & 3;
-      if (type !== 3 || qos === 2 || remaining < 2) { this.#release(fixed + remaining - head.length); continue; }
+      if (type !== 3) { this.#release(fixed + remaining - head.length); continue; }
+      if (qos === 3) return this.#violation("PUBLISH with QoS 3");
+      if (remaining < 2) return this.#violation(`PUBLISH of ${remaining} bytes, shorter than its topic length`);
       if (head.length < fixed + 2) continue;
       const topicLength = (head[fixed]! << 8) | head[fixed + 1]!;
       const payload = remaining - 2 - topicLength - (qos ? 2 : 0);
-      if (payload !== 0) { this.#release(fixed + remaining - head.length); continue; }
+      if (payload < 0) return this.#violation(`PUBLISH of ${remaining} bytes with a ${topicLength}-byte topic`);
+      if (payload > 0) {
+        this.#onPublishFramed!(false);
+        if (!this.#closed) this.#release(fixed + remaining - head.length);
+        continue;
+      }
       if (head.length < fixed + remaining) continue; // the whole (small) packet first
+      // Empty: passed on with one zero byte of payload, under a remaining length one larger.
+      const padded = [head[0]!, ...encodeRemainingLength(remaining + 1), ...head.slice(fixed), 0];
       this.#head = [];
-      const topic = utf8Decode(Uint8Array.from(head.slice(fixed + 2, fixed + 2 + topicLength)));
-      const id = qos ? (head[fixed + 2 + topicLength]! << 8) | head[fixed + 3 + topicLength]! : 0;
-      // In order: what came before it goes to the client first.
-      if (this.#inBytes > 0) this.#onReadable?.(this.#inBytes);
-      if (!this.#closed) this.#onEmptyPublish!(topic, qos as 0 | 1, id);
+      this.#onPublishFramed!(true);
+      if (!this.#closed) this.#push(Uint8Array.from(padded));
     }
+  }
+
+  /** A PUBLISH the framing cannot pass on consistently: close, then say why (MQTT 3.1.1 §4.8). */
+  #violation(why: string): void {
+    const onError = this.#onError;
+    this.close();
+    onError?.(new Error(`MQTT protocol violation from the server: ${why}`));
   }
 
   /** Passes the held-back start of a packet on; `left` more bytes of it follow untouched. */
@@ -295,7 +315,7 @@ export class LegacyTlsSocket {
     } else if (message === MSG_READABLE) {
       const piece = ss.read(ArrayBuffer);
       if (piece === undefined || piece.byteLength === 0) return;
-      if (this.#onEmptyPublish === undefined) this.#push(new Uint8Array(piece));
+      if (this.#onPublishFramed === undefined) this.#push(new Uint8Array(piece));
       else this.#frame(new Uint8Array(piece));
       if (this.#inBytes > 0 && !this.#closed) this.#onReadable?.(this.#inBytes);
     } else if (message === MSG_WRITABLE) {
@@ -320,6 +340,18 @@ function remainingLength(head: readonly number[]): [number, number] | undefined 
     if ((head[i]! & 0x80) === 0) return [value, i];
   }
   return undefined; // a fifth continuation byte is malformed: the client's parser reports it
+}
+
+/** MQTT's remaining length (§2.2.3) as its 1..4 bytes. */
+function encodeRemainingLength(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    out.push(byte);
+  } while (n > 0);
+  return out;
 }
 
 function concat(parts: readonly Uint8Array[], total: number): Uint8Array {

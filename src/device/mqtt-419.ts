@@ -22,6 +22,19 @@
  * fragments into one buffer of the announced size, up to `maxMessageBytes` (a larger one ends the session
  * with that reason rather than being cut).
  *
+ * Three protocol rules it keeps that the client alone does not (docs/moddable.md, "MQTT on the device"):
+ * - PUBACKs leave in the order the PUBLISHes arrived (MQTT 3.1.1 §4.6). The client acknowledges every QoS 1
+ *   PUBLISH itself from one queue; the one kind it cannot parse, an empty payload, reaches it padded with one
+ *   byte by the socket (legacy-tls-socket.ts, `onPublishFramed`) and is handed on here empty. The adapter
+ *   writes no acknowledgement of its own.
+ * - No acknowledgement is awaited for ever: a SUBACK or PUBACK missing for `ackTimeoutMs` (default 10 s) ends
+ *   the session (log `mqtt.ack-timeout`), which rejects every awaited publish and subscribe with
+ *   SYNC_TRANSPORT and reconnects. Nothing is resent in the session: MQTT 3.1.1 resends only on a new
+ *   connection of a kept session (§4.4), and this one is clean; the core re-gets and re-reports instead.
+ * - The reconnect backoff is reset by the first acknowledgement of a session, not by its CONNACK: a broker
+ *   that accepts the connection but never answers the subscribe and get the core sends on `connected` (or
+ *   drops the connection on them) is retried at growing waits instead of every `initialMs`.
+ *
  * Tested on Node with fakes of the client and SecureSocket (test/device/mqtt-419.test.ts,
  * test/device/legacy-tls-socket.test.ts); run in the Linux simulator against the local cloud (docs).
  */
@@ -31,6 +44,7 @@ import type { MqttTransport, MqttTransportEvents } from "../ports/mqtt-transport
 import { backoffDelay, type RandomSource } from "../core/backoff";
 import { ShadowOtaError } from "../core/errors";
 import { utf8Encode } from "../core/utf8";
+import type { Log } from "../ports/log";
 import { LegacyTlsSocket } from "./legacy-tls-socket";
 import { mqttSecureOptions } from "./mqtt-tls";
 
@@ -121,30 +135,40 @@ export interface Mqtt419Options {
   password?: string;
   keepaliveMs?: number;
   alpn?: string;
-  /** Reconnect delays (src/core/backoff.ts), default 1 s .. 60 s; a CONNACK resets the count. */
+  /** Reconnect delays (src/core/backoff.ts), default 1 s .. 60 s; a session's first SUBACK or PUBACK resets
+   *  the count (a CONNACK alone does not). */
   backoff?: { initialMs: number; maxMs: number };
   random?: RandomSource;
   /** Largest PUBLISH payload accepted (default 32 KiB); a larger one ends the session. */
   maxMessageBytes?: number;
   /** Acknowledgements awaited at once (default 16); a publish or subscribe beyond that is refused. */
   maxInFlight?: number;
+  /** How long a SUBACK or PUBACK is awaited (default 10 s) before the session is taken as broken. */
+  ackTimeoutMs?: number;
+  /** Where `mqtt.ack-timeout` (warn) is logged; default none. */
+  log?: Log;
   /** Tests: the client class and the socket class (defaults: the SDK's client, LegacyTlsSocket). */
   Client?: Mqtt419ClientClass;
   Socket?: new (options: never) => object;
 }
 
 const DEFAULT_BACKOFF = { initialMs: 1_000, maxMs: 60_000 };
+/** As src/node/mqtt-node.ts's ackTimeoutMs default. */
+export const DEFAULT_ACK_TIMEOUT_MS = 10_000;
 
 interface Pending {
   kind: "PUBACK" | "SUBACK";
   resolve(): void;
   reject(e: Error): void;
+  timer: Timer | undefined;
 }
 
 interface Incoming {
   topic: string;
   bytes: Uint8Array;
   at: number;
+  /** An empty PUBLISH the socket padded with one byte: delivered with no payload. */
+  padded: boolean;
 }
 
 export class Mqtt419Transport implements MqttTransport {
@@ -159,6 +183,8 @@ export class Mqtt419Transport implements MqttTransport {
   #nextId = 0;
   #pending = new Map<number, Pending>();
   #incoming: Incoming | undefined;
+  /** Of the current client's socket, one entry per inbound PUBLISH not delivered yet: padded or not. */
+  #framed: boolean[] = [];
 
   constructor(options: Mqtt419Options) {
     this.#options = options;
@@ -184,8 +210,8 @@ export class Mqtt419Transport implements MqttTransport {
       dns: { io: HostNameResolver as unknown as new (options: object) => object, register: (r: HostNameResolver) => { this.#resolver = r; } },
       socket: {
         io: (o.Socket ?? LegacyTlsSocket) as new (options: never) => object, secure,
-        // The client's parser stalls on an empty PUBLISH (src/device/legacy-tls-socket.ts): answered here.
-        onEmptyPublish: (topic: string, qos: 0 | 1, id: number) => { if (client !== undefined && client === self.#client) self.#emptyPublish(client, topic, qos, id); },
+        // The client's parser stalls on an empty PUBLISH: the socket pads it (src/device/legacy-tls-socket.ts).
+        onPublishFramed: (padded: boolean) => { if (client !== undefined && client === self.#client) self.#framed.push(padded); },
       },
       onControl(msg) { if (client === self.#client) self.#control(msg); },
       onReadable(count, readable) { if (client === self.#client) self.#readable(this, count, readable); },
@@ -212,7 +238,6 @@ export class Mqtt419Transport implements MqttTransport {
   #control(msg: ControlMessage): void {
     if (msg.operation === MQTT_OP.CONNACK) {
       this.#ready = true;
-      this.#attempt = 0;
       this.#handlers!.connected();
       return;
     }
@@ -222,6 +247,9 @@ export class Mqtt419Transport implements MqttTransport {
     const kind = msg.operation === MQTT_OP.PUBACK ? "PUBACK" : "SUBACK";
     if (p === undefined || p.kind !== kind) return; // not ours, or already settled by a disconnect
     this.#pending.delete(id);
+    if (p.timer !== undefined) Timer.clear(p.timer);
+    // The broker answers: this session works, so the next reconnect starts the backoff afresh.
+    this.#attempt = 0;
     if (kind === "SUBACK" && (msg.payload ?? []).some((granted) => granted === SUBACK_FAILURE)) {
       p.reject(new ShadowOtaError("SYNC_TRANSPORT", "subscription refused by the broker (SUBACK 0x80)", { detail: { granted: (msg.payload ?? []).join(",") } }));
     } else {
@@ -233,12 +261,18 @@ export class Mqtt419Transport implements MqttTransport {
     const max = this.#options.maxMessageBytes ?? 32 * 1024;
     if (options.topic !== undefined) {
       const size = options.byteLength ?? count;
+      const padded = this.#framed.shift() === true;
+      if (padded && size !== 1) {
+        // The socket padded an empty PUBLISH to one byte; anything else means the two lost step.
+        this.#ended(new ShadowOtaError("SYNC_TRANSPORT", `PUBLISH on ${options.topic} of ${size} bytes where the socket padded an empty one`));
+        return;
+      }
       if (size > max) {
         // Drop the client first so nothing more is delivered from it, then say why.
         this.#ended(new ShadowOtaError("SYNC_TRANSPORT", `PUBLISH of ${size} bytes on ${options.topic} is over the ${max}-byte limit`));
         return;
       }
-      this.#incoming = { topic: options.topic, bytes: new Uint8Array(size), at: 0 };
+      this.#incoming = { topic: options.topic, bytes: new Uint8Array(size), at: 0, padded };
     }
     const m = this.#incoming;
     if (m === undefined || m.at + count > m.bytes.byteLength) {
@@ -248,22 +282,17 @@ export class Mqtt419Transport implements MqttTransport {
     m.at += client.read(m.bytes.subarray(m.at, m.at + count));
     if (!options.more) {
       this.#incoming = undefined;
-      this.#handlers!.message(m.topic, m.at === m.bytes.byteLength ? m.bytes : m.bytes.subarray(0, m.at));
+      const payload = m.padded ? new Uint8Array(0) : m.at === m.bytes.byteLength ? m.bytes : m.bytes.subarray(0, m.at);
+      this.#handlers!.message(m.topic, payload);
     }
   }
 
-  /** An empty-payload PUBLISH the socket took out of the client's stream: acknowledged and delivered here. */
-  #emptyPublish(client: Mqtt419Client, topic: string, qos: 0 | 1, id: number): void {
-    if (qos === 1) {
-      try {
-        client.write(null, { operation: MQTT_OP.PUBACK, id });
-      } catch (e) {
-        // The socket cannot take 4 bytes: the session is unusable; end it with that reason.
-        this.#ended(new ShadowOtaError("SYNC_TRANSPORT", "PUBACK could not be written", { cause: e }));
-        return;
-      }
-    }
-    this.#handlers!.message(topic, new Uint8Array(0));
+  /** No acknowledgement of packet `id` within ackTimeoutMs: the session is taken as broken and ended. */
+  #ackTimedOut(id: number, p: Pending, ms: number): void {
+    p.timer = undefined;
+    if (this.#pending.get(id) !== p) return;
+    this.#options.log?.log("warn", "mqtt.ack-timeout", { what: p.kind, id, ms });
+    this.#ended(new ShadowOtaError("SYNC_TRANSPORT", `no ${p.kind} for packet ${id} within ${ms} ms`, { detail: { ackTimeoutMs: ms } }));
   }
 
   /** The session ended (the client's onError, or a reason of ours): drop the client, settle, reconnect. */
@@ -284,6 +313,7 @@ export class Mqtt419Transport implements MqttTransport {
     this.#client = undefined;
     this.#ready = false;
     this.#incoming = undefined;
+    this.#framed = [];
     this.#resolver?.cancel();
     this.#resolver = undefined;
   }
@@ -291,10 +321,12 @@ export class Mqtt419Transport implements MqttTransport {
   #rejectPending(reason: Error): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
+    for (const p of pending) if (p.timer !== undefined) { Timer.clear(p.timer); p.timer = undefined; }
     for (const p of pending) p.reject(new ShadowOtaError("SYNC_TRANSPORT", `${p.kind} not received: ${reason.message}`, { cause: reason }));
   }
 
   #scheduleReconnect(): void {
+    // A session that ended before any acknowledgement counts as a failed attempt (see the header).
     const delay = backoffDelay(this.#attempt++, this.#options.backoff ?? DEFAULT_BACKOFF, this.#options.random ?? Math.random);
     this.#timer = Timer.set(() => { this.#timer = undefined; if (!this.#closed) this.#connect(); }, delay);
   }
@@ -316,7 +348,12 @@ export class Mqtt419Transport implements MqttTransport {
       const id = this.#packetId();
       c.write(data, { ...options, id });
       if (kind === "PUBACK" && options.QoS === 0) return Promise.resolve();
-      return new Promise<void>((resolve, reject) => { this.#pending.set(id, { kind, resolve, reject }); });
+      const ms = this.#options.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS;
+      return new Promise<void>((resolve, reject) => {
+        const p: Pending = { kind, resolve, reject, timer: undefined };
+        p.timer = Timer.set(() => this.#ackTimedOut(id, p, ms), ms);
+        this.#pending.set(id, p);
+      });
     } catch (e) {
       return Promise.reject(e instanceof ShadowOtaError ? e
         : new ShadowOtaError("SYNC_TRANSPORT", kind === "SUBACK" ? "subscribe failed" : "publish failed", { cause: e }));

@@ -3,8 +3,9 @@
  * the broker sends a client — PUBLISH with empty and non-empty payloads at QoS 0 and 1, topics around 127/128
  * bytes (where the remaining length goes from one varint byte to two), PUBACK, SUBACK, PINGRESP — cut into
  * SecureSocket pieces at arbitrary boundaries (inside the fixed header and the remaining-length varint
- * included), comes out as exactly the same packets in the same order: the non-empty ones as bytes the client
- * reads, each empty-payload PUBLISH through onEmptyPublish, after every packet before it has been offered.
+ * included), comes out as exactly the same packets in the same order, as bytes the client reads: each
+ * empty-payload PUBLISH with one zero byte of payload, named padded by onPublishFramed (every other PUBLISH
+ * named as is) before the reader could see any byte of it.
  * A fake SecureSocket as in legacy-tls-socket.test.ts (a piece must be read inside its callback).
  */
 import fc from "fast-check";
@@ -58,9 +59,9 @@ function encode(p: Packet): number[] {
   }
 }
 
-/** Whole packets from `bytes`; throws on a partial one (a packet before an empty PUBLISH must be whole). */
-function decodeAll(bytes: number[]): Packet[] {
-  const out: Packet[] = [];
+/** Whole packets from `bytes`, each with its offset; throws on a partial one. */
+function decodeAll(bytes: number[]): Array<{ packet: Packet; at: number }> {
+  const out: Array<{ packet: Packet; at: number }> = [];
   let i = 0;
   while (i < bytes.length) {
     const first = bytes[i]!;
@@ -70,36 +71,41 @@ function decodeAll(bytes: number[]): Packet[] {
     if (end > bytes.length) throw new Error(`partial packet at ${i}: ${bytes.length - j} of ${rl}`);
     const body = bytes.slice(j, end);
     const type = first >> 4;
+    let packet: Packet;
     if (type === 3) {
       const qos = ((first >> 1) & 3) as 0 | 1;
       const tl = (body[0]! << 8) | body[1]!;
       const topic = Buffer.from(body.slice(2, 2 + tl)).toString("utf8");
-      const id = qos ? (body[2 + tl]! << 8) | body[3 + tl]! : 0;
-      out.push({ kind: "publish", qos, topic, id, payload: body.slice(2 + tl + (qos ? 2 : 0)) });
-    } else if (type === 4) out.push({ kind: "puback", id: (body[0]! << 8) | body[1]! });
-    else if (type === 9) out.push({ kind: "suback", id: (body[0]! << 8) | body[1]!, granted: body[2]! });
-    else if (type === 13) out.push({ kind: "pingresp" });
+      const pid = qos ? (body[2 + tl]! << 8) | body[3 + tl]! : 0;
+      packet = { kind: "publish", qos, topic, id: pid, payload: body.slice(2 + tl + (qos ? 2 : 0)) };
+    } else if (type === 4) packet = { kind: "puback", id: (body[0]! << 8) | body[1]! };
+    else if (type === 9) packet = { kind: "suback", id: (body[0]! << 8) | body[1]!, granted: body[2]! };
+    else if (type === 13) packet = { kind: "pingresp" };
     else throw new Error(`unexpected type ${type}`);
+    out.push({ packet, at: i });
     i = end;
   }
   return out;
 }
 
-/** Runs `stream` through the socket in pieces cut at `cuts`; the packets as the application sees them. */
+/**
+ * Runs `stream` through the socket in pieces cut at `cuts`; the packets as the client and its owner see them
+ * together: a PUBLISH named padded by onPublishFramed must carry exactly one zero byte, and is counted empty.
+ * Also checks that each PUBLISH was named before the reader could have read any byte of it.
+ */
 function throughSocket(stream: number[], cuts: number[], format: "buffer" | "number"): Packet[] {
-  const events: Array<{ bytes: number[] } | { empty: Packet }> = [];
+  const got: number[] = [];
+  const framed: Array<{ padded: boolean; readBefore: number }> = [];
   let socket: SocketLike | undefined;
   const readAll = (): void => {
-    const got: number[] = [];
     if (socket!.format === "number") {
       for (let n = 0; n < 100_000; n++) { const b = socket!.read(); if (b === undefined) break; got.push(b as number); }
     } else got.push(...new Uint8Array(socket!.read() as ArrayBuffer));
-    if (got.length > 0) events.push({ bytes: got });
   };
   socket = new LegacyTlsSocket({
     host: "h", port: 1, SecureSocket: PieceSocket,
     onReadable: () => readAll(),
-    onEmptyPublish: (topic: string, qos: 0 | 1, id: number) => events.push({ empty: { kind: "publish", qos, topic, id, payload: [] } }),
+    onPublishFramed: (padded: boolean) => framed.push({ padded, readBefore: got.length }),
   });
   socket.format = format;
   const ss = PieceSocket.last!;
@@ -110,14 +116,20 @@ function throughSocket(stream: number[], cuts: number[], format: "buffer" | "num
     if (p > at) ss.deliver(Uint8Array.from(stream.slice(at, p)));
     at = Math.max(at, p);
   }
-  const packets: Packet[] = [];
-  let pending: number[] = [];
-  for (const e of events) {
-    if ("bytes" in e) pending.push(...e.bytes);
-    else { packets.push(...decodeAll(pending), e.empty); pending = []; }
-  }
-  packets.push(...decodeAll(pending));
-  return packets;
+  // Plain checks, not expect(): this runs thousands of times per test.
+  const decoded = decodeAll(got);
+  const publishes = decoded.filter((d) => d.packet.kind === "publish");
+  if (framed.length !== publishes.length) throw new Error(`${framed.length} PUBLISH named, ${publishes.length} passed on`);
+  publishes.forEach((d, k) => {
+    const f = framed[k]!;
+    if (f.readBefore > d.at) throw new Error(`PUBLISH ${k} named after ${f.readBefore} bytes were read; it starts at ${d.at}`);
+    const p = d.packet as Extract<Packet, { kind: "publish" }>;
+    if (f.padded) {
+      if (p.payload.length !== 1 || p.payload[0] !== 0) throw new Error(`PUBLISH ${k} named padded carries ${JSON.stringify(p.payload)}`);
+      p.payload = [];
+    }
+  });
+  return decoded.map((d) => d.packet);
 }
 
 const id = fc.integer({ min: 1, max: 0xffff });

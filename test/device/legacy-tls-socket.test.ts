@@ -14,8 +14,8 @@ jest.mock("timer", () => ({ __esModule: true, default: { set: () => 0, clear: ()
  *  the SDK imports it cannot resolve; tsconfig.device.json type-checks them). */
 interface LegacyTlsSocketOptions {
   host: string; port: number; secure?: Record<string, unknown>; capacity?: number;
-  onReadable?: (count: number) => void; onWritable?: (count: number) => void; onError?: () => void;
-  onEmptyPublish?: (topic: string, qos: 0 | 1, id: number) => void;
+  onReadable?: (count: number) => void; onWritable?: (count: number) => void; onError?: (error?: unknown) => void;
+  onPublishFramed?: (padded: boolean) => void;
   SecureSocket?: new (dictionary: { host: string; port: number; secure?: object }) => object;
 }
 interface LegacyTlsSocketLike {
@@ -182,35 +182,71 @@ function remaining(n: number): number[] {
 const PINGRESP = [0xd0, 0];
 const SUBACK = [0x90, 3, 0, 5, 1];
 
-describe("LegacyTlsSocket with onEmptyPublish (the ECMA-419 client's empty-PUBLISH stall)", () => {
+describe("LegacyTlsSocket with onPublishFramed (the ECMA-419 client's empty-PUBLISH stall)", () => {
   const big = Array.from({ length: 300 }, (_, i) => i & 0xff); // a two-byte remaining length
   const first = publish("$iothub/twin/res/200/?$rid=1", big, 1, 0x0102);
   const empty = publish("$iothub/twin/res/204/?$rid=2&$version=3", [], 1, 0x0203);
   const emptyQos0 = publish("t/0", [], 0);
   const stream = [...SUBACK, ...first, ...empty, ...PINGRESP, ...emptyQos0, ...publish("d", [7], 0)];
-  const passed = [...SUBACK, ...first, ...PINGRESP, ...publish("d", [7], 0)];
+  // Every packet in place; each empty PUBLISH with one zero byte of payload under a remaining length one larger.
+  const passed = [...SUBACK, ...first, ...publish("$iothub/twin/res/204/?$rid=2&$version=3", [0], 1, 0x0203), ...PINGRESP,
+    ...publish("t/0", [0], 0), ...publish("d", [7], 0)];
 
-  test("takes empty-payload PUBLISH packets out of the stream and passes every other byte on unchanged, however the stream is split", () => {
+  test("pads each empty-payload PUBLISH with one byte in its place, passes every other byte on unchanged, and names each PUBLISH before its bytes, however the stream is split", () => {
     for (let cut = 1; cut < stream.length; cut++) {
       const log: string[] = [];
       const received: number[] = [];
       const { socket, ss } = open({
-        onReadable: () => { log.push("readable"); received.push(...new Uint8Array(socket.read() as ArrayBuffer)); },
-        onEmptyPublish: (topic, qos, id) => log.push(`empty ${topic} ${qos} ${id} after ${received.length}`),
+        onReadable: () => { received.push(...new Uint8Array(socket.read() as ArrayBuffer)); },
+        onPublishFramed: (padded) => log.push(`${padded ? "padded" : "as is"} after ${received.length}`),
       });
       ss.callback(1);
       ss.deliver(stream.slice(0, cut));
       ss.deliver(stream.slice(cut));
       expect(received).toEqual(passed);
-      // Each empty PUBLISH is handed over in its place: after the bytes that preceded it went to the reader.
-      expect(log.filter((l) => l.startsWith("empty"))).toEqual([
-        `empty $iothub/twin/res/204/?$rid=2&$version=3 1 515 after ${SUBACK.length + first.length}`,
-        `empty t/0 0 0 after ${SUBACK.length + first.length + PINGRESP.length}`,
-      ]);
+      // One call per PUBLISH, in stream order, before the reader has seen any byte of that PUBLISH: the bytes
+      // read by then are at most those before its place in `passed`.
+      expect(log.map((l) => l.split(" after ")[0])).toEqual(["as is", "padded", "padded", "as is"]);
+      const starts = [SUBACK.length, SUBACK.length + first.length, SUBACK.length + first.length + empty.length + 1 + PINGRESP.length, passed.length - 4];
+      log.forEach((l, i) => expect(Number(l.split(" after ")[1])).toBeLessThanOrEqual(starts[i]!));
     }
   });
 
-  test("without onEmptyPublish the stream is passed on as it came", () => {
+  test("the remaining length grows a byte where the padding crosses 127/128", () => {
+    const received: number[] = [];
+    const { socket, ss } = open({ onReadable: () => { received.push(...new Uint8Array(socket.read() as ArrayBuffer)); }, onPublishFramed: () => undefined });
+    ss.callback(1);
+    const p = publish("t".repeat(123), [], 1, 7); // remaining 127: one varint byte
+    expect(p.slice(0, 2)).toEqual([0x32, 127]);
+    ss.deliver(p);
+    expect(received).toEqual(publish("t".repeat(123), [0], 1, 7));
+    expect(received.slice(0, 3)).toEqual([0x32, 0x80, 1]);
+  });
+
+  test.each([
+    ["QoS 3", [0x36, 5, 0, 1, 0x61, 0, 1], "PUBLISH with QoS 3"],
+    ["no room for the topic length", [0x30, 1, 0], "PUBLISH of 1 bytes, shorter than its topic length"],
+    ["a topic longer than the packet", [0x30, 3, 0, 5, 0x61], "PUBLISH of 3 bytes with a 5-byte topic"],
+  ])("a PUBLISH with %s closes the socket and reports the violation once; nothing of it reaches the reader", (_name, packet, why) => {
+    const errors: string[] = [];
+    const framed: boolean[] = [];
+    const received: number[] = [];
+    const { socket, ss } = open({
+      onReadable: () => { received.push(...new Uint8Array(socket.read() as ArrayBuffer)); },
+      onError: (e) => errors.push((e as Error).message),
+      onPublishFramed: (padded) => framed.push(padded),
+    });
+    ss.callback(1);
+    ss.deliver([...PINGRESP, ...packet, ...PINGRESP]);
+    expect(errors).toEqual([`MQTT protocol violation from the server: ${why}`]);
+    expect(ss.closed).toBe(true);
+    expect(framed).toEqual([]);
+    expect(received).toEqual([]); // the PINGRESP before it was buffered, then dropped with the connection
+    ss.deliver(PINGRESP);
+    expect(errors).toHaveLength(1);
+  });
+
+  test("without onPublishFramed the stream is passed on as it came", () => {
     const { socket, ss } = open();
     ss.callback(1);
     ss.deliver(stream);

@@ -8,7 +8,9 @@
  *
  * Checks the QoS 1 contract (subscribe resolved on SUBACK, refused on 0x80; publish resolved on the PUBACK
  * of its own packet id; both rejected when the session ends first), reassembly of a payload delivered in
- * fragments and its size limit, reconnect with the shared backoff policy, close(), and the resolver.
+ * fragments and its size limit, reconnect with the shared backoff policy (reset by a session's first
+ * acknowledgement, not by its CONNACK), the acknowledgement timeout (fake Timer: no wall clock), empty PUBLISH
+ * packets padded by the socket handed on empty, close(), and the resolver.
  * What this is not: a test of the SDK's client itself or of TLS (docs/moddable.md has the simulator runs).
  */
 import { backoffDelay } from "../../src/core/backoff";
@@ -55,6 +57,7 @@ declare namespace Mqtt419 {
     host: string; port: number; clientId: string; ca: Uint8Array; clientCertificate?: Uint8Array; clientKey?: Uint8Array;
     user?: string; password?: string; keepaliveMs?: number; alpn?: string; backoff?: { initialMs: number; maxMs: number };
     random?: () => number; maxMessageBytes?: number; maxInFlight?: number; Client?: unknown; Socket?: unknown;
+    ackTimeoutMs?: number; log?: { log(level: string, event: string, fields?: Record<string, unknown>): void };
   }
 }
 interface ResolverLike { resolve(r: { host: string; onResolved(host: string, address: string): void; onError(): void }): void; cancel(): void }
@@ -204,7 +207,7 @@ describe("Mqtt419Transport", () => {
     expect(await settled(p1)).toBe("resolved");
   });
 
-  test("what is unacknowledged when the session ends is rejected; disconnected says whether it had been up; reconnect waits by backoff", async () => {
+  test("what is unacknowledged when the session ends is rejected; disconnected says whether it had been up; reconnect waits by backoff, reset by an acknowledgement", async () => {
     const { transport, events, reasons, client } = setup();
     client().connack();
     const pub = transport.publish("t", "x");
@@ -224,7 +227,13 @@ describe("Mqtt419Transport", () => {
     expect(fireTimer()).toBe(backoffDelay(1, policy, () => 0.5));
     client().fail();
     expect(fireTimer()).toBe(backoffDelay(2, policy, () => 0.5));
-    client().connack(); // resets the count
+    client().connack(); // a CONNACK alone does not reset the count: nothing was acknowledged in the session
+    client().fail();
+    expect(fireTimer()).toBe(backoffDelay(3, policy, () => 0.5));
+    client().connack(); // an acknowledgement does
+    const ok = transport.subscribe(["s"]);
+    client().control(MQTT_OP.SUBACK, client().writes[0]!.options.id as number, [1]);
+    expect(await settled(ok)).toBe("resolved");
     client().fail();
     expect(fireTimer()).toBe(backoffDelay(0, policy, () => 0.5));
     // Late callbacks from a client already dropped change nothing.
@@ -238,7 +247,7 @@ describe("Mqtt419Transport", () => {
     const { messages, client } = setup();
     client().connack();
     client().publishIn("$iothub/twin/res/200/?$rid=1", [1, 2, 3, 4, 5, 6, 7], [3, 1, 3]);
-    client().publishIn("$iothub/twin/res/204/?$rid=2", [], [0]); // an empty payload (Azure's answer to a PATCH)
+    client().publishIn("$iothub/twin/res/204/?$rid=2", [], [0]); // an empty payload, as a client without the stall would deliver it
     client().publishIn("d", [42], [1]);
     expect(messages).toEqual([["$iothub/twin/res/200/?$rid=1", [1, 2, 3, 4, 5, 6, 7]], ["$iothub/twin/res/204/?$rid=2", []], ["d", [42]]]);
   });
@@ -308,24 +317,106 @@ describe("HostNameResolver", () => {
   });
 });
 
-describe("Mqtt419Transport and the empty PUBLISH the socket takes out of the client's stream", () => {
-  test("a QoS 1 one is acknowledged with PUBACK of its id and delivered with an empty payload; QoS 0 without PUBACK", () => {
+describe("Mqtt419Transport and the empty PUBLISH the socket pads (legacy-tls-socket.ts onPublishFramed)", () => {
+  const framedOf = (c: FakeClient) => c.options.socket.onPublishFramed as (padded: boolean) => void;
+
+  test("a PUBLISH named padded is delivered with no payload; the others as they are; the adapter writes no PUBACK of its own (the client acknowledges all, in order)", () => {
     const { messages, client } = setup();
     client().connack();
-    const onEmptyPublish = client().options.socket.onEmptyPublish as (topic: string, qos: 0 | 1, id: number) => void;
-    onEmptyPublish("$iothub/twin/res/204/?$rid=3", 1, 0x0203);
-    onEmptyPublish("t/0", 0, 0);
-    expect(client().writes.map((w) => w.options)).toEqual([{ operation: MQTT_OP.PUBACK, id: 0x0203 }]);
-    expect(messages).toEqual([["$iothub/twin/res/204/?$rid=3", []], ["t/0", []]]);
+    const framed = framedOf(client());
+    for (const padded of [false, true, true, false]) framed(padded);
+    client().publishIn("a", [1, 2], [1, 1]);
+    client().publishIn("$iothub/twin/res/204/?$rid=3", [0], [1]);
+    client().publishIn("t/0", [0], [1]);
+    client().publishIn("d", [0], [1]); // a real one-byte payload
+    expect(messages).toEqual([["a", [1, 2]], ["$iothub/twin/res/204/?$rid=3", []], ["t/0", []], ["d", [0]]]);
+    expect(client().writes).toEqual([]);
   });
 
-  test("from a client already dropped it is ignored", () => {
+  test("a PUBLISH named padded that is not one byte ends the session: the socket and the adapter lost step", () => {
+    const { messages, events, client } = setup();
+    client().connack();
+    const c = client();
+    framedOf(c)(true);
+    c.publishIn("x", [1, 2], [2]);
+    expect(messages).toEqual([]);
+    expect(c.closed).toBe(true);
+    expect(events.at(-1)).toBe("disconnected PUBLISH on x of 2 bytes where the socket padded an empty one");
+  });
+
+  test("names from a client already dropped are ignored, and a new session starts with none", () => {
     const { messages, client } = setup();
     client().connack();
     const stale = client();
+    framedOf(stale)(true); // named, never delivered
     stale.fail();
-    (stale.options.socket.onEmptyPublish as (t: string, q: 0 | 1, id: number) => void)("x", 1, 1);
-    expect(messages).toEqual([]);
-    expect(stale.writes).toEqual([]);
+    framedOf(stale)(true);
+    fireTimer(); // reconnect
+    client().connack();
+    client().publishIn("x", [0], [1]);
+    expect(messages).toEqual([["x", [0]]]);
+  });
+});
+
+describe("Mqtt419Transport acknowledgement timeout", () => {
+  test("each QoS 1 publish and subscribe waits ackTimeoutMs (default 10 s); a QoS 0 publish waits nothing; an acknowledgement clears its wait", async () => {
+    const { transport, client } = setup();
+    client().connack();
+    const pub = transport.publish("t", "x");
+    void transport.subscribe(["s"]).catch(() => undefined);
+    void transport.publish("q0", "x", 0);
+    expect(pendingTimers().map((t) => t.ms)).toEqual([10_000, 10_000]);
+    client().control(MQTT_OP.PUBACK, client().writes[0]!.options.id as number);
+    expect(await settled(pub)).toBe("resolved");
+    expect(pendingTimers().map((t) => t.ms)).toEqual([10_000]);
+  });
+
+  test("a PUBACK that never comes ends the session: warn mqtt.ack-timeout, every awaited request rejected SYNC_TRANSPORT, disconnected with the reason, a reconnect by backoff", async () => {
+    const logs: unknown[] = [];
+    const { transport, events, reasons, client } = setup({ ackTimeoutMs: 5_000, log: { log: (level, event, fields) => logs.push([level, event, fields]) } });
+    client().connack();
+    const lost = transport.publish("t", "x");
+    const answered = transport.publish("u", "y");
+    const sub = transport.subscribe(["s"]);
+    const [w1, w2] = client().writes;
+    client().control(MQTT_OP.PUBACK, w2!.options.id as number);
+    expect(await settled(answered)).toBe("resolved");
+    const c = client();
+    expect(fireTimer()).toBe(5_000); // the lost publish's wait
+    const id = w1!.options.id as number;
+    expect(logs).toEqual([["warn", "mqtt.ack-timeout", { what: "PUBACK", id, ms: 5_000 }]]);
+    expect(c.closed).toBe(true);
+    expect(await settled(lost)).toBe(`rejected SYNC_TRANSPORT: PUBACK not received: no PUBACK for packet ${id} within 5000 ms`);
+    expect(await settled(sub)).toBe(`rejected SYNC_TRANSPORT: SUBACK not received: no PUBACK for packet ${id} within 5000 ms`);
+    expect(events).toEqual(["connected", `disconnected no PUBACK for packet ${id} within 5000 ms`]);
+    expect(isShadowOtaError(reasons[0]) && reasons[0].code).toBe("SYNC_TRANSPORT");
+    // The subscribe's wait went with the session; what is left is the reconnect, at the first backoff step
+    // (the session had an acknowledgement).
+    expect(pendingTimers()).toHaveLength(1);
+    expect(fireTimer()).toBe(backoffDelay(0, { initialMs: 1_000, maxMs: 60_000 }, () => 0.5));
+    expect(FakeClient.all).toHaveLength(2);
+    // A late PUBACK from the dropped client changes nothing.
+    c.control(MQTT_OP.PUBACK, id);
+    expect(events).toHaveLength(2);
+  });
+
+  test("sessions whose subscribe is never acknowledged are retried at growing waits, not every initialMs; one SUBACK starts the backoff afresh", async () => {
+    const { transport, events, client } = setup({ ackTimeoutMs: 5_000 });
+    const policy = { initialMs: 1_000, maxMs: 60_000 };
+    const waits: number[] = [];
+    for (let session = 0; session < 4; session++) {
+      client().connack();
+      void transport.subscribe(["$aws/things/esp32-01/shadow/get/accepted"]).catch(() => undefined);
+      expect(fireTimer()).toBe(5_000); // no SUBACK
+      waits.push(fireTimer()); // the reconnect
+    }
+    expect(waits).toEqual([0, 1, 2, 3].map((n) => backoffDelay(n, policy, () => 0.5)));
+    expect(events.filter((e) => e.startsWith("disconnected no SUBACK"))).toHaveLength(4);
+    client().connack();
+    const sub = transport.subscribe(["s"]);
+    client().control(MQTT_OP.SUBACK, client().writes[0]!.options.id as number, [1]);
+    expect(await settled(sub)).toBe("resolved");
+    client().fail();
+    expect(fireTimer()).toBe(backoffDelay(0, policy, () => 0.5));
   });
 });
