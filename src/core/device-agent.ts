@@ -154,7 +154,7 @@ export class DeviceAgent implements ShadowSyncHandlers {
     const running = this.#options.firmwareVersion;
     let back = wanted === undefined || wanted === null;
     if (!back && typeof wanted === "string") {
-      try { back = compareSemver(wanted, running) === 0; } catch { back = false; } // ShadowSync reports an invalid one
+      try { back = compareSemver(wanted, running) === 0; } catch { /* not a version, so no revert: ShadowSync reports it */ }
     }
     if (!back) return;
     this.#handedOn = undefined;

@@ -267,11 +267,16 @@ describe("over a sync whose reported state is what the cloud last accepted", () 
   it("a desired version of the running precedence is answered with the running version while the reported state lags", () => {
     const sync = standIn({ config: { firmware_version: "0.9.0" } });
     const requests: string[] = [];
-    const agent = new DeviceAgent({ firmwareVersion: "1.0.0", firmwareVersionPath: FW, onFirmwareRequested: (r) => { requests.push(r.version); } }, new MemoryLog());
+    const log = new MemoryLog();
+    const agent = new DeviceAgent({ firmwareVersion: "1.0.0", firmwareVersionPath: FW, onFirmwareRequested: (r) => { requests.push(r.version); } }, log);
     agent.attach(sync);
     agent.onDesired(change("1.0.0+build.2"));
     expect(sync.patches).toEqual([{ config: { firmware_version: "1.0.0" } }, { config: { firmware_version: "1.0.0" } }]);
     expect(requests).toEqual([]);
+    expect(log.lines.filter((l) => l.event === "agent.report.firmware")).toEqual([
+      { level: "info", event: "agent.report.firmware", fields: { keys: ["config"] } },
+      { level: "info", event: "agent.report.firmware", fields: { keys: ["config"] } },
+    ]);
   });
 
   it("an error report that fails is logged with the error event", async () => {

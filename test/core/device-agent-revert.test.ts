@@ -140,6 +140,20 @@ describe("what is not a revert", () => {
     await d.sync.close();
   });
 
+  it("a document handed in with an explicit null version withdraws, and the log names what desired says", () => {
+    const d = device("aws");
+    const change = (v: string) => ({ desired: { config: { firmware_version: v } }, delta: { config: { firmware_version: v } }, changed: [["config", "firmware_version"]], version: 3, firmwareVersion: v });
+    d.agent.onDesired(change("1.1.0"));
+    d.agent.onDesiredDocument({ config: { firmware_version: null } });
+    d.agent.onDesired(change("1.2.0"));
+    d.agent.onDesiredDocument({ config: { firmware_version: "1.0.0+rebuilt" } });
+    expect(d.events).toEqual(["request 1.1.0", "withdrawn 1.1.0 (desired null)", "request 1.2.0", 'withdrawn 1.2.0 (desired "1.0.0+rebuilt")']);
+    expect(d.log.lines.filter((l) => l.event === "agent.firmware.withdrawn")).toEqual([
+      { level: "info", event: "agent.firmware.withdrawn", fields: { version: "1.1.0", desired: null } },
+      { level: "info", event: "agent.firmware.withdrawn", fields: { version: "1.2.0", desired: "1.0.0+rebuilt" } },
+    ]);
+  });
+
   it("nothing handed on: a desired document naming the running version withdraws nothing", () => {
     const d = device("aws");
     d.agent.onDesiredDocument({ config: { firmware_version: "1.0.0" } });
