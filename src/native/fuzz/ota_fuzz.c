@@ -31,6 +31,9 @@
  *     input's random chunking, and for chunks of exactly ota_image_wanted() bytes; with a key, the verdict
  *     includes ota_sign_check's (so the writer's must equal it); bytes after a complete image are a
  *     signature block (then exactly 152 of them) or refused;
+ *   - slot offset 0 (the image's magic) is programmed only by end(), as its last step, once the image
+ *     verified; a download cut before end(), or refused, leaves it unprogrammed (the bootloader's
+ *     fall-back over all app slots cannot load it);
  *   - the writer's verdict equals the parser's; nothing is erased or programmed before accept; the hal's
  *     begin_session (esp_ota_begin's otadata step) comes once, at accept, before the slot's first erase; every
  *     program lands on erased (0xFF) bytes inside the target slot; each sector is erased at most once per
@@ -297,7 +300,23 @@ static esp_err_t g_write(void *c, const ota_partition_t *p, uint32_t off, const 
 {
     (void)c;
     check_target(p, off, len, "program");
-    if (len > 0) {
+    /* The held byte (ota_writer.h): slot offset 0 is programmed by end() alone, after the image verified,
+     * as one byte, over its erased or (after a cut and a resume) torn self; after a resume its sector was
+     * erased by an earlier session. No other program touches it. */
+    bool held = off < OTA_WRITER_HELD_LEN && len > 0;
+    if (held) {
+        CHECK(off == 0 && len == OTA_WRITER_HELD_LEN && guard.w->state == OTA_WRITER_WRITING &&
+                  guard.w->parser.phase == OTA_IMAGE_PHASE_DONE,
+              "slot offset 0 programmed before end() verified (offset %u, %zu bytes, state %d)", off, len,
+              (int)guard.w->state);
+        CHECK(((const uint8_t *)src)[0] == OTA_IMAGE_MAGIC, "held byte programmed with 0x%02x",
+              ((const uint8_t *)src)[0]);
+        uint8_t b = 0;
+        if (guard.inner->read(guard.inner->ctx, p, 0, &b, 1) == ESP_OK) {
+            CHECK((b & OTA_IMAGE_MAGIC) == OTA_IMAGE_MAGIC && b != OTA_IMAGE_MAGIC,
+                  "held byte programmed over 0x%02x", b);
+        }
+    } else if (len > 0) {
         for (uint32_t s = off / OTA_SECTOR_SIZE; s <= (off + len - 1) / OTA_SECTOR_SIZE; s++) {
             CHECK(guard.erased[s], "program into sector %u that this session did not erase", s);
             guard.programmed[s] = true;
@@ -564,7 +583,11 @@ static esp_err_t stream(run_t *r, chunker_t *ch, size_t from, bool *refused_at_g
             uint32_t written = writer.written;
             CHECK(written == off, "written %u, streamed %zu", written, off);
             guard_check_no_speculative_erase();
+            ota_partition_t target = writer.target;
             ota_writer_abort(&writer);
+            uint8_t b0 = 0;
+            CHECK(guard.inner->read(guard.inner->ctx, &target, 0, &b0, 1) == ESP_OK && b0 == 0xFF,
+                  "a download cut before end() left 0x%02x at slot offset 0 (bootable)", b0);
             if (r->mode == 3) {
                 ota_boot_result_t b;
                 reopen_and_boot(&b);
@@ -630,6 +653,13 @@ static void run_install(run_t *r)
     guard_check_no_speculative_erase();
     if (err != ESP_OK) {
         CHECK(err == r->ref.code, "writer 0x%x, parser 0x%x", (unsigned)err, (unsigned)r->ref.code);
+        if (guard.gate_open) {
+            /* Refused or never ended: the bootloader's fall-back over all app slots must not load it. */
+            uint8_t b0 = 0;
+            CHECK(guard.inner->read(guard.inner->ctx, &writer.target, 0, &b0, 1) == ESP_OK &&
+                      b0 != OTA_IMAGE_MAGIC,
+                  "a refused image has its magic byte in flash");
+        }
         CHECK(ota_writer_set_boot(&writer) == ESP_ERR_INVALID_STATE, "set boot after a failed write");
         ota_writer_abort(&writer);
         ota_writer_abort(&writer);
