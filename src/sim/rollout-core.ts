@@ -22,6 +22,10 @@
  * watched and can still abort the rollout); aborted (threshold passed); cancelled (by the operator).
  * Aborted and cancelled put desired back on the devices of the running wave that had not finished and on
  * the failed ones (a device that rolled back keeps running the old version; desired should say so).
+ * A device that was already Staged when desired went back cannot stop (its boot partition is switched): it
+ * boots the new version and its self-test decides. So the reverted devices stay watched after the stop
+ * (`toSettle`, `settle`) until they report how their update ended, and are then listed truthfully:
+ * `reverted` (it stopped), `installedAfterCancel` (it runs the version anyway) or `failed`.
  *
  * Not here: reading or writing the cloud (rollout.ts), the store, the HTTP routes (rollout-http.ts).
  */
@@ -32,8 +36,11 @@ import { ROLLOUT_CODES } from "./rollout-errors";
 export type RolloutState = "running" | "paused" | "waiting-window" | "done" | "aborted" | "cancelled";
 export type WaveState = "waiting" | "running" | "done" | "aborted" | "cancelled";
 /** waiting: its wave has not started; pending: desired is (being) set, no verdict yet; updated: Valid on the
- *  version; failed: RolledBack, Failed or timed out; reverted: desired put back before it finished. */
-export type DeviceOutcome = "waiting" | "pending" | "updated" | "failed" | "reverted";
+ *  version; failed: RolledBack, Failed or timed out (also after a stop, when the device was past the point of
+ *  no return and its self-test failed); reverted: desired put back before it finished, and the device did
+ *  not install the version; installedAfterCancel: desired was put back (abort or cancel) but the device was
+ *  already past the point of no return (Staged: boot partition switched) and now runs the version. */
+export type DeviceOutcome = "waiting" | "pending" | "updated" | "failed" | "reverted" | "installedAfterCancel";
 
 export interface RolloutDevice {
   id: string;
@@ -47,6 +54,9 @@ export interface RolloutDevice {
   /** Desired is to be put back (set when the rollout stops: the unfinished and the failed devices). */
   revert?: boolean;
   revertDone?: boolean;
+  /** Reverted while its update was under way: the engine keeps reading it after the stop until it reports
+   *  how that update ended (`settle`): still `reverted`, or `installedAfterCancel`, or `failed`. */
+  watch?: boolean;
   /** The device's last reported update state (reported.firmwareUpdate.state), and error code if any. */
   status?: string;
   error?: string;
@@ -80,6 +90,9 @@ export interface RolloutRecord {
   reason?: string;
   /** The wave that is running or last ran (-1 before the first). */
   current: number;
+  /** Wall-clock ms when it was aborted or cancelled: its reverted devices are watched until this plus
+   *  waveDeadlineMs at most. */
+  stoppedAtMs?: number;
 }
 
 /** What the engine saw of one pending device. */
@@ -87,7 +100,12 @@ export interface Observation {
   outcome: "pending" | "updated" | "failed";
   status?: string;
   error?: string;
+  /** The reported update state is one of IN_FLIGHT (only meaningful for outcome "pending"). */
+  inFlight?: boolean;
 }
+
+/** Update states that mean "not finished yet" (ota-controller.ts states plus the update policy's waits). */
+export const IN_FLIGHT: ReadonlySet<string> = new Set(["Downloading", "Verifying", "Staged", "PendingVerify", "WaitingWindow", "WaitingConsent"]);
 
 export type WaveTarget = { count: number } | { percent: number };
 
@@ -215,6 +233,11 @@ export function toObserve(r: RolloutRecord): RolloutDevice[] {
   return r.devices.filter((d) => d.outcome === "pending" && d.desiredSet);
 }
 
+/** Reverted devices of a stopped rollout still watched for how their update ends (once the revert is written). */
+export function toSettle(r: RolloutRecord): RolloutDevice[] {
+  return r.devices.filter((d) => d.watch === true && d.revertDone === true);
+}
+
 export interface StepInput {
   /** Wall-clock ms. */
   nowMs: number;
@@ -228,13 +251,18 @@ function clone(r: RolloutRecord): RolloutRecord {
   return { ...r, waves: r.waves.map((w) => ({ ...w })), devices: r.devices.map((d) => ({ ...d })) };
 }
 
-/** Stops the rollout: desired goes back on the running wave's unfinished devices (now "reverted") and on
- *  every failed one (still counted as failed), later waves are cancelled. */
-function stop(r: RolloutRecord, state: "aborted" | "cancelled", reason: string): void {
+/** Stops the rollout: desired goes back on the running wave's unfinished devices (now "reverted", and
+ *  watched when desired had been written: `settle` says how their update ended) and on every failed one
+ *  (still counted as failed), later waves are cancelled. */
+function stop(r: RolloutRecord, state: "aborted" | "cancelled", reason: string, nowMs: number | undefined): void {
   r.state = state;
   r.reason = reason;
+  if (nowMs !== undefined) r.stoppedAtMs = nowMs;
   for (const d of r.devices) {
-    if (d.outcome === "pending") d.outcome = "reverted";
+    if (d.outcome === "pending") {
+      d.outcome = "reverted";
+      if (d.desiredSet) d.watch = true;
+    }
     if (d.outcome === "reverted" || d.outcome === "failed") d.revert = true;
   }
   for (const w of r.waves) {
@@ -267,7 +295,7 @@ export function step(prev: RolloutRecord, input: StepInput): RolloutRecord {
   }
   const rate = failureRate(r);
   if (rate > r.maxFailure) {
-    stop(r, "aborted", `failure rate ${formatPercent(rate)} (${failedCount(r)} of ${startedCount(r)}) is above the threshold ${formatPercent(r.maxFailure)}`);
+    stop(r, "aborted", `failure rate ${formatPercent(rate)} (${failedCount(r)} of ${startedCount(r)}) is above the threshold ${formatPercent(r.maxFailure)}`, input.nowMs);
     return r;
   }
   if (wave !== undefined && wave.state === "running" && !r.devices.some((d) => d.wave === wave.index && d.outcome === "pending")) {
@@ -305,10 +333,42 @@ export function resume(prev: RolloutRecord): RolloutRecord {
   return { ...clone(prev), state: "running" };
 }
 
-export function cancel(prev: RolloutRecord): RolloutRecord {
+/** `nowMs` (wall-clock ms) starts the watch of the reverted devices (without it they are watched until they settle). */
+export function cancel(prev: RolloutRecord, nowMs?: number): RolloutRecord {
   if (isFinished(prev.state)) throw conflict(prev, "cancel");
   const r = clone(prev);
-  stop(r, "cancelled", "cancelled by the operator");
+  stop(r, "cancelled", "cancelled by the operator", nowMs);
+  return r;
+}
+
+export interface SettleInput {
+  /** Wall-clock ms. */
+  nowMs: number;
+  /** What was seen of watched devices, by id (others ignored). */
+  observed?: ReadonlyMap<string, Observation>;
+}
+
+/**
+ * After a stop: how the update of each watched reverted device ended. Running the version (the device was
+ * Staged, too late to cancel, and its self-test passed) → `installedAfterCancel`; RolledBack or Failed on it
+ * → `failed`; a state that is no longer in flight (Idle after OTA_UPDATE_CANCELLED, a wait that ended, an
+ * update that never started) → stays `reverted`. Each of these ends the watch, as does `waveDeadlineMs`
+ * after the stop (still `reverted`: its end was not seen). Returns a new record.
+ */
+export function settle(prev: RolloutRecord, input: SettleInput): RolloutRecord {
+  const r = clone(prev);
+  for (const d of r.devices) {
+    if (d.watch !== true || d.revertDone !== true) continue;
+    const o = input.observed?.get(d.id);
+    if (o !== undefined) {
+      if (o.status !== undefined) d.status = o.status;
+      if (o.error !== undefined) d.error = o.error;
+      if (o.outcome === "updated") d.outcome = "installedAfterCancel";
+      else if (o.outcome === "failed") d.outcome = "failed";
+      if (o.outcome !== "pending" || o.inFlight !== true) delete d.watch;
+    }
+    if (d.watch === true && r.stoppedAtMs !== undefined && input.nowMs - r.stoppedAtMs >= r.waveDeadlineMs) delete d.watch;
+  }
   return r;
 }
 
@@ -330,11 +390,12 @@ export function rolloutView(r: RolloutRecord): Json {
       failed: ds.filter((d) => d.outcome === "failed").length,
       pending: ds.filter((d) => d.outcome === "pending").length,
       reverted: ds.filter((d) => d.outcome === "reverted").length,
+      installedAfterCancel: ds.filter((d) => d.outcome === "installedAfterCancel").length,
     };
   });
   const devices: Record<string, Json> = {};
   for (const d of r.devices) {
-    devices[d.id] = { cloud: d.cloud, wave: d.wave, outcome: d.outcome, status: d.status ?? null, error: d.error ?? null };
+    devices[d.id] = { cloud: d.cloud, wave: d.wave, outcome: d.outcome, status: d.status ?? null, error: d.error ?? null, watched: d.watch === true };
   }
   const view: Record<string, Json> = {
     id: r.id, version: r.version, state: r.state, waves, failureRate: failureRate(r), maxFailure: r.maxFailure,

@@ -17,12 +17,13 @@
  *     id: "r-1a2b3c4d", version: "1.1.0",
  *     state: "running" | "paused" | "waiting-window" | "done" | "aborted" | "cancelled",
  *     waves: [{index, size, devices:[ids], state: "waiting"|"running"|"done"|"aborted"|"cancelled",
- *              updated, failed, pending, reverted}],
+ *              updated, failed, pending, reverted, installedAfterCancel}],
  *     failureRate: 0..1 (failed / devices whose wave started), maxFailure: 0..1,
  *     window?: "02:00-04:00", createdAt: epoch seconds, reason?: why it stopped,
  *     wavesSpec: "1,10,50,100%", waveDeadlineMs,
- *     devices: {id: {cloud, wave, outcome: "waiting"|"pending"|"updated"|"failed"|"reverted",
- *                    status: reported.firmwareUpdate.state | null, error: code | null}}
+ *     devices: {id: {cloud, wave, outcome: "waiting"|"pending"|"updated"|"failed"|"reverted"|"installedAfterCancel",
+ *                    status: reported.firmwareUpdate.state | null, error: code | null,
+ *                    watched: still read after a stop, until its update's end is seen (rollout-core.ts settle)}}
  *   }
  *
  * Statuses: 400 ROLLOUT_REQUEST_INVALID (and the admin API's body errors), 404 ROLLOUT_NOT_FOUND, 409

@@ -9,6 +9,10 @@
  *      seed `updateVersion`) on the pending devices that lack it — after reading and storing what desired
  *      held before, which is what a revert restores — and stores the record again.
  *
+ * A stopped (aborted or cancelled) rollout is still worked on by each tick until its reverts are written
+ * and its reverted devices have settled: a device that was Staged when desired went back installs the
+ * version anyway, and the record says so (`installedAfterCancel`, rollout-core.ts `settle`).
+ *
  * The store is `{dataDir}/rollouts.json`, replaced atomically (writeFileAtomic) after every change, so a
  * restarted engine resumes where it was: steps 1–3 are derived from the record and idempotent.
  * Operator actions (start, pause, resume, cancel, install) and ticks run one at a time.
@@ -31,8 +35,8 @@ import { writeFileAtomic } from "../node/atomic-file";
 import type { Log } from "../ports/log";
 import { SEED_PATHS } from "./device";
 import {
-  cancel, createRollout, isFinished, needsDesired, needsRevert, parseMaxFailure, pause, resume, step, toObserve,
-  type Observation, type RolloutRecord,
+  cancel, createRollout, IN_FLIGHT, isFinished, needsDesired, needsRevert, parseMaxFailure, pause, resume, settle, step,
+  toObserve, toSettle, type Observation, type RolloutDevice, type RolloutRecord,
 } from "./rollout-core";
 import { ROLLOUT_CODES } from "./rollout-errors";
 import type { FleetAccess, FleetDoc } from "./rollout-fleet";
@@ -40,9 +44,6 @@ import type { FleetAccess, FleetDoc } from "./rollout-fleet";
 export const ROLLOUT_STORE_FILE = "rollouts.json";
 export const DEFAULT_WAVE_DEADLINE_MS = 30 * 60_000;
 export const DEFAULT_POLL_MS = 1000;
-
-/** Update states that mean "not finished yet" (ota-controller.ts states plus the update policy's waits). */
-const IN_FLIGHT = new Set(["Downloading", "Verifying", "Staged", "PendingVerify", "WaitingWindow", "WaitingConsent"]);
 
 /** What a device's reported state says about an update to `version`. */
 export function classify(reported: JsonObject, cloud: CloudKind, version: string): Observation {
@@ -55,7 +56,7 @@ export function classify(reported: JsonObject, cloud: CloudKind, version: string
   const base = { ...(state === undefined ? {} : { status: state }), ...(code === undefined ? {} : { error: code }) };
   if (f["to"] === version && (state === "RolledBack" || state === "Failed")) return { outcome: "failed", ...base };
   if (running === version && (state === undefined || !IN_FLIGHT.has(state))) return { outcome: "updated", ...base };
-  return { outcome: "pending", ...base };
+  return { outcome: "pending", ...base, inFlight: state !== undefined && IN_FLIGHT.has(state) };
 }
 
 export interface StartRequest {
@@ -181,6 +182,14 @@ export class RolloutEngine {
         devices: ids.map((id) => ({ id, cloud: known.get(id)! })), waves: String(req.waves), maxFailure: parseMaxFailure(req.maxFailure),
         ...(req.window === undefined ? {} : { window: req.window }), waveDeadlineMs: deadline, createdAt: Math.floor(this.#now() / 1000),
       });
+      // A device this rollout takes over is no longer watched for an older, stopped one: what it does from now
+      // on answers this rollout (it stays listed there as it was last seen).
+      const taken = new Set(ids);
+      for (const old of this.#stopped()) {
+        if (old.devices.some((d) => d.watch === true && taken.has(d.id))) {
+          this.#replace({ ...old, devices: old.devices.map((d) => { if (d.watch !== true || !taken.has(d.id)) return d; const { watch: _w, ...rest } = d; return rest; }) });
+        }
+      }
       this.#rollouts.push(r);
       this.#save();
       this.#o.log.log("info", "rollout.started", { id: r.id, version: r.version, devices: r.devices.length, waves: r.waves.map((w) => w.size) });
@@ -206,7 +215,7 @@ export class RolloutEngine {
   /** Cancels and puts desired back on the running wave's unfinished devices. */
   cancel(id: string): Promise<RolloutRecord> {
     return this.#serial(async () => {
-      const r = this.#replace(cancel(this.get(id)));
+      const r = this.#replace(cancel(this.get(id), this.#now()));
       await this.#apply(r);
       this.#schedule(this.#o.pollMs ?? DEFAULT_POLL_MS); // reverts that failed are retried
       return this.get(id);
@@ -293,30 +302,50 @@ export class RolloutEngine {
     return inWindow(parseWindow(r.window), minute);
   }
 
-  /** The rollout a tick works on: the active one, else a finished one whose reverts are not all written. */
+  /** Stopped rollouts that still owe reverts or watch reverted devices. */
+  #stopped(): RolloutRecord[] {
+    return this.#rollouts.filter((r) => isFinished(r.state) && (needsRevert(r).length > 0 || r.devices.some((d) => d.watch === true)));
+  }
+
+  /** Whether ticks have work: an active rollout, or a stopped one with reverts or watches left. */
   #current(): RolloutRecord | undefined {
-    return this.active() ?? this.#rollouts.find((r) => needsRevert(r).length > 0);
+    return this.active() ?? this.#stopped()[0];
+  }
+
+  /** What the devices report now about an update to `version` (an unreadable device is left out). */
+  async #observe(devices: readonly RolloutDevice[], version: string): Promise<Map<string, Observation>> {
+    const observed = new Map<string, Observation>();
+    if (devices.length === 0) return observed;
+    const docs = await this.#o.fleet.read(devices);
+    for (const d of devices) {
+      const doc = docs.get(d.id);
+      if (doc === undefined || doc instanceof Error) continue; // unreadable now: still pending (the deadline decides)
+      observed.set(d.id, classify(doc.reported, d.cloud, version));
+    }
+    return observed;
+  }
+
+  /** A stopped rollout: reverts still owed, then how the watched reverted devices' updates ended. */
+  async #settle(r0: RolloutRecord): Promise<void> {
+    let r = await this.#apply(r0);
+    const watched = toSettle(r);
+    if (watched.length === 0 && !r.devices.some((d) => d.watch === true)) return;
+    const observed = await this.#observe(watched, r.version);
+    const before = new Map(r.devices.map((d) => [d.id, d.outcome]));
+    r = this.#replace(settle(r, { nowMs: this.#now(), observed }));
+    for (const d of r.devices) {
+      if (before.get(d.id) !== d.outcome) this.#o.log.log(d.outcome === "reverted" ? "info" : "warn", "rollout.settled", { id: r.id, device: d.id, outcome: d.outcome, status: d.status ?? null });
+    }
   }
 
   async #tick(): Promise<void> {
-    const a = this.#current();
-    if (a === undefined || this.#closed) return;
-    if (isFinished(a.state)) {
-      await this.#apply(a);
-      return;
-    }
+    if (this.#closed) return;
+    for (const s of this.#stopped()) await this.#settle(s);
+    const a = this.active();
+    if (a === undefined) return;
     // Reverts and desired left over from an interrupted tick (or a restart) first.
     let r = await this.#apply(a);
-    const watch = toObserve(r);
-    const observed = new Map<string, Observation>();
-    if (watch.length > 0) {
-      const docs = await this.#o.fleet.read(watch);
-      for (const d of watch) {
-        const doc = docs.get(d.id);
-        if (doc === undefined || doc instanceof Error) continue; // unreadable now: still pending (the deadline decides)
-        observed.set(d.id, classify(doc.reported, d.cloud, r.version));
-      }
-    }
+    const observed = await this.#observe(toObserve(r), r.version);
     const before = r.state;
     r = this.#replace(step(r, { nowMs: this.#now(), inWindow: this.#inWindow(r), observed }));
     if (r.state !== before) this.#o.log.log(r.state === "aborted" ? "warn" : "info", "rollout.state", { id: r.id, from: before, to: r.state, reason: r.reason ?? null, wave: r.current });

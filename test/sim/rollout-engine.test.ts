@@ -90,7 +90,14 @@ describe("rollout engine", () => {
     expect(classify({ config: { firmware_version: "1.0.0" }, firmwareUpdate: { state: "RolledBack", to: "1.1.0", lastError: { code: "OTA_SELF_TEST_FAILED" } } }, "aws", "1.1.0"))
       .toEqual({ outcome: "failed", status: "RolledBack", error: "OTA_SELF_TEST_FAILED" });
     expect(classify({ firmwareVersion: "1.0.0", firmwareUpdate: { state: "Failed", to: "1.2.0" } }, "azure", "1.1.0").outcome).toBe("pending"); // another version's failure
-    expect(classify({ config: { firmware_version: "1.0.0" }, firmwareUpdate: { state: "WaitingWindow", to: "1.1.0" } }, "aws", "1.1.0")).toEqual({ outcome: "pending", status: "WaitingWindow" });
+    expect(classify({ config: { firmware_version: "1.0.0" }, firmwareUpdate: { state: "WaitingWindow", to: "1.1.0" } }, "aws", "1.1.0")).toEqual({ outcome: "pending", status: "WaitingWindow", inFlight: true });
+    // Not in flight: the update stopped (a revert cancelled it) or never started.
+    expect(classify({ config: { firmware_version: "1.0.0" }, firmwareUpdate: { state: "Idle", to: "1.1.0", lastError: { code: "OTA_UPDATE_CANCELLED" } } }, "aws", "1.1.0"))
+      .toEqual({ outcome: "pending", status: "Idle", error: "OTA_UPDATE_CANCELLED", inFlight: false });
+    expect(classify({ config: { firmware_version: "1.0.0" } }, "aws", "1.1.0")).toEqual({ outcome: "pending", inFlight: false });
+    // Staged, or booted into the version and not yet confirmed: in flight.
+    expect(classify({ config: { firmware_version: "1.1.0" }, firmwareUpdate: { state: "PendingVerify", to: "1.1.0" } }, "aws", "1.1.0").inFlight).toBe(true);
+    expect(classify({ config: { firmware_version: "1.0.0" }, firmwareUpdate: { state: "Staged", to: "1.1.0" } }, "aws", "1.1.0").inFlight).toBe(true);
   });
 
   it("stores what desired held before writing, retries a failed write, and a reopened engine resumes without losing it", async () => {

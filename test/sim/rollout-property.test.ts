@@ -9,7 +9,7 @@
 import fc from "fast-check";
 import {
   allowedThrough, cancel, createRollout, failureRate, needsDesired, needsRevert, parseMaxFailure, parseWaves, pause, resume,
-  step, toObserve, waveSizes, type Observation, type RolloutRecord,
+  rolloutView, settle, step, toObserve, toSettle, waveSizes, type Observation, type RolloutRecord,
 } from "../../src/sim/rollout-core";
 import { isShadowOtaError } from "../../src/core/errors";
 
@@ -103,6 +103,39 @@ describe("rollout decisions (property)", () => {
     expect(s.devices.find((d) => d.id === "dev-0001")).toMatchObject({ outcome: "failed", status: "RolledBack", error: "OTA_SELF_TEST_FAILED" });
     expect(needsRevert(written(s))).toEqual([]);
     expect(step(written(s), { nowMs: 3, inWindow: true })).toEqual(written(s));
+  });
+
+  it("after a stop, reverted devices are watched until they settle: stopped, installed anyway (Staged), or failed", () => {
+    let r = createRollout({ id: "r", version: "1.1.0", devices: fleet(5), waves: "100%", maxFailure: 1, waveDeadlineMs: 60_000, createdAt: 0 });
+    r = written(step(r, { nowMs: 0, inWindow: true }));
+    const c = cancel(r, 1000);
+    expect(c.stoppedAtMs).toBe(1000);
+    expect(c.devices.map((d) => [d.outcome, d.watch])).toEqual(Array.from({ length: 5 }, () => ["reverted", true]));
+    expect(toSettle(c)).toEqual([]); // not before the revert is written: the device has not been told yet
+    let s = written(c);
+    expect(toSettle(s)).toHaveLength(5);
+    const seen = new Map<string, Observation>([
+      ["dev-0000", { outcome: "pending", status: "Idle", error: "OTA_UPDATE_CANCELLED", inFlight: false }], // the download stopped
+      ["dev-0001", { outcome: "pending", status: "Staged", inFlight: true }], // too late: restarting into 1.1.0
+      ["dev-0002", { outcome: "failed", status: "RolledBack", error: "OTA_SELF_TEST_FAILED" }],
+      ["dev-0003", { outcome: "pending", status: "Downloading", inFlight: true }],
+    ]);
+    s = settle(s, { nowMs: 2000, observed: seen });
+    expect(s.devices.map((d) => [d.id, d.outcome, d.watch === true])).toEqual([
+      ["dev-0000", "reverted", false], ["dev-0001", "reverted", true], ["dev-0002", "failed", false], ["dev-0003", "reverted", true], ["dev-0004", "reverted", true],
+    ]);
+    s = settle(s, { nowMs: 3000, observed: new Map([["dev-0001", { outcome: "updated", status: "Valid" }]]) });
+    expect(s.devices[1]).toMatchObject({ outcome: "installedAfterCancel", status: "Valid" });
+    expect(s.devices[1]!.watch).toBeUndefined();
+    // Never heard of again: the watch ends waveDeadlineMs after the stop, still reverted.
+    expect(settle(s, { nowMs: 60_999 }).devices.filter((d) => d.watch === true).map((d) => d.id)).toEqual(["dev-0003", "dev-0004"]);
+    s = settle(s, { nowMs: 61_000 });
+    expect(s.devices.filter((d) => d.watch === true)).toEqual([]);
+    expect(s.devices.map((d) => d.outcome)).toEqual(["reverted", "installedAfterCancel", "failed", "reverted", "reverted"]);
+    expect((rolloutView(s) as { waves: Array<Record<string, number>> }).waves[0]).toMatchObject({ reverted: 3, installedAfterCancel: 1, failed: 1, pending: 0 });
+    // A device whose desired was never written is not watched (it was never told to update).
+    const never = cancel(createRollout({ id: "r", version: "1.1.0", devices: fleet(2), waves: "100%", maxFailure: 1, waveDeadlineMs: 1, createdAt: 0 }));
+    expect(never.devices.some((d) => d.watch === true)).toBe(false);
   });
 
   it("a device still pending at the wave's deadline counts as failed", () => {

@@ -225,14 +225,17 @@
     if (r.reason) box.append(el("p", { class: "reason", text: String(r.reason) }));
     const waves = el("table", { class: "waves" }, el("thead", {}, el("tr", {},
       el("th", { text: "wave" }), el("th", { text: "size" }), el("th", { text: "state" }), el("th", { text: "updated" }),
-      el("th", { text: "failed" }), el("th", { text: "pending" }), el("th", { text: "devices" }))));
+      el("th", { text: "failed" }), el("th", { text: "pending" }), el("th", { text: "reverted" }),
+      el("th", { text: "installed after cancel", title: "desired was put back, but the device was already Staged and runs the version" }),
+      el("th", { text: "devices" }))));
     const body = el("tbody");
     for (const w of Array.isArray(r.waves) ? r.waves : []) {
       const list = Array.isArray(w.devices) ? w.devices.map((d) => (typeof d === "string" ? d : d && d.id)).join(", ") : "";
       body.append(el("tr", { "data-wave": w.index, "data-state": w.state },
         el("td", { text: String(w.index) }), el("td", { text: String(w.size) }), el("td", { class: "wave-state", text: String(w.state) }),
         el("td", { class: "updated", text: String(w.updated ?? "") }), el("td", { class: "failed", text: String(w.failed ?? "") }),
-        el("td", { class: "pending", text: String(w.pending ?? "") }), el("td", { class: "devices", text: list })));
+        el("td", { class: "pending", text: String(w.pending ?? "") }), el("td", { class: "reverted", text: String(w.reverted ?? "") }),
+        el("td", { class: "installed-after-cancel", text: String(w.installedAfterCancel ?? "") }), el("td", { class: "devices", text: list })));
     }
     waves.append(body);
     box.append(waves);
