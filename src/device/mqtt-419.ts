@@ -187,6 +187,8 @@ export class Mqtt419Transport implements MqttTransport {
   #framed: boolean[] = [];
 
   constructor(options: Mqtt419Options) {
+    const ack = options.ackTimeoutMs;
+    if (ack !== undefined && !(Number.isFinite(ack) && ack > 0)) throw new RangeError(`ackTimeoutMs must be a positive number of ms, not ${String(ack)}`);
     this.#options = options;
   }
 

@@ -371,6 +371,13 @@ describe("Mqtt419Transport acknowledgement timeout", () => {
     expect(pendingTimers().map((t) => t.ms)).toEqual([10_000]);
   });
 
+  test("an ackTimeoutMs that is not a positive number is refused at construction (RangeError)", () => {
+    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => new Mqtt419Transport({ host: "h", port: 1, clientId: "c", ca: new Uint8Array([1]), ackTimeoutMs: bad, Client: FakeClient }))
+        .toThrow(new RangeError(`ackTimeoutMs must be a positive number of ms, not ${String(bad)}`));
+    }
+  });
+
   test("a PUBACK that never comes ends the session: warn mqtt.ack-timeout, every awaited request rejected SYNC_TRANSPORT, disconnected with the reason, a reconnect by backoff", async () => {
     const logs: unknown[] = [];
     const { transport, events, reasons, client } = setup({ ackTimeoutMs: 5_000, log: { log: (level, event, fields) => logs.push([level, event, fields]) } });
