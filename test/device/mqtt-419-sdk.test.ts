@@ -6,7 +6,8 @@
  * 3 writable, -1 closed, -2 error; write() = room, write(bytes) = one record). So the client's parser, its
  * QoS 1 handling and the adapter's framing run on the very bytes the broker sends.
  *
- * Without an SDK (CI) the suite says so and is skipped; the fakes-based suites (mqtt-419.test.ts,
+ * One test puts the MQTT fault proxy (src/sim/mqtt-fault-proxy.ts) between the adapter and the broker to drop
+ * a PUBACK (the adapter's ackTimeoutMs). Without an SDK (CI) the suite says so and is skipped; the fakes-based suites (mqtt-419.test.ts,
  * legacy-tls-socket.test.ts) always run. The simulator runs are in docs/moddable.md.
  */
 import * as fs from "node:fs";
@@ -14,6 +15,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tls from "node:tls";
 import { LocalCloud } from "../../src/sim/local-cloud";
+import { MqttFaultProxy, pkiTls } from "../../src/sim/mqtt-fault-proxy";
 import type { MqttTransport } from "../../src/ports/mqtt-transport";
 
 const SDK_CLIENT = process.env.MODDABLE ? path.join(process.env.MODDABLE, "examples/io/tcp/mqttclient/mqttclient.js") : "";
@@ -110,7 +112,7 @@ describeSdk("Mqtt419Transport over the SDK's own ECMA-419 client, against the lo
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  function open(id: string, user?: string) {
+  function open(id: string, user?: string, via: { port?: number; ackTimeoutMs?: number; log?: object } = {}) {
     const { Mqtt419Transport } = require("../../src/device/mqtt-419") as { Mqtt419Transport: new (o: object) => MqttTransport };
     const { LegacyTlsSocket } = require("../../src/device/legacy-tls-socket") as { LegacyTlsSocket: new (o: object) => object };
     const creds = cloud.pki.client(id);
@@ -120,7 +122,8 @@ describeSdk("Mqtt419Transport over the SDK's own ECMA-419 client, against the lo
     let onMessage: (() => void) | undefined;
     let onConnected: (() => void) | undefined;
     const t = new Mqtt419Transport({
-      host: "localhost", port: cloud.mqttPort, clientId: id, ca: creds.caDer, clientCertificate: creds.certDer, clientKey: creds.keyDer,
+      host: "localhost", port: via.port ?? cloud.mqttPort, clientId: id, ...(via.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: via.ackTimeoutMs }),
+      ...(via.log === undefined ? {} : { log: via.log }), ca: creds.caDer, clientCertificate: creds.certDer, clientKey: creds.keyDer,
       ...(user === undefined ? {} : { user }), keepaliveMs: 60_000, backoff: { initialMs: 50, maxMs: 200 },
       Client: loadSdkClient(),
       Socket: class extends LegacyTlsSocket {
@@ -182,5 +185,35 @@ describeSdk("Mqtt419Transport over the SDK's own ECMA-419 client, against the lo
     await s.t.publish("$aws/things/esp32-01/shadow/get", JSON.stringify({ clientToken: "g1" }));
     const got = await s.next((m) => m.topic.endsWith("/get/accepted"));
     expect(JSON.parse(got.text).state.reported).toMatchObject({ fw: "1.0.0" });
+  });
+
+  test("AWS through the MQTT fault proxy: the broker's PUBACK dropped once; the publish fails after ackTimeoutMs, the session ends with that reason and the next one works", async () => {
+    const { downstreamTls, upstreamTls } = pkiTls(cloud.pki);
+    const proxy = await MqttFaultProxy.start({
+      upstream: { host: "127.0.0.1", port: cloud.mqttPort, tls: upstreamTls }, downstreamTls,
+      rules: [{ action: "drop", type: "puback", direction: "down", times: 1 }],
+    });
+    try {
+      const logged: string[] = [];
+      // 1.5 s: long enough for a PUBACK on loopback under load, short enough for the test.
+      const s = open("esp32-01", undefined, { port: proxy.port, ackTimeoutMs: 1_500, log: { log: (level: string, event: string) => logged.push(`${level} ${event}`) } });
+      await s.connected(1);
+      const update = JSON.stringify({ state: { reported: { fw: "1.0.1" } }, clientToken: "u1" });
+      let caught: unknown;
+      await s.t.publish("$aws/things/esp32-01/shadow/update", update).catch((e) => { caught = e; });
+      expect((caught as { code?: string }).code).toBe("SYNC_TRANSPORT");
+      expect((caught as Error).message).toMatch(/^PUBACK not received: no PUBACK for packet \d+ within 1500 ms$/);
+      expect(proxy.events.map((e) => `${e.direction} ${e.type} ${e.action}`)).toEqual(["down puback drop"]);
+      expect(logged).toEqual(["warn mqtt.ack-timeout"]);
+      await s.connected(2);
+      expect(s.events).toEqual(["connected", expect.stringMatching(/^disconnected no PUBACK for packet \d+ within 1500 ms$/), "connected"]);
+      // The new session's publish is acknowledged.
+      await s.t.publish("$aws/things/esp32-01/shadow/update", JSON.stringify({ state: { reported: { fw: "1.0.2" } }, clientToken: "u2" }));
+      expect(proxy.count("down", "puback")).toBe(2);
+    } finally {
+      await transport?.close();
+      transport = undefined;
+      await proxy.close();
+    }
   });
 });
