@@ -3,8 +3,9 @@
  * Jest). For three starting points (factory → ota_0, ota_0 → ota_1 with otadata sector 1, ota_1 → ota_0
  * with otadata sector 0) it records every flash operation of each phase of an update:
  *   update          esp_ota_begin's erase of the inactive otadata entry (at accept, ota_1 → ota_0 only: the
- *                   other two start with that entry blank), stream (erase + program), end, set boot (the
- *                   new entry, state NEW)
+ *                   other two start with that entry blank), stream (erase + program), end (after the
+ *                   read-back verification, its one program: the held magic byte at the slot's offset 0,
+ *                   src/native/core/ota_writer.h), set boot (the new entry, state NEW)
  *   first boot      the bootloader's NEW → PENDING_VERIFY rewrite
  *   confirm         mark valid (PENDING_VERIFY → VALID)
  *   rollback boot   a reset before the confirm: the bootloader's PENDING_VERIFY → ABORTED rewrite
@@ -16,6 +17,8 @@
  * torn states are. The seed also decides which bits a cut program or erase leaves (src/native/host/
  * ota_host.c: a cut page program leaves any subset of the bits it was clearing, a cut erase a mix).
  *
+ * After a cut in the update between the new slot's first-sector erase and end()'s held-byte program, that
+ * slot must not start with the magic byte 0xE9 (else the bootloader's fall-back could load it unverified).
  * After each cut the device reboots (reopen the file, run the simulated bootloader) and must:
  *   - boot the old or the new image, byte-identical to what was installed, from the slot it was installed
  *     in; the old image VALID (or the factory app);
@@ -24,8 +27,10 @@
  *     would hold at that point; it must go to PendingVerify (self-test) whatever otadata's state word says,
  *     and mark invalid must then boot the old image. A new image running unconfirmed with no self-test
  *     ahead (e.g. booted as UNDEFINED after a torn entry while the controller trusts otadata) is bricked;
- *   - be able to finish from there: confirm the new image (or redo the whole update from the old one) and
- *     end on the new image VALID after one more reboot.
+ *   - be able to finish from there: confirm the new image, or, from the old one, finish the update — after
+ *     every other cut in the update phase the OTA controller's way (resume from the bytes written before
+ *     the cut operation, all of them once end() began; the slot re-reads the prefix with the held byte put
+ *     back), after the others by a new begin — and end on the new image VALID after one more reboot.
  * Any failure counts the device as bricked. Reproducible (seeded), bounded by count, not by time.
  * Signed images (docs/signing.md): the ota_0 → ota_1 and ota_1 → ota_0 updates carry a signature block
  * and install with the signing key configured, so the block's writes, its re-read on resume and the
@@ -82,10 +87,13 @@ function signed(img: Uint8Array): Uint8Array {
   return out;
 }
 
-/** begin → write (chunked) → accept → end → set boot. */
-function install(slot: HostOtaSlot, img: Uint8Array): void {
-  slot.begin(SIGNED.has(img) ? { imageSize: img.length, signingKey: SIGNING_KEY } : { imageSize: img.length });
-  let off = 0;
+function beginOptions(img: Uint8Array): { imageSize: number; signingKey?: Uint8Array } {
+  return SIGNED.has(img) ? { imageSize: img.length, signingKey: SIGNING_KEY } : { imageSize: img.length };
+}
+
+/** write (chunked, from `from`) → accept at the gate → end → set boot. */
+function finish(slot: HostOtaSlot, img: Uint8Array, from: number): void {
+  let off = from;
   for (let k = 0; off < img.length; k++) {
     const n = chunks[k % chunks.length]!;
     if (slot.write(img.subarray(off, off + n)) !== undefined) slot.accept();
@@ -93,6 +101,28 @@ function install(slot: HostOtaSlot, img: Uint8Array): void {
   }
   slot.end();
   slot.setBootPartition();
+}
+
+/** begin → write (chunked) → accept → end → set boot. */
+function install(slot: HostOtaSlot, img: Uint8Array): void {
+  slot.begin(beginOptions(img));
+  finish(slot, img, 0);
+}
+
+/** The OTA controller's way back after a cut in the update: resume from the bytes it knew were written
+ *  (the slot rounds down to a sector and re-reads the prefix, the held magic byte put back), fetch the rest,
+ *  end, set boot; a refused prefix means a new begin. Returns how it went. */
+function resumeInstall(slot: HostOtaSlot, img: Uint8Array, durable: number): "resumed" | "began again" {
+  let at: number;
+  try {
+    at = slot.resume(durable, beginOptions(img));
+  } catch (e) {
+    if (!(e instanceof ShadowOtaError && e.code === OTA_CODES.OTA_RESUME_MISMATCH)) throw e;
+    install(slot, img);
+    return "began again";
+  }
+  finish(slot, img, at);
+  return at > 0 ? "resumed" : "began again";
 }
 
 function isPowerLost(e: unknown): boolean {
@@ -242,14 +272,53 @@ function randomBudget(ops: FlashOperation[]): number {
 /** Where a cut landed. `budget` and `ops` (the phase's uncut trace, relative starts) tell the update's two
  *  otadata steps apart: esp_ota_begin's erase of the inactive entry comes before the stream's first
  *  operation (at accept; only when that entry names another slot than the running one), set boot after it. */
-function where(op: FlashOperation | undefined, phase: Phase, budget: number, ops: FlashOperation[]): string {
+function where(op: FlashOperation | undefined, phase: Phase, budget: number, ops: FlashOperation[], sc: Scenario): string {
   if (op === undefined) return `${phase}: none`;
   if (phase === "update") {
+    if (isHeldByte(op, sc)) return "update: end (the held magic byte) program";
     if (!inOtadata(op)) return `update: stream ${op.kind}`;
     const firstStream = ops.find((o) => !inOtadata(o));
     return firstStream !== undefined && budget < firstStream.start ? `update: begin (inactive entry) ${op.kind}` : `update: set-boot ${op.kind}`;
   }
   return `${phase}: ${inOtadata(op) ? "otadata" : "app"} ${op.kind}`;
+}
+
+/** end()'s program of the held magic byte: one byte at the new slot's offset 0 (ota_writer.h). */
+function isHeldByte(op: FlashOperation, sc: Scenario): boolean {
+  return op.kind === "program" && op.address === partition(sc.newLabel).offset && op.length === 1;
+}
+
+/** After a cut in the update, between the slot's first-sector erase and end()'s held-byte program: the slot
+ *  must not start with the magic (the bootloader's fall-back over all app slots would load it unverified).
+ *  Returns why not, or undefined. */
+function magicBeforeEnd(sc: Scenario, ops: FlashOperation[], budget: number): string | undefined {
+  const slot = partition(sc.newLabel).offset;
+  const erase = ops.find((o) => o.kind === "erase" && o.address === slot);
+  const held = ops.find((o) => isHeldByte(o, sc));
+  if (erase === undefined || held === undefined) return "no first-sector erase or held-byte program in the trace";
+  if (budget < erase.start + erase.length || budget >= held.start + held.length) return undefined;
+  const fd = fs.openSync(work, "r");
+  try {
+    const b = Buffer.alloc(1);
+    fs.readSync(fd, b, 0, 1, slot);
+    return b[0] === 0xe9 ? "the slot held the magic byte before end() verified the image" : undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** What the OTA controller would know was written when the cut came: the end of the last stream program
+ *  that completed before the budget ran out (a write returns after its program; the controller records
+ *  such offsets at sector boundaries, and the slot rounds down anyway). `ops`: the phase's uncut trace. */
+function durableAt(ops: FlashOperation[], budget: number, sc: Scenario): number {
+  const slot = partition(sc.newLabel).offset;
+  const size = partition(sc.newLabel).size;
+  let durable = 0;
+  for (const op of ops) {
+    if (op.start + op.length > budget) break;
+    if (op.kind === "program" && op.address >= slot && op.address < slot + size) durable = Math.max(durable, op.address + op.length - slot);
+  }
+  return durable;
 }
 
 function holds(label: string, image: Uint8Array): boolean {
@@ -281,10 +350,12 @@ function controllerState(slot: HostOtaSlot, record: OtaRecord): OtaState {
   return state;
 }
 
-interface Tally { newUnconfirmedNotPending: number; byState: Map<string, number> }
+interface Tally { newUnconfirmedNotPending: number; byState: Map<string, number>; recovery: Map<string, number> }
 
-/** Checks the device after the cut; returns undefined when fine, else why it counts as bricked. */
-function check(sc: Scenario, phase: Phase, tally: Tally): string | undefined {
+/** Checks the device after the cut; returns undefined when fine, else why it counts as bricked. After a cut
+ *  in the update with the old image running, the cuts given a `durable` offset finish by the controller's
+ *  resume from there, the others by a new begin. */
+function check(sc: Scenario, phase: Phase, tally: Tally, durable: number | undefined): string | undefined {
   const afterCut = fs.readFileSync(work);
   const s = open();
   try {
@@ -303,8 +374,10 @@ function check(sc: Scenario, phase: Phase, tally: Tally): string | undefined {
     tally.byState.set(key, (tally.byState.get(key) ?? 0) + 1);
     if (!isNew) {
       if (label !== "factory" && state !== "VALID") return `old image in state ${state}`;
-      // Finish: redo the update from the old image.
-      install(s, sc.newImage);
+      // Finish: resume the update (the controller's way after a cut in the download) or redo it.
+      const how = durable !== undefined ? resumeInstall(s, sc.newImage, durable) : "a new update";
+      if (how === "a new update") install(s, sc.newImage);
+      tally.recovery.set(how, (tally.recovery.get(how) ?? 0) + 1);
       s.close();
       const again = open();
       try {
@@ -367,6 +440,14 @@ function main(): number {
     for (const phase of PHASES) {
       phaseOps.push({ sc, phase, ops: t[phase] });
       for (const budget of fixedBudgets(t[phase])) add(sc, phase, t[phase], budget, (random() % 0xfffffffe) + 1);
+      // The held magic byte's program in end(), several times each: right before it (the stream's last
+      // program ends on the budget and the power goes: end() never programs the byte) and right after it
+      // (the byte in, then the power goes before set boot). A one-byte program is not torn in this plan:
+      // every budget ends before or after it; test/native/held-magic.test.ts tears it (a cut armed right
+      // before end()).
+      for (const op of t[phase].filter((o) => phase === "update" && isHeldByte(o, sc))) {
+        for (let k = 0; k < 16; k++) add(sc, phase, t[phase], op.start + (k % 2), (random() % 0xfffffffe) + 1);
+      }
     }
   }
   for (let k = 0; plan.length < CUTS; k++) {
@@ -379,7 +460,7 @@ function main(): number {
   let bricked = 0;
   const byPlace = new Map<string, number>();
   const failures: string[] = [];
-  const tally: Tally = { newUnconfirmedNotPending: 0, byState: new Map() };
+  const tally: Tally = { newUnconfirmedNotPending: 0, byState: new Map(), recovery: new Map() };
   for (const { sc, phase, budget, seed, ops } of plan) {
     const { slot, error: err } = runPhase(sc, phase, (s) => s.armPowerCut(budget, seed));
     const cutAt = slot.cutOperation();
@@ -396,9 +477,15 @@ function main(): number {
       continue;
     }
     cuts++;
-    const place = where(cutAt, phase, budget, ops);
+    const early = phase === "update" ? magicBeforeEnd(sc, ops, budget) : undefined;
+    if (early !== undefined) {
+      bricked++;
+      failures.push(`${sc.name} ${phase} budget ${budget}: ${early}`);
+      continue;
+    }
+    const place = where(cutAt, phase, budget, ops, sc);
     byPlace.set(place, (byPlace.get(place) ?? 0) + 1);
-    const why = check(sc, phase, tally);
+    const why = check(sc, phase, tally, phase === "update" && cuts % 2 === 0 ? durableAt(ops, budget, sc) : undefined);
     if (why !== undefined) {
       bricked++;
       failures.push(`${sc.name} ${phase} budget ${budget} seed ${seed} (${place}): ${why}`);
@@ -407,6 +494,7 @@ function main(): number {
   }
   for (const [place, count] of [...byPlace].sort()) console.log(`  cut during ${place}: ${count}`);
   for (const [state, count] of [...tally.byState].sort()) console.log(`  after the cut: ${state}: ${count}`);
+  for (const [how, count] of [...tally.recovery].sort()) console.log(`  old image ran, update finished by ${how}: ${count}`);
   console.log(`  the new image ran unconfirmed without PENDING_VERIFY (a torn otadata entry) ${tally.newUnconfirmedNotPending} times; each went to the controller's self-test and back`);
   for (const f of failures.slice(0, 20)) console.log(`  BRICKED ${f}`);
   if (failures.length > 20) console.log(`  ... ${failures.length - 20} more`);
