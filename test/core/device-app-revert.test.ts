@@ -28,11 +28,12 @@ class Device {
   /** Every firmwareUpdate reported, as "State to CODE". */
   readonly updates: string[] = [];
 
-  constructor() {
+  constructor(extra: Partial<DeviceAppConfig> = {}) {
     this.flash.boot();
     const config: DeviceAppConfig = {
       cloud: "aws", thingName: "esp32-01", firmwareVersionPath: FW,
       ota: { source: { naming: "aws", baseUrl: "https://blobs.example/fw/", allowedHosts: ["blobs.example"] }, projectName: "shadow-ota", chipId: 0 },
+      ...extra,
     };
     this.app = DeviceApp.start({ mqtt: this.mqtt, kv: this.kv, clock: this.clock, log: this.log, slot: new FakeSlot(this.flash), source: this.source, restart: this.restart, random: () => 0.5 }, config);
   }
@@ -183,6 +184,22 @@ describe("a revert while the update gate holds the version", () => {
     await d.delta({ firmwareUpdatePolicy: { accept: "1.1.0" } });
     await d.acceptReports();
     expect(d.source.opens).toHaveLength(1);
+  });
+
+  it("a revert the gate was not handed (the application's config hook threw on the same change) still stops the held version when its window opens", async () => {
+    // ManualClock's wall clock starts at 22:13:20 UTC; the window opens at 22:30.
+    const d = new Device({ acceptConfig: (path) => { if (path[1] === "mode") throw new Error("application bug"); return undefined; } });
+    await d.connectWith({ config: { firmware_version: "1.1.0" }, firmwareUpdatePolicy: { window: "22:30-23:00" } });
+    await d.acceptReports();
+    expect(d.app.gate.waiting).toBe("WaitingWindow");
+    // desired names a build of the running version (a revert) and a leaf the hook throws on, in one delta.
+    await d.delta({ config: { firmware_version: "1.0.0+rebuilt", mode: "eco" } });
+    expect(d.app.sync.getState().desired).toMatchObject({ config: { firmware_version: "1.0.0+rebuilt" } });
+    d.clock.advance(20 * 60_000);
+    await d.turns();
+    await d.acceptReports();
+    expect(d.source.opens).toHaveLength(0);
+    expect(d.app.gate.waiting).toBeUndefined();
   });
 });
 
