@@ -38,7 +38,7 @@ import type { Log } from "../ports/log";
 import type { LocalCloud } from "./local-cloud";
 import { rolloutView } from "./rollout-core";
 import { ROLLOUT_CODES } from "./rollout-errors";
-import { RolloutEngine, type StartRequest } from "./rollout";
+import { RolloutEngine, type RolloutEngineOptions, type StartRequest } from "./rollout";
 import { sdkFleet, serviceFleet, type FleetAccess } from "./rollout-fleet";
 
 /** The HTTP status for a rollout error, undefined for any other error. */
@@ -75,12 +75,22 @@ export function cloudFleet(cloud: LocalCloud): FleetAccess {
   };
 }
 
+/** The cloud store's records as the engine's `changes`: every accepted shadow (classic only) and twin change. */
+export function storeChanges(cloud: LocalCloud): NonNullable<RolloutEngineOptions["changes"]> {
+  return (listener) => cloud.store.onRecord((rec) => {
+    if (rec.kind === "twin") listener(rec.deviceId, { desired: rec.twin.desired, reported: rec.twin.reported });
+    else if (!rec.key.includes("~")) listener(rec.key, { desired: rec.shadow.state.desired ?? {}, reported: rec.shadow.state.reported ?? {} });
+  });
+}
+
 export interface RolloutRoutesOptions {
   cloud: LocalCloud;
   log: Log;
   /** Engine knobs (tests). */
   pollMs?: number;
+  rereadMs?: number;
   waveDeadlineMs?: number;
+  /** Default: the cloud's own (cloudFleet), with its store's records as the engine's `changes`. */
   fleet?: FleetAccess;
 }
 
@@ -95,7 +105,11 @@ export class RolloutRoutes {
   static open(o: RolloutRoutesOptions): RolloutRoutes {
     const engine = RolloutEngine.open({
       dataDir: o.cloud.dataDir, fleet: o.fleet ?? cloudFleet(o.cloud), devices: () => o.cloud.devices, log: o.log,
+      // The store holds what both fleet paths read (the SDK's endpoints and the services serve it), so its
+      // records are the twins' changes; a fleet given from outside may read something else: polled.
+      ...(o.fleet === undefined ? { changes: storeChanges(o.cloud) } : {}),
       ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
+      ...(o.rereadMs === undefined ? {} : { rereadMs: o.rereadMs }),
       ...(o.waveDeadlineMs === undefined ? {} : { waveDeadlineMs: o.waveDeadlineMs }),
     });
     return new RolloutRoutes(engine);

@@ -17,8 +17,16 @@
  * restarted engine resumes where it was: steps 1–3 are derived from the record and idempotent.
  * Operator actions (start, pause, resume, cancel, install) and ticks run one at a time.
  *
- * Knobs: pollMs (between ticks, default 1 s), waveDeadlineMs (per rollout, default 30 min: a device still
- * pending then counts as failed), the clock (wall ms; the local minute of the day for `--window`).
+ * Reads. Without `changes` every tick reads every device it watches (GetThingShadow / getTwin): a wave of N
+ * devices costs N reads a second for as long as it runs. With `changes` (the local cloud passes its store's
+ * records: every accepted shadow and twin change, whoever made it — rollout-http.ts) a device's report is
+ * classified from the change itself, a change that settles a device (a verdict, or a stopped update) runs a
+ * tick at once, and a device is read only when nothing was heard of it for `rereadMs` (default 30 s: the
+ * fallback for a change the engine missed). What desired held before is still read once per device.
+ *
+ * Knobs: pollMs (between ticks, default 1 s; a tick also checks deadlines and the window), rereadMs,
+ * waveDeadlineMs (per rollout, default 30 min: a device still pending then counts as failed), the clock
+ * (wall ms; the local minute of the day for `--window`).
  *
  * Not here: the decisions (rollout-core.ts), HTTP (rollout-http.ts), how twins are reached (rollout-fleet.ts).
  */
@@ -44,6 +52,9 @@ import type { FleetAccess, FleetDoc } from "./rollout-fleet";
 export const ROLLOUT_STORE_FILE = "rollouts.json";
 export const DEFAULT_WAVE_DEADLINE_MS = 30 * 60_000;
 export const DEFAULT_POLL_MS = 1000;
+export const DEFAULT_REREAD_MS = 30_000;
+/** A change that settles a device runs a tick this much later (a burst of them: one tick). */
+const KICK_MS = 50;
 
 /** What a device's reported state says about an update to `version`. */
 export function classify(reported: JsonObject, cloud: CloudKind, version: string): Observation {
@@ -77,6 +88,13 @@ export interface RolloutEngineOptions {
   devices: () => ReadonlyMap<string, CloudKind>;
   log: Log;
   pollMs?: number;
+  /**
+   * The devices' twins as they change (a subscription; returns its unsubscribe function). With it a device is
+   * read only when nothing was heard of it for `rereadMs`; without it, at every tick.
+   */
+  changes?: (listener: (id: string, doc: FleetDoc) => void) => () => void;
+  /** With `changes`: how long a device may stay silent before it is read anyway (default 30 s). */
+  rereadMs?: number;
   /** Wall-clock ms (default Date.now). */
   now?: () => number;
   /** Local minute of the day for rollout windows (default: the process's local time). */
@@ -96,11 +114,21 @@ export class RolloutEngine {
   #queue: Promise<unknown> = Promise.resolve();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  /** With `changes`: when each device was last heard of (read, written, or changed), and its newest change
+   *  not yet looked at by a tick. */
+  readonly #heard = new Map<string, { atMs: number; doc?: FleetDoc }>();
+  /** The devices ticks look at (pending, or watched after a stop), with the version they are judged by. */
+  #watching = new Map<string, { cloud: CloudKind; version: string; stopped: boolean }>();
+  #kickQueued = false;
+  #unsubscribe: (() => void) | undefined;
+  /** Devices read so far (every FleetAccess.read entry: the engine's cost in shadow/twin reads). */
+  #reads = 0;
 
   private constructor(o: RolloutEngineOptions, rollouts: RolloutRecord[]) {
     this.#o = o;
     this.#file = path.join(o.dataDir, ROLLOUT_STORE_FILE);
     this.#rollouts = rollouts;
+    if (o.changes !== undefined) this.#unsubscribe = o.changes((id, doc) => this.#changed(id, doc));
   }
 
   /** Loads the store (ROLLOUT_STORE_CORRUPT when it is not one) and resumes an active rollout. */
@@ -127,6 +155,11 @@ export class RolloutEngine {
       engine.#schedule(0);
     }
     return engine;
+  }
+
+  /** How many device reads (GetThingShadow / getTwin) the engine has made since it opened. */
+  get reads(): number {
+    return this.#reads;
   }
 
   list(): readonly RolloutRecord[] {
@@ -217,6 +250,7 @@ export class RolloutEngine {
     return this.#serial(async () => {
       const r = this.#replace(cancel(this.get(id), this.#now()));
       await this.#apply(r);
+      if (this.#o.changes !== undefined) this.#rewatch();
       this.#schedule(this.#o.pollMs ?? DEFAULT_POLL_MS); // reverts that failed are retried
       return this.get(id);
     });
@@ -231,7 +265,7 @@ export class RolloutEngine {
     return this.#serial(async () => {
       const cloud = this.#o.devices().get(deviceId);
       if (cloud === undefined) throw new ShadowOtaError(ROLLOUT_CODES.ROLLOUT_NOTHING_TO_ACCEPT, `unknown device ${deviceId.slice(0, 128)}`, { detail: { id: deviceId.slice(0, 128), known: false } });
-      const doc = (await this.#o.fleet.read([{ id: deviceId, cloud }])).get(deviceId);
+      const doc = (await this.#read([{ id: deviceId, cloud }])).get(deviceId);
       if (doc === undefined || doc instanceof Error) throw doc ?? new Error(`no answer for ${deviceId}`);
       const fu = doc.reported["firmwareUpdate"];
       const f = isJsonObject(fu ?? null) ? (fu as JsonObject) : {};
@@ -257,6 +291,8 @@ export class RolloutEngine {
   /** Stops the timer; waits for the action or tick in progress. Safe twice. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#queue.catch(() => undefined);
@@ -312,17 +348,80 @@ export class RolloutEngine {
     return this.active() ?? this.#stopped()[0];
   }
 
-  /** What the devices report now about an update to `version` (an unreadable device is left out). */
+  async #read(devices: readonly { id: string; cloud: CloudKind }[]): Promise<Map<string, FleetDoc | Error>> {
+    this.#reads += devices.length;
+    const docs = await this.#o.fleet.read(devices);
+    for (const [id, doc] of docs) if (!(doc instanceof Error)) this.#heardNow(id);
+    return docs;
+  }
+
+  /** A device was written or read now: with `changes`, its silence counts from here. */
+  #heardNow(id: string): void {
+    if (this.#o.changes === undefined) return;
+    const h = this.#heard.get(id);
+    if (h === undefined) this.#heard.set(id, { atMs: this.#now() });
+    else h.atMs = this.#now();
+  }
+
+  /** A twin changed (`changes`): kept for the next tick; a tick runs at once when it settles the device. */
+  #changed(id: string, doc: FleetDoc): void {
+    const w = this.#watching.get(id);
+    if (this.#closed || w === undefined) return;
+    this.#heard.set(id, { atMs: this.#now(), doc });
+    const o = classify(doc.reported, w.cloud, w.version);
+    if (o.outcome !== "pending" || (w.stopped && o.inFlight === false)) this.#kick();
+  }
+
+  /** A tick soon (KICK_MS, so a burst of verdicts costs one tick, not one each). */
+  #kick(): void {
+    if (this.#closed || this.#kickQueued) return;
+    this.#kickQueued = true;
+    setTimeout(() => {
+      void this.#serial(() => { this.#kickQueued = false; return this.#tick(); })
+        .catch((e: unknown) => this.#o.log.log("error", "rollout.tick-failed", { message: e instanceof Error ? e.message : String(e) }));
+    }, KICK_MS);
+  }
+
+  /**
+   * What the devices report now about an update to `version` (a device that cannot be read is left out).
+   * With `changes`: from the newest change heard of each device, and by a read only for a device silent
+   * for `rereadMs` (or never heard of since the engine opened); a device heard of recently with no new
+   * change is left out (nothing new to see).
+   */
   async #observe(devices: readonly RolloutDevice[], version: string): Promise<Map<string, Observation>> {
     const observed = new Map<string, Observation>();
-    if (devices.length === 0) return observed;
-    const docs = await this.#o.fleet.read(devices);
+    const toRead: RolloutDevice[] = [];
+    const now = this.#now();
     for (const d of devices) {
+      const h = this.#o.changes === undefined ? undefined : this.#heard.get(d.id);
+      if (h?.doc !== undefined) {
+        observed.set(d.id, classify(h.doc.reported, d.cloud, version));
+        delete h.doc;
+      } else if (h === undefined || now - h.atMs >= (this.#o.rereadMs ?? DEFAULT_REREAD_MS)) {
+        toRead.push(d);
+      }
+    }
+    if (toRead.length === 0) return observed;
+    const docs = await this.#read(toRead);
+    for (const d of toRead) {
       const doc = docs.get(d.id);
       if (doc === undefined || doc instanceof Error) continue; // unreadable now: still pending (the deadline decides)
       observed.set(d.id, classify(doc.reported, d.cloud, version));
     }
     return observed;
+  }
+
+  /** The devices the next tick looks at, for `changes` (called after every tick). */
+  #rewatch(): void {
+    const w = new Map<string, { cloud: CloudKind; version: string; stopped: boolean }>();
+    for (const r of this.#rollouts) {
+      const stopped = isFinished(r.state);
+      for (const d of r.devices) {
+        if ((d.outcome === "pending" && !stopped) || d.watch === true) w.set(d.id, { cloud: d.cloud, version: r.version, stopped });
+      }
+    }
+    this.#watching = w;
+    for (const id of [...this.#heard.keys()]) if (!w.has(id)) this.#heard.delete(id);
   }
 
   /** A stopped rollout: reverts still owed, then how the watched reverted devices' updates ended. */
@@ -339,6 +438,14 @@ export class RolloutEngine {
   }
 
   async #tick(): Promise<void> {
+    try {
+      await this.#tickOnce();
+    } finally {
+      if (this.#o.changes !== undefined) this.#rewatch();
+    }
+  }
+
+  async #tickOnce(): Promise<void> {
     if (this.#closed) return;
     for (const s of this.#stopped()) await this.#settle(s);
     const a = this.active();
@@ -358,6 +465,7 @@ export class RolloutEngine {
     const reverts = needsRevert(r);
     if (reverts.length > 0) {
       const res = await this.#o.fleet.patch(reverts.map((d) => ({ id: d.id, cloud: d.cloud, desired: setPath({}, SEED_PATHS[d.cloud].desired, d.previous ?? null) })));
+      for (const [id, e] of res) if (e === undefined) this.#heardNow(id);
       r = { ...r, devices: r.devices.map((d) => (reverts.includes(d) && res.has(d.id) && res.get(d.id) === undefined ? { ...d, revertDone: true } : d)) };
       r = this.#replace(r);
       this.#o.log.log("info", "rollout.reverted", { id: r.id, devices: reverts.length });
@@ -367,7 +475,7 @@ export class RolloutEngine {
     // What desired held before, read once per device and stored before anything is written.
     const unknownPrev = todo.filter((d) => d.previous === undefined);
     if (unknownPrev.length > 0) {
-      const docs = await this.#o.fleet.read(unknownPrev);
+      const docs = await this.#read(unknownPrev);
       const prev = new Map<string, Json>();
       for (const d of unknownPrev) {
         const doc = docs.get(d.id) as FleetDoc | Error | undefined;
@@ -376,7 +484,10 @@ export class RolloutEngine {
       r = this.#replace({ ...r, devices: r.devices.map((d) => (prev.has(d.id) ? { ...d, previous: prev.get(d.id)! } : d)) });
     }
     const ready = needsDesired(r).filter((d) => d.previous !== undefined);
+    // Watched from the write on: the write's own change may already show the device running the version.
+    if (this.#o.changes !== undefined) for (const d of ready) this.#watching.set(d.id, { cloud: d.cloud, version: r.version, stopped: false });
     const res = await this.#o.fleet.patch(ready.map((d) => ({ id: d.id, cloud: d.cloud, desired: setPath({}, SEED_PATHS[d.cloud].desired, r.version) })));
+    for (const [id, e] of res) if (e === undefined) this.#heardNow(id);
     const failed = [...res].filter(([, e]) => e !== undefined);
     if (failed.length > 0) this.#o.log.log("warn", "rollout.desired-failed", { id: r.id, devices: failed.length, first: failed[0]![1]!.message });
     r = this.#replace({ ...r, devices: r.devices.map((d) => (res.has(d.id) && res.get(d.id) === undefined ? { ...d, desiredSet: true } : d)) });

@@ -129,6 +129,54 @@ describe("rollout engine", () => {
     expect(fleet.docs.has("z")).toBe(false);
   });
 
+  it("reads: polled, every pending device at every tick; with `changes`, once per device (desired before) plus one per rereadMs of silence", async () => {
+    const ids = Array.from({ length: 40 }, (_, i) => `d-${String(i).padStart(2, "0")}`);
+    const known = new Map<string, CloudKind>(ids.map((id, i) => [id, i % 4 === 0 ? "azure" : "aws"]));
+    const listeners = new Set<(id: string, doc: FleetDoc) => void>();
+    const run = async (withChanges: boolean): Promise<{ reads: number; fleetReads: number; state: string }> => {
+      const fleet = new MemoryFleet();
+      let fleetReads = 0;
+      const read = fleet.read.bind(fleet);
+      fleet.read = (devices) => { fleetReads += devices.length; return read(devices); };
+      // The fleet's writes and the devices' reports reach the engine as changes, as the cloud store's records do.
+      const emit = (id: string): void => { for (const l of listeners) l(id, structuredClone(fleet.docs.get(id)!)); };
+      const patch = fleet.patch.bind(fleet);
+      fleet.patch = async (entries) => { const out = await patch(entries); if (withChanges) for (const e of entries) emit(e.id); return out; };
+      const now = { ms: 0 };
+      const sub = fs.mkdtempSync(path.join(dir, "e-"));
+      const e = RolloutEngine.open({
+        dataDir: sub, fleet, devices: () => known, log: silent, pollMs: 3_600_000, rereadMs: 30_000, now: () => now.ms,
+        ...(withChanges ? { changes: (l: (id: string, doc: FleetDoc) => void) => { listeners.add(l); return () => listeners.delete(l); } } : {}),
+      });
+      engines.push(e);
+      await e.start({ version: "1.1.0", all: true, waves: "10,100%", maxFailure: "0%" });
+      // 10 ticks a second apart in which nobody has finished, then every device of the wave reports Valid.
+      for (let t = 0; t < 10; t++) { now.ms += 1000; await e.tick(); }
+      const wave = (): string[] => e.active()?.devices.filter((d) => d.outcome === "pending").map((d) => d.id) ?? [];
+      for (const id of wave()) { fleet.report(id, valid(known.get(id)!, "1.1.0")); if (withChanges) emit(id); }
+      now.ms += 1000;
+      await e.tick();
+      // Wave 2 (30 devices): all silent for 30 s (one fallback read each), then all report Valid.
+      for (let t = 0; t < 30; t++) { now.ms += 1000; await e.tick(); }
+      for (const id of wave()) { fleet.report(id, valid(known.get(id)!, "1.1.0")); if (withChanges) emit(id); }
+      now.ms += 1000;
+      await e.tick();
+      const state = e.list()[0]!.state;
+      await e.close();
+      engines.splice(engines.indexOf(e), 1);
+      return { reads: e.reads, fleetReads, state };
+    };
+    const polled = await run(false);
+    const watched = await run(true);
+    expect(polled.state).toBe("done");
+    expect(watched.state).toBe("done");
+    // Polled: 40 reads of desired before; wave 1: 10 ticks × 10 + the verdict tick's 10 = 110; wave 2: 30 ticks
+    // × 30 + the verdict tick's 30 = 930 (a wave's first tick writes desired and reads no report yet).
+    expect(polled).toEqual({ reads: 40 + 110 + 930, fleetReads: 40 + 110 + 930, state: "done" });
+    // With changes: the 40 reads of desired before, and one fallback read of each of wave 2's 30 silent devices.
+    expect(watched).toEqual({ reads: 40 + 30, fleetReads: 40 + 30, state: "done" });
+  });
+
   it("a device that never answers fails at the wave's deadline (the knob), and the rollout continues under the threshold", async () => {
     const fleet = new MemoryFleet();
     const now = { ms: 0 };
