@@ -34,7 +34,8 @@
  * CLOUD_DEVICE_ID_INVALID (for POST and DELETE as for GET), a malformed percent-escape 400
  * CLOUD_ADMIN_URL_INVALID, a JSON body nested deeper than 64 levels 400 SYNC_DEPTH_EXCEEDED (checked without
  * recursion, before anything walks the document), a reserved device id 400 CLOUD_DEVICE_ID_RESERVED.
- * A 500 (ADMIN_INTERNAL) means a bug in the local cloud, and is logged.
+ * A 500 (ADMIN_INTERNAL) means a bug in the local cloud, and is logged. The API's own codes (ADMIN_*) are
+ * listed in ADMIN_CODES (cloud-errors.ts) and docs/error-codes.md.
  *
  * Not here: TLS (loopback only; the device-facing broker is the TLS surface), any shadow rule.
  */
@@ -46,7 +47,7 @@ import { ShadowOtaError } from "../core/errors";
 import { isJsonObject, jsonDepth, type Json, type JsonObject } from "../core/json";
 import type { Log } from "../ports/log";
 import { MAX_BLOB_SIZE, parseBlobFault } from "./blob-server";
-import { CLOUD_CODES } from "./cloud-errors";
+import { ADMIN_CODES, CLOUD_CODES } from "./cloud-errors";
 import type { LocalCloud } from "./local-cloud";
 import { serveFleetData, serveFleetPage } from "./fleet-page/fleet-http";
 import { RolloutRoutes, rolloutStatus } from "./rollout-http";
@@ -80,7 +81,7 @@ function statusOf(e: unknown): number {
 }
 
 async function readJson(req: http.IncomingMessage): Promise<JsonObject> {
-  const body = await readBodyCapped(req, MAX_BODY, () => new HttpError(413, "ADMIN_BODY_TOO_LARGE", `request body over ${MAX_BODY} bytes`));
+  const body = await readBodyCapped(req, MAX_BODY, () => new HttpError(413, ADMIN_CODES.ADMIN_BODY_TOO_LARGE, `request body over ${MAX_BODY} bytes`));
   let v: unknown;
   try {
     v = JSON.parse(body.toString("utf8"));
@@ -131,9 +132,9 @@ export class AdminHttpServer {
         try {
           text = JSON.stringify(body);
         } catch (e) { // a document the services accepted but JSON.stringify cannot write (too deep): a bug here
-          o.log.log("error", "admin.failed", { method: req.method ?? null, url: req.url ?? null, code: "ADMIN_INTERNAL", message: String(e) });
+          o.log.log("error", "admin.failed", { method: req.method ?? null, url: req.url ?? null, code: ADMIN_CODES.ADMIN_INTERNAL, message: String(e) });
           status = 500;
-          text = JSON.stringify({ code: "ADMIN_INTERNAL", message: "the response could not be encoded" });
+          text = JSON.stringify({ code: ADMIN_CODES.ADMIN_INTERNAL, message: "the response could not be encoded" });
         }
         if (res.headersSent) return;
         res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
@@ -142,7 +143,7 @@ export class AdminHttpServer {
       if (serveFleetPage(req, res)) return;
       const auth = Buffer.from(req.headers.authorization ?? "");
       if (auth.length !== expected.length || !crypto.timingSafeEqual(auth, expected)) {
-        send(401, { code: "ADMIN_UNAUTHORIZED", message: "missing or wrong bearer token (see cloud.json)" });
+        send(401, { code: ADMIN_CODES.ADMIN_UNAUTHORIZED, message: "missing or wrong bearer token (see cloud.json)" });
         return;
       }
       if (serveFleetData(o.cloud.fleet, req, res)) return;
@@ -150,12 +151,12 @@ export class AdminHttpServer {
         (body) => send(200, body),
         (e: unknown) => {
           const status = statusOf(e);
-          const code = e instanceof HttpError || e instanceof ShadowOtaError ? e.code : "ADMIN_INTERNAL";
+          const code = e instanceof HttpError || e instanceof ShadowOtaError ? e.code : ADMIN_CODES.ADMIN_INTERNAL;
           const message = e instanceof Error ? e.message : String(e);
           if (status >= 500) o.log.log("error", "admin.failed", { method: req.method, url: req.url, code, message });
           send(status, { code, message });
         })
-        .catch((e: unknown) => o.log.log("error", "admin.failed", { method: req.method ?? null, url: req.url ?? null, code: "ADMIN_INTERNAL", message: String(e) }));
+        .catch((e: unknown) => o.log.log("error", "admin.failed", { method: req.method ?? null, url: req.url ?? null, code: ADMIN_CODES.ADMIN_INTERNAL, message: String(e) }));
     });
     const a = await listenOn(server, o.port, o.host);
     return new AdminHttpServer(server, urlOf("http", a), token, rollouts);
@@ -238,7 +239,7 @@ async function route(cloud: LocalCloud, req: http.IncomingMessage, rollouts: Rol
     const count = (name: string): number | undefined => {
       const v = url.searchParams.get(name);
       if (v === null) return undefined;
-      if (!/^[0-9]{1,15}$/.test(v)) throw new HttpError(400, "ADMIN_QUERY_INVALID", `${name} must be a non-negative integer, not ${JSON.stringify(v.slice(0, 40))}`);
+      if (!/^[0-9]{1,15}$/.test(v)) throw new HttpError(400, ADMIN_CODES.ADMIN_QUERY_INVALID, `${name} must be a non-negative integer, not ${JSON.stringify(v.slice(0, 40))}`);
       return Number(v);
     };
     const after = count("after");
@@ -286,5 +287,5 @@ async function route(cloud: LocalCloud, req: http.IncomingMessage, rollouts: Rol
       }
     }
   }
-  throw new HttpError(404, "ADMIN_NOT_FOUND", `no route ${method} ${url.pathname}`);
+  throw new HttpError(404, ADMIN_CODES.ADMIN_NOT_FOUND, `no route ${method} ${url.pathname}`);
 }

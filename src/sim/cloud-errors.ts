@@ -60,3 +60,27 @@ export const CLOUD_CODES = {
 } as const;
 
 export type CloudCode = (typeof CLOUD_CODES)[keyof typeof CLOUD_CODES];
+
+/**
+ * The admin HTTP API's own codes (src/sim/admin-http.ts and the fleet page's data routes,
+ * src/sim/fleet-page/fleet-http.ts): what is wrong with a request itself, before or apart from any service.
+ * They reach the caller only as the `code` of an HTTP error body `{"code","message"}` (the CLI prints it);
+ * the services' and the rollout engine's refusals keep their own codes (CLOUD_*, SYNC_*, ROLLOUT_*).
+ */
+export const ADMIN_CODES = {
+  /** No `Authorization: Bearer {token}` header, or not the token of this start (cloud.json holds it). 401. */
+  ADMIN_UNAUTHORIZED: "ADMIN_UNAUTHORIZED",
+  /** No route for that method and path (a cloud without its blob server answers /firmware… with 404
+   *  CLOUD_BLOB_SERVER_DISABLED instead). 404. */
+  ADMIN_NOT_FOUND: "ADMIN_NOT_FOUND",
+  /** A JSON request body over 64 KB (firmware uploads have their own limit: CLOUD_BLOB_TOO_LARGE). 413. */
+  ADMIN_BODY_TOO_LARGE: "ADMIN_BODY_TOO_LARGE",
+  /** A query parameter or header that must be a non-negative integer and is not (`/devices/{id}/logs?after=`, `limit=`;
+   *  `/events?after=` and `Last-Event-ID`, given more than once included): refused, never read as 0. 400. */
+  ADMIN_QUERY_INVALID: "ADMIN_QUERY_INVALID",
+  /** The fleet page's event stream (`GET /events`) already has its 32 clients. 503. */
+  ADMIN_TOO_MANY_STREAMS: "ADMIN_TOO_MANY_STREAMS",
+  /** A failure that is a bug in the local cloud (an unexpected exception, a response that cannot be
+   *  encoded); logged as `admin.failed`. 500. */
+  ADMIN_INTERNAL: "ADMIN_INTERNAL",
+} as const;

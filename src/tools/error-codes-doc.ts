@@ -25,6 +25,7 @@ export const SOURCES: ReadonlyArray<readonly [string, string, string]> = [
   ["src/native/ota-errors.ts", "OTA_CODES", "OTA slot and OTA policy (native module; the platform number travels in `platformCode`)"],
   ["src/device/device-errors.ts", "DEVICE_CODES", "The Moddable device app (src/device)"],
   ["src/sim/cloud-errors.ts", "CLOUD_CODES", "Local cloud services and store (src/sim; never sent to a device)"],
+  ["src/sim/cloud-errors.ts", "ADMIN_CODES", "Local cloud admin HTTP API (src/sim/admin-http.ts, src/sim/fleet-page/fleet-http.ts; the `code` of an HTTP error body)"],
   ["src/sim/broker-policy.ts", "BROKER_CODES", "Local cloud brokers (src/sim/broker-*.ts)"],
   ["src/sim/pki.ts", "PKI_CODES", "Local certificate authority (src/sim/pki.ts)"],
   ["src/sim/mqtt-fault-proxy.ts", "PROXY_CODES", "MQTT fault proxy (src/sim/mqtt-fault-proxy.ts; tests and the CLI)"],

@@ -25,6 +25,7 @@
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
+import { ADMIN_CODES } from "../cloud-errors";
 import type { FleetChange, FleetEvents } from "../fleet-events";
 
 export const MAX_STREAMS = 32;
@@ -86,7 +87,7 @@ export function serveFleetData(fleet: FleetEvents | undefined, req: http.Incomin
   if (last.length > 1 || (last.length === 1 && !/^[0-9]{1,15}$/.test(last[0]!))) {
     // A bad value is refused, not read as 0: a client that meant to resume would get every event again.
     const shown = last.join("&");
-    const body = JSON.stringify({ code: "ADMIN_QUERY_INVALID", message: `${name} must be one event sequence number (a non-negative integer), not ${JSON.stringify(shown.slice(0, 40))}` });
+    const body = JSON.stringify({ code: ADMIN_CODES.ADMIN_QUERY_INVALID, message: `${name} must be one event sequence number (a non-negative integer), not ${JSON.stringify(shown.slice(0, 40))}` });
     res.writeHead(400, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
     res.end(body);
     return true;
@@ -95,7 +96,7 @@ export function serveFleetData(fleet: FleetEvents | undefined, req: http.Incomin
   let open = streams.get(fleet);
   if (open === undefined) { open = new Set(); streams.set(fleet, open); }
   if (open.size >= MAX_STREAMS) {
-    const body = JSON.stringify({ code: "ADMIN_TOO_MANY_STREAMS", message: `at most ${MAX_STREAMS} event streams at once` });
+    const body = JSON.stringify({ code: ADMIN_CODES.ADMIN_TOO_MANY_STREAMS, message: `at most ${MAX_STREAMS} event streams at once` });
     res.writeHead(503, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
     res.end(body);
     return true;
