@@ -21,6 +21,10 @@
  *   attempt's connect timeout doubles with every attempt in a row that got no CONNACK, up to
  *   `maxConnectTimeoutMs` (connectTimeoutFor), so a cloud too slow to finish handshakes within the first
  *   timeout is not hit by a retry storm of attempts it has paid for and the device has abandoned.
+ * - The reconnect backoff is reset by a session's first acknowledgement (a SUBACK, or a QoS 1 PUBLISH's
+ *   PUBACK), not by its CONNACK, as in the ECMA-419 adapter (src/device/mqtt-419.ts): a broker that accepts
+ *   the connection but never answers the subscribe and get the core sends on `connected` (or drops the
+ *   connection at them) is retried at growing waits instead of every `initialMs`.
  *
  * Not here: queueing while offline, persistent sessions, MQTT 5, WebSocket transport.
  */
@@ -65,7 +69,8 @@ export interface NodeMqttOptions {
    *  again on the next one); without this a lost SUBACK or PUBACK held every later publish back forever. */
   ackTimeoutMs?: number;
   /** Reconnect delays (src/core/backoff.ts): after n failed attempts in a row the next one waits a random
-   *  time in [0, min(maxMs, initialMs * 2^n)]; a CONNACK resets n. Default 1 s .. 60 s. */
+   *  time in [0, min(maxMs, initialMs * 2^n)]. An attempt counts as failed unless its session got an
+   *  acknowledgement (SUBACK or PUBACK): that resets n, a CONNACK alone does not. Default 1 s .. 60 s. */
   backoff?: { initialMs: number; maxMs: number };
   /** The first connect waits a random time in [0, startJitterMs] (default 0), so a fleet powered on at once
    *  does not reach the broker in the same instant; reconnects are spread by the backoff's full jitter. */
@@ -82,6 +87,8 @@ export interface NodeMqttOptions {
 interface Attempt {
   readonly client: MqttClient;
   ready: boolean;
+  /** The broker has acknowledged a SUBSCRIBE or PUBLISH of this session (the backoff was reset). */
+  acked: boolean;
   ended: boolean;
   lastError: Error | undefined;
   /** Rejecters of publishes/subscribes waiting for their acknowledgement. */
@@ -109,6 +116,7 @@ export class NodeMqttTransport implements MqttTransport {
   readonly #log: Log;
   #handlers: MqttTransportEvents | undefined;
   #attempt: Attempt | undefined;
+  /** Attempts in a row whose session got no SUBACK or PUBACK (the reconnect backoff's step). */
   #failures = 0;
   /** Attempts in a row that ended without a CONNACK (a CONNACK resets it; sets the connect timeout). */
   #connectFailures = 0;
@@ -207,13 +215,13 @@ export class NodeMqttTransport implements MqttTransport {
       stream?.on?.("session", (session) => { if (Buffer.isBuffer(session)) this.#tlsSession = session; });
       stream?.on?.("secureConnect", () => { if (stream.isSessionReused?.() === true) this.#resumed++; });
     }
-    const a: Attempt = { client, ready: false, ended: false, lastError: undefined, pending: new Set() };
+    const a: Attempt = { client, ready: false, acked: false, ended: false, lastError: undefined, pending: new Set() };
     this.#attempt = a;
 
     client.on("connect", () => {
       if (a.ended || this.#closed || this.#attempt !== a) return;
       a.ready = true;
-      this.#failures = 0;
+      // Not #failures: a CONNACK alone does not show the session works (#acknowledged resets it).
       this.#connectFailures = 0;
       this.#log.log("info", "mqtt.connected", { host: o.host, port: o.port, clientId: o.clientId });
       if (cred?.renewInMs !== undefined) {
@@ -258,6 +266,15 @@ export class NodeMqttTransport implements MqttTransport {
     this.#log.log("info", "mqtt.disconnected", { reason: reason.message });
     this.#emitDisconnected(reason);
     this.#scheduleReconnect();
+  }
+
+  /** The broker answered a SUBSCRIBE or PUBLISH of `a`: the session works, so the next reconnect starts the
+   *  backoff afresh. Once per session; not for an attempt already ended. */
+  #acknowledged(a: Attempt, what: string): void {
+    if (a.acked || a.ended || this.#attempt !== a) return;
+    a.acked = true;
+    if (this.#failures !== 0) this.#log.log("debug", "mqtt.backoff-reset", { by: what, failures: this.#failures });
+    this.#failures = 0;
   }
 
   #emitDisconnected(reason: Error): void {
@@ -313,9 +330,11 @@ export class NodeMqttTransport implements MqttTransport {
         a.client.subscribe(list, { qos: 1 }, (err, _grants, suback) => {
           clearTimeout(timer);
           if (!a.pending.delete(reject)) return; // already failed by the session's end
+          // On a SUBACK failure the SUBACK's `granted` holds one return code per filter, in SUBSCRIBE order.
+          const codes = (suback as { granted?: unknown } | undefined)?.granted;
+          // A SUBACK, granting or refusing, is the broker answering; an error without one is not.
+          if (!err || Array.isArray(codes)) this.#acknowledged(a, "SUBACK");
           if (err) {
-            // On a SUBACK failure the SUBACK's `granted` holds one return code per filter, in SUBSCRIBE order.
-            const codes = (suback as { granted?: unknown } | undefined)?.granted;
             const refused = Array.isArray(codes) ? list.filter((_, i) => typeof codes[i] === "number" && (codes[i] & 0x80) !== 0) : [];
             reject(new ShadowOtaError("SYNC_TRANSPORT", refused.length > 0 ? `subscription refused: ${refused.join(", ")}` : `subscribe failed: ${err.message}`,
               refused.length > 0 ? { cause: err, detail: { refused: refused.join(" ") } } : { cause: err }));
@@ -341,7 +360,11 @@ export class NodeMqttTransport implements MqttTransport {
           clearTimeout(timer);
           if (!a.pending.delete(reject)) return;
           if (err) reject(new ShadowOtaError("SYNC_TRANSPORT", `publish failed: ${err.message}`, { cause: err }));
-          else resolve();
+          else {
+            // QoS 0 completes on the write: only a PUBACK is an answer from the broker.
+            if (qos === 1) this.#acknowledged(a, "PUBACK");
+            resolve();
+          }
         });
       } catch (cause) {
         clearTimeout(timer);

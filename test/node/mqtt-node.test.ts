@@ -12,6 +12,7 @@ import { backoffDelay } from "../../src/core/backoff";
 import { NodeMqttTransport, connectTimeoutFor, type NodeMqttOptions } from "../../src/node/mqtt-node";
 import type { MqttTransportEvents } from "../../src/ports/mqtt-transport";
 import { AedesBroker } from "../../src/sim/broker-aedes";
+import { MqttFaultProxy, pkiTls } from "../../src/sim/mqtt-fault-proxy";
 import { CLOUD_SERVICE_IDENTITY, LocalPki } from "../../src/sim/pki";
 import { MemoryLog } from "../core/fake-ports";
 import { connectClient, publish, sleep, subscribe, testPki, waitFor, type TestClient } from "../sim/broker-fixtures";
@@ -285,18 +286,63 @@ test("reconnect waits follow the shared backoff policy (src/core/backoff.ts) wit
   expect(rec.count("connected")).toBe(0);
 });
 
-test("a session that got its CONNACK resets the backoff: each lost session waits from the first step again", async () => {
+test("a session whose subscribe got its SUBACK resets the backoff: each lost session waits from the first step again", async () => {
   const log = new MemoryLog();
   const { t, rec } = make(broker.port, "dev-a", { backoff: { initialMs: 40, maxMs: 160 }, random: () => 1, log });
   t.start();
   for (let n = 1; n <= 2; n++) {
     expect(await waitFor(() => rec.count("connected") === n)).toBe(true);
+    await t.subscribe(["$aws/things/dev-a/shadow/get/accepted"]);
     // The broker answers a publish outside the device's topics by dropping the session.
     await rejection(t.publish("$aws/things/dev-b/shadow/update", "{}"));
     expect(await waitFor(() => rec.count("disconnected") === n)).toBe(true);
   }
   expect(await waitFor(() => rec.count("connected") === 3)).toBe(true);
   expect(scheduled(log)).toEqual([{ delayMs: 40, failures: 0 }, { delayMs: 40, failures: 0 }]);
+});
+
+test("a CONNACK alone does not reset the backoff: sessions cut at their first SUBSCRIBE wait growing steps, until one gets its SUBACK", async () => {
+  // A broker that accepts and then drops the connection at the subscribe: the fault proxy in front of aedes
+  // cuts the first CUTS sessions right after their SUBSCRIBE (the rule is counted over the proxy's life).
+  const CUTS = 4;
+  const { downstreamTls, upstreamTls } = pkiTls(pki);
+  const subscribes: number[] = [];
+  const proxy = await MqttFaultProxy.start({
+    upstream: { host: "127.0.0.1", port: broker.port, tls: upstreamTls }, downstreamTls,
+    rules: [{ action: "cut", type: "subscribe", direction: "up", times: CUTS }],
+    onPacket: (direction, packet, connection) => { if (direction === "up" && packet.cmd === "subscribe") subscribes.push(connection); },
+  });
+  try {
+    const log = new MemoryLog();
+    const backoff = { initialMs: 20, maxMs: 1_000 };
+    const { t, rec } = make(proxy.port, "dev-a", { backoff, random: () => 1, log });
+    // As the core does on `connected`: subscribe at once. A transport whose session was cut rejects it.
+    const outcomes: Array<"acked" | "failed"> = [];
+    const onConnected = rec.connected.bind(rec);
+    rec.connected = () => {
+      onConnected();
+      t.subscribe(["$aws/things/dev-a/shadow/get/accepted"]).then(() => outcomes.push("acked"), () => outcomes.push("failed"));
+    };
+    t.start();
+    expect(await waitFor(() => outcomes.length === CUTS + 1, 20_000)).toBe(true);
+    expect(outcomes).toEqual([...Array(CUTS).fill("failed"), "acked"]);
+    expect(rec.count("connected")).toBe(CUTS + 1);
+    expect(new Set(subscribes).size).toBe(CUTS + 1); // one SUBSCRIBE per session, each on its own connection
+    // Every cut session counted as a failed attempt: the waits grew along the backoff's steps.
+    const steps = [...Array(CUTS).keys()];
+    expect(scheduled(log)).toEqual(steps.map((f) => ({ delayMs: backoffDelay(f, backoff, () => 1), failures: f })));
+    expect(scheduled(log).map((w) => w.delayMs)).toEqual([20, 40, 80, 160]);
+    expect(log.lines.filter((l) => l.event === "mqtt.backoff-reset").map((l) => l.fields)).toEqual([{ by: "SUBACK", failures: CUTS }]);
+    // The session that got its SUBACK reset the count: when it is lost, the next attempt waits the first step.
+    await rejection(t.publish("$aws/things/dev-b/shadow/update", "{}"));
+    expect(await waitFor(() => scheduled(log).length === CUTS + 1)).toBe(true);
+    expect(scheduled(log)[CUTS]).toEqual({ delayMs: backoffDelay(0, backoff, () => 1), failures: 0 });
+    expect(await waitFor(() => outcomes.length === CUTS + 2)).toBe(true);
+    expect(outcomes[CUTS + 1]).toBe("acked");
+  } finally {
+    await Promise.all(transports.splice(0).map((x) => x.close()));
+    await proxy.close();
+  }
 });
 
 describe("connection storms", () => {
