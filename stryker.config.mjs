@@ -40,7 +40,7 @@ export const CORE_TESTS = {
   "shadow-sync.ts": ["shadow-sync.test.ts", "shadow-sync-reports.test.ts", "shadow-sync-ports.test.ts", "shadow-sync-states.test.ts",
     "shadow-sync-throttle.test.ts", "shadow-sync-log.test.ts", "persisted-identity.test.ts",
     "shadow-sync-get-throttle.test.ts", "shadow-sync-report-lost.test.ts", "shadow-sync-overtaken.test.ts",
-    "shadow-sync-reentry.test.ts"],
+    "shadow-sync-reentry.test.ts", "shadow-sync-get-pending.test.ts"],
   "sync-errors.ts": ["error-codes.test.ts"],
   "update-errors.ts": ["error-codes.test.ts"],
   "update-policy.ts": ["update-policy.test.ts", "update-policy-gate.test.ts"],

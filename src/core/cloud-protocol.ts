@@ -86,7 +86,8 @@ export interface CloudProtocol {
   getRequest(token: string): OutgoingMessage;
   /**
    * A reported update carrying `token`. `version` (AWS only) makes the service refuse the update with 409
-   * unless the shadow is still at that version; Azure ignores it. Throws (before anything is sent) what
+   * unless the shadow is still at that version; a version below 1 (no shadow yet: AWS numbers from 1) is
+   * not sent. Azure ignores it. Throws (before anything is sent) what
    * the service would refuse: SYNC_DEPTH_EXCEEDED, SYNC_PAYLOAD_TOO_LARGE, SYNC_DOCUMENT_INVALID,
    * SYNC_CLIENT_TOKEN_INVALID / SYNC_NAME_INVALID for a bad token.
    */

@@ -55,7 +55,7 @@ import { cloudProtocol, type CloudKind, type CloudEvent, type CloudProtocol, typ
 import { ShadowOtaError } from "./errors";
 import { isJsonObject, jsonClone, jsonEqual, parseJsonBounded, type Json, type JsonObject } from "./json";
 import { FIRMWARE_METHOD_NAME, parseFirmwareUpdatePayload } from "./azure-twin";
-import { parseSemver, SEMVER_CODES } from "./semver";
+import { parseSemver } from "./semver";
 import { SYNC_CODES } from "./sync-errors";
 import { utf8Encode } from "./utf8";
 import type { Clock } from "../ports/clock";
@@ -178,7 +178,8 @@ export interface QueuedReport {
 /** The whole sync state; plain data, replaced (never mutated) by `step`. */
 export interface SyncState {
   readonly connected: boolean;
-  /** A get response arrived since the last connect (reports wait for it). */
+  /** A get response arrived since the last connect (reports wait for it). Only while connected: a get is
+   *  pending, and a report in flight, only while connected too (`disconnected` clears all three). */
   readonly synced: boolean;
   readonly desired: JsonObject;
   /** The device's truth (persisted as "rep"). */
@@ -302,7 +303,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
   };
 
   const buildReport = (r: QueuedReport): OutgoingMessage =>
-    ctx.protocol.reportRequest(r.patch, r.token, ctx.conditionalReports && s.shadowVersion > 0 ? s.shadowVersion : undefined);
+    ctx.protocol.reportRequest(r.patch, r.token, ctx.conditionalReports ? s.shadowVersion : undefined); // 0 (no shadow yet): sent without one
 
   /** Sends the next queued report when connected, synced and none is in flight. */
   const pump = (): void => {
@@ -336,12 +337,11 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
     try {
       return parseSemver(value).raw;
     } catch (e) {
-      const err = asSyncError(e);
-      if (err.code !== SEMVER_CODES.VERSION_INVALID) throw err;
+      const err = asSyncError(e); // parseSemver throws VERSION_INVALID only, with detail.reason
       const shown = typeof value === "string" ? JSON.stringify(value.slice(0, 40)) : typeof value;
       reportError(new ShadowOtaError(SYNC_CODES.SYNC_FIRMWARE_VERSION_INVALID,
         `desired firmware version ${shown} is not strict SemVer: ${err.message}`,
-        { cause: err, detail: { reason: String(err.detail?.reason ?? "invalid") } }));
+        { cause: err, detail: { reason: String(err.detail?.reason) } }));
       return undefined;
     }
   };
@@ -475,11 +475,10 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
       } else if (input.token === s.inFlight?.token) {
         finishReport(new ShadowOtaError(SYNC_CODES.SYNC_TIMEOUT, `no answer to report ${input.token} within ${ctx.requestTimeoutMs} ms`));
         // Whether the cloud applied it is unknown: re-get, and the response re-sends whatever the cloud lacks
-        // (as after a 409). Without this the patch stayed only in "rep" until the next reconnect.
-        if (s.connected) {
-          s.synced = false;
-          if (s.pendingGet === undefined) sendGet();
-        } else pump();
+        // (as after a 409). Without this the patch stayed only in "rep" until the next reconnect. (A report is
+        // in flight only while connected: `disconnected` settles it.)
+        s.synced = false;
+        if (s.pendingGet === undefined) sendGet();
       }
       break;
     }
@@ -531,7 +530,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
           // AWS: the accepted shadow version (Azure: the reported $version, kept but unused: its reports carry none).
           if (ev.version !== undefined) s.shadowVersion = Math.max(s.shadowVersion, ev.version);
           if (ev.token !== undefined && ev.token === s.inFlight?.token) { finishReport(); pump(); }
-          else if (ev.desired === true && ev.version !== undefined && ev.version > s.version && s.synced && s.connected) {
+          else if (ev.desired === true && ev.version !== undefined && ev.version > s.version && s.synced) {
             // AWS publishes update/accepted for every accepted update, the service API's included, but no
             // delta when desired went back to what the device reports (a rollout's revert): get the document.
             log("info", "sync.desired.changed-elsewhere", { version: ev.version });
@@ -578,7 +577,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
             const detail: Record<string, string | number> = { status: ev.status, serviceMessage: ev.message.slice(0, 200) };
             if (attempts > 1) detail.attempts = attempts;
             finishReport(new ShadowOtaError(ev.code, `report refused: ${ev.status} ${ev.message}`, { detail }));
-            if (conflict && s.connected) {
+            if (conflict) { // in flight, so connected
               s.synced = false; // reports wait for the fresh document
               if (s.pendingGet === undefined) sendGet();
             } else {
@@ -596,6 +595,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
           try {
             const requested = parseFirmwareUpdatePayload(ev.payload).version;
             version = checkFirmware(requested);
+            // Stryker disable next-line ConditionalExpression: `err` is read only when `version` is undefined.
             if (version === undefined) err = new ShadowOtaError(SYNC_CODES.SYNC_FIRMWARE_VERSION_INVALID, "version is not strict SemVer");
           } catch (e) {
             err = asSyncError(e);
@@ -797,7 +797,7 @@ export class ShadowSync {
         this.#state = state;
         for (const a of actions) this.#execute(a);
         const handlers = this.#handlers;
-        if (handlers.onDesiredDocument !== undefined && state.desired !== desiredBefore && !jsonEqual(state.desired, desiredBefore)) {
+        if (handlers.onDesiredDocument !== undefined && !jsonEqual(state.desired, desiredBefore)) { // same object: true at once
           this.#callHandler("onDesiredDocument", () => handlers.onDesiredDocument!(jsonClone(state.desired)));
         }
         if (!wasSynced && state.synced && handlers.onSynced !== undefined) this.#callHandler("onSynced", () => handlers.onSynced!());
@@ -830,8 +830,7 @@ export class ShadowSync {
         });
         break;
       case "start-timer": {
-        const old = this.#timers.get(a.token);
-        if (old !== undefined) clock.cancel(old);
+        this.#execute({ type: "cancel-timer", token: a.token }); // a timer of that token still running is replaced
         this.#timers.set(a.token, clock.setTimer(a.ms, () => {
           this.#timers.delete(a.token);
           this.#dispatch({ type: "timeout", token: a.token });
