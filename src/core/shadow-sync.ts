@@ -377,6 +377,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
   const onDocument = (desired: JsonObject, reported: JsonObject, version: number, shadowVersion: number): void => {
     s.synced = true;
     s.getThrottled = 0;
+    acts.push({ type: "cancel-timer", token: RETRY_GET_TOKEN }); // a refused get's retry, when another get answered first
     s.desired = desired;
     s.cloudReported = reported;
     s.version = version;
@@ -509,7 +510,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
           if (!s.synced) {
             // Remembered: a get response produced before this change (it can arrive after the notification)
             // does not cover it, and is then asked for again (see "document").
-            if (ev.version > s.notifiedBeforeGet) s.notifiedBeforeGet = ev.version;
+            s.notifiedBeforeGet = Math.max(s.notifiedBeforeGet, ev.version);
             log("debug", "sync.desired.before-get", { version: ev.version });
             break;
           }
@@ -535,6 +536,7 @@ export function step(state: SyncState, input: SyncInput, ctx: StepContext): { st
             // delta when desired went back to what the device reports (a rollout's revert): get the document.
             log("info", "sync.desired.changed-elsewhere", { version: ev.version });
             s.synced = false;
+            // Stryker disable next-line ConditionalExpression: while synced no get is out (a document ends its get and cancels a refused get's retry).
             if (s.pendingGet === undefined) sendGet();
           } else log("debug", "sync.accepted.unrequested", { token: ev.token });
           break;

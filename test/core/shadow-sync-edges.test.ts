@@ -235,6 +235,24 @@ describe("the sync's own reports and the application's handlers", () => {
   });
 });
 
+describe("notifications before the get response", () => {
+  it("out of order (v7, then v6): a response at v6 predates v7 and the get is sent again", async () => {
+    const d = device();
+    const token = await connect(d);
+    d.mqtt.deliver(`${P}/update/delta`, { state: { interval: 30 }, metadata: {}, version: 7, timestamp: 2 });
+    d.mqtt.deliver(`${P}/update/delta`, { state: { interval: 20 }, metadata: {}, version: 6, timestamp: 2 });
+    await settle();
+    await answer(d, token, { desired: { interval: 20 }, reported: {} }, 6);
+    expect(d.log.lines.filter((l) => l.event === "sync.document.older-than-notified")).toEqual([
+      { level: "info", event: "sync.document.older-than-notified", fields: { version: 6, notified: 7 } }]);
+    expect(d.changes).toEqual([]);
+    const again = sent(d).filter((m) => m.topic === "get");
+    expect(again).toHaveLength(1);
+    await answer(d, again[0]!.json.clientToken, { desired: { interval: 30 }, reported: {} }, 7);
+    expect(d.changes.map((c) => [c.delta, c.version])).toEqual([[{ interval: 30 }, 7]]);
+  });
+});
+
 describe("the pure step", () => {
   it("a fresh state is not synced: a desired notification fed before any connect is remembered, not handed on", () => {
     const ctx = {
@@ -245,5 +263,18 @@ describe("the pure step", () => {
     expect(actions).toEqual([{ type: "log", level: "debug", event: "sync.desired.before-get", fields: { version: 3 } }]);
     expect(state.notifiedBeforeGet).toBe(3);
     expect(state.synced).toBe(false);
+  });
+
+  it("a disconnect ends the synced state: a notification fed after it, before the next get response, is not handed on", () => {
+    const ctx = {
+      protocol: cloudProtocol("aws", { thingName: "esp32-01" }), firmwareVersionPath: ["fw"], requestTimeoutMs: 10_000,
+      conditionalReports: true, firmwareMethod: "firmwareUpdate", maxStateDepth: 8, throttleRetry: DEFAULT_THROTTLE_RETRY,
+    };
+    let s = step(initialSyncState(), { type: "connected" }, ctx).state;
+    s = step(s, { type: "message", event: { kind: "document", token: s.pendingGet!, desired: {}, reported: {}, version: 2 } }, ctx).state;
+    expect(s.synced).toBe(true);
+    s = step(s, { type: "disconnected" }, ctx).state;
+    const { actions } = step(s, { type: "message", event: { kind: "desired-delta", version: 3, delta: { a: 1 } } }, ctx);
+    expect(actions.map((a) => a.type)).toEqual(["log"]);
   });
 });

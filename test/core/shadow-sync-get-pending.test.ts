@@ -193,6 +193,20 @@ describe("the retry of a refused get", () => {
     expect(sent(d)).toEqual([]);
   });
 
+  it("the second get answered before the first refusal's retry: the retry is dropped", async () => {
+    const { d, second } = await twoGets();
+    answer(d, second, { interval: 10 }, 7, { interval: 10, a: 1 });
+    await settle();
+    expect(d.sync.synced).toBe(true);
+    d.clock.advance(5_000); // past t=12 s
+    await settle();
+    expect(sent(d)).toEqual([]);
+    // Desired changed elsewhere again: one get.
+    acceptedElsewhere(d, { interval: 10 }, 8);
+    await settle();
+    expect(gets(sent(d))).toHaveLength(1);
+  });
+
   it("the second get refused too: the retry waits the request timeout from that refusal, once", async () => {
     const { d, second } = await twoGets();
     d.clock.advance(1_000); // t=11 s
