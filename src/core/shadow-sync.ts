@@ -36,7 +36,8 @@
  *   policy's attempts are spent (then SYNC_REJECTED with `detail.attempts`). The jitter is drawn by the driver
  *   (ShadowSyncPorts.random), so `step` stays pure. A get the cloud throttles goes again after the same
  *   policy's wait, growing with each 429 in a row (no attempt limit: the device needs its document), where
- *   other refused gets wait the request timeout.
+ *   other refused gets wait the request timeout. A get response that comes first (another get, sent after a
+ *   report's timeout or 409) cancels that wait.
  * - After each get response the device re-sends every reported leaf the cloud lacks or holds differently,
  *   so a rebooted device reports truthfully. Keys deleted locally while offline are not re-deleted.
  * - AWS reports carry the last seen shadow `version` (conditionalReports, default on): a report based on a
