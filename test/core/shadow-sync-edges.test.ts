@@ -45,6 +45,15 @@ async function answer(d: Dev, token: string, state: JsonObject, version = 5): Pr
   d.mqtt.deliver(`${P}/get/accepted`, { state, metadata: {}, version, timestamp: 1, clientToken: token });
   await settle();
 }
+/** Azure: connect and answer the twin GET with an empty desired state at $version 2. */
+async function azureSynced(d: Dev): Promise<void> {
+  d.mqtt.connect();
+  await settle();
+  const get = d.mqtt.take().find((m) => m.topic.startsWith("$iothub/twin/GET/"))!;
+  const rid = /\$rid=([^&]+)/.exec(get.topic)![1];
+  d.mqtt.deliver(`$iothub/twin/res/200/?$rid=${rid}`, { desired: { $version: 2 }, reported: { $version: 1 } });
+  await settle();
+}
 /** An object nested `levels` deep (jsonDepth), its leaf `value`. */
 function nest(levels: number, value: number | string = 1): JsonObject {
   let o: JsonObject = { l: value };
@@ -135,12 +144,7 @@ describe("state depth", () => {
     const r = track(d.sync.report({ cfg: nest(7) }));
     await settle();
     expect(r.result).toBe("SYNC_NOT_CONNECTED");
-    d.mqtt.connect();
-    await settle();
-    const get = d.mqtt.take().find((m) => m.topic.startsWith("$iothub/twin/GET/"))!;
-    const rid = /\$rid=([^&]+)/.exec(get.topic)![1];
-    d.mqtt.deliver(`$iothub/twin/res/200/?$rid=${rid}`, { desired: { $version: 2 }, reported: { $version: 1 } });
-    await settle();
+    await azureSynced(d);
     expect(d.errors).toEqual([]);
     const patches = d.mqtt.take().filter((m) => m.topic.startsWith("$iothub/twin/PATCH/properties/reported/"));
     expect(patches.map((m) => JSON.parse(m.payload))).toEqual([{ cfg: nest(7) }]);
@@ -152,12 +156,7 @@ describe("state depth", () => {
     kv.set(SYNC_KV_KEYS.IDENTITY, syncIdentity(config));
     kv.set(SYNC_KV_KEYS.REPORTED, JSON.stringify({ cfg: nest(11) }));
     const d = device(config, kv);
-    d.mqtt.connect();
-    await settle();
-    const get = d.mqtt.take().find((m) => m.topic.startsWith("$iothub/twin/GET/"))!;
-    const rid = /\$rid=([^&]+)/.exec(get.topic)![1];
-    d.mqtt.deliver(`$iothub/twin/res/200/?$rid=${rid}`, { desired: { $version: 2 }, reported: { $version: 1 } });
-    await settle();
+    await azureSynced(d);
     expect(d.errors.map((e) => [e.code, e.detail?.["which"], e.detail?.["maxDepth"]])).toEqual([
       // The resync compares the device's reported state (computeDelta's first argument, named "desired" in
       // its error) with the cloud's; then the delta of desired against it.
