@@ -89,6 +89,35 @@ describe("cancel while downloading", () => {
   });
 });
 
+describe("cancel while verifying, and its log lines", () => {
+  it("Verifying (cancelled from the report of that state): the image is not staged, the slot aborted, the boot partition untouched", async () => {
+    const r = new Rig();
+    let cancelled: boolean | undefined;
+    r.reportResult = () => {
+      if (r.ota.state === "Verifying" && cancelled === undefined) cancelled = r.ota.cancel("1.1.0", "desired names 1.0.0");
+      return Promise.resolve();
+    };
+    r.ota.request("1.1.0");
+    await run(400);
+    expect(cancelled).toBe(true);
+    expect(r.ota.state).toBe("Idle");
+    expect(r.states()).not.toContain("Staged");
+    expect(r.flash.next).toBeUndefined();
+    expect(r.restart.reasons).toEqual([]);
+    expect(r.events("ota.cancelled")).toEqual([{ level: "info", fields: { version: "1.1.0", reason: "desired names 1.0.0" } }]);
+    r.ota.close();
+  });
+
+  it("cancelled twice: the second finds nothing to cancel and logs nothing (too late is only for Staged)", async () => {
+    const r = await midDownload();
+    expect(r.ota.cancel("1.1.0", "revert")).toBe(true);
+    expect(r.ota.cancel("1.1.0", "revert")).toBe(false);
+    expect(r.events("ota.cancelled")).toHaveLength(1);
+    expect(r.events("ota.cancel.too-late")).toEqual([]);
+    r.ota.close();
+  });
+});
+
 describe("nothing to cancel", () => {
   it("another version, Idle or a closed controller: false and nothing changes", async () => {
     const r = await midDownload();
@@ -113,7 +142,7 @@ describe("nothing to cancel", () => {
     await run(400);
     expect(r.ota.state).toBe("Staged");
     expect(r.ota.cancel("1.1.0", "desired names 1.0.0")).toBe(false);
-    expect(r.events("ota.cancel.too-late")).toHaveLength(1);
+    expect(r.events("ota.cancel.too-late")).toEqual([{ level: "warn", fields: { version: "1.1.0", state: "Staged" } }]);
     r.clock.advance(10_000); // REPORT_BEFORE_RESTART_MS
     await run();
     expect(r.restart.reasons).toHaveLength(1);
