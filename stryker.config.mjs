@@ -21,7 +21,7 @@ export const CORE_TESTS = {
   "azure-twin.ts": ["azure-twin.test.ts", "azure-twin-refusals.test.ts"],
   "backoff.ts": ["backoff.test.ts"],
   "cloud-protocol.ts": ["cloud-protocol.test.ts", "frozen-builtins.test.ts"],
-  "config-diff.ts": ["config-diff.test.ts"],
+  "config-diff.ts": ["config-diff.test.ts", "config-diff-edges.test.ts"],
   "device-agent.ts": ["device-agent.test.ts", "device-agent-reports.test.ts", "device-agent-revert.test.ts"],
   "device-app.ts": ["device-app.test.ts", "device-app-logs.test.ts", "device-app-revert.test.ts", "update-policy.test.ts"],
   "download-errors.ts": ["firmware-url.test.ts", "error-codes.test.ts"],
