@@ -29,7 +29,7 @@ export const CORE_TESTS = {
   "firmware-url.ts": ["firmware-url.test.ts"],
   "hmac-sha256.ts": ["sas-token.test.ts", "hmac-sha256.test.ts"],
   "json.ts": ["xs-smoke.test.ts", "json-utf8.test.ts"],
-  "log-mirror.ts": ["log-mirror.test.ts", "log-mirror-config.test.ts"],
+  "log-mirror.ts": ["log-mirror.test.ts", "log-mirror-config.test.ts", "log-mirror-bookkeeping.test.ts"],
   // Not ota-controller-property.test.ts: its 60 random sequences (over a second) cover nearly every mutant
   // and would run for each; the example tests have to pin the controller's behaviour on their own.
   "ota-controller.ts": ["ota-controller.test.ts", "ota-controller-edges.test.ts", "ota-policy.test.ts", "ota-log.test.ts",
