@@ -2,7 +2,7 @@
  * config-diff (src/core/config-diff.ts) where its vectors and property tests do not look: a desired object
  * the reported state lacks (or holds a scalar for) arrives whole, without the members `null` deletes and
  * without the objects those deletions empty, while an object the document sets empty stays; the results
- * are plain objects the application may change; the words of setPath's refusal. Jest subset only (runs on
+ * are plain objects the application may change and delete from; the words of setPath's refusal. Jest subset only (runs on
  * XS too).
  */
 import { applyPatch, changedPaths, computeDelta, CONFIG_DIFF_CODES, setPath } from "../../src/core/config-diff";
@@ -33,11 +33,13 @@ describe("a desired object where reported holds a scalar or nothing", () => {
 });
 
 describe("results are the caller's", () => {
-  it("a delta, a patched document and a set path are plain objects the application may change", () => {
+  it("a delta, a patched document and a set path are plain objects the application may change and delete from", () => {
     const delta = computeDelta({ lights: { level: 40, mode: { name: "eco" } } }, {});
     (delta["lights"] as JsonObject)["level"] = 50;
     ((delta["lights"] as JsonObject)["mode"] as JsonObject)["name"] = "max";
     expect(delta).toEqual({ lights: { level: 50, mode: { name: "max" } } });
+    delete (delta["lights"] as JsonObject)["mode"];
+    expect(delta).toEqual({ lights: { level: 50 } });
     const doc = applyPatch({ a: { b: 1 } }, { a: { c: 2 } });
     (doc["a"] as JsonObject)["c"] = 3;
     expect(doc).toEqual({ a: { b: 1, c: 3 } });
