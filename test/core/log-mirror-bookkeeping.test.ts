@@ -2,8 +2,8 @@
  * LogMirror (src/core/log-mirror.ts) bookkeeping that log-mirror.test.ts reaches without pinning: drops of
  * several kinds summed into the next line, drops a failed publish carried put back, the in-flight count
  * after a failed publish, uptime from the mirror's own start, the fields of its own log lines, and what a
- * closed mirror or a repeated `connected` does. The test plays the transport with the fake MQTT client on a
- * hand-driven clock. Jest subset only (runs on XS too).
+ * closed mirror, a repeated `connected`, an unknown level and an empty token bucket do. The test plays the
+ * transport with the fake MQTT client on a hand-driven clock. Jest subset only (runs on XS too).
  */
 import { ShadowOtaError } from "../../src/core/errors";
 import { LogMirror, type LogMirrorConfig } from "../../src/core/log-mirror";
@@ -110,6 +110,32 @@ describe("closed, and a repeated connected", () => {
     expect(r.mirror.stats.reconnects).toBe(0);
     r.mirror.health();
     await settle();
-    expect(r.lines()[0]).toMatchObject({ event: "device.health", reconnects: 0 });
+    const [line] = r.lines();
+    expect(line).toMatchObject({ event: "device.health", reconnects: 0 });
+    expect("largestFreeBlock" in line!).toBe(false); // the heap probe does not know it: no member, not null
+  });
+});
+
+describe("levels and tokens", () => {
+  it("a level the mirror does not know is logged inside only, never mirrored", async () => {
+    const r = rig({ minLevel: "debug" });
+    r.mqtt.connect();
+    r.mirror.log("trace" as never, "odd");
+    await settle();
+    expect(r.mqtt.published).toEqual([]);
+    expect(r.inner.lines.map((l) => l.event)).toEqual(["odd"]);
+  });
+
+  it("the dropped line a reconnect sends takes a token like any line: with none left it is counted too", async () => {
+    const r = rig({ burst: 1, ratePerMin: 1 });
+    r.mqtt.connect();
+    r.mirror.log("warn", "takes-the-token");
+    await settle();
+    r.mqtt.disconnect();
+    r.mirror.log("warn", "offline");
+    r.mqtt.connect(); // no token left: the dropped line is rate-limited
+    await settle();
+    expect(r.lines().map((l) => l.event)).toEqual(["takes-the-token"]);
+    expect(r.mirror.stats.droppedBy).toEqual({ offline: 1, rateLimited: 1, busy: 0, failed: 0 });
   });
 });
