@@ -87,9 +87,9 @@ export interface CloudProtocol {
   /**
    * A reported update carrying `token`. `version` (AWS only) makes the service refuse the update with 409
    * unless the shadow is still at that version; a version below 1 (no shadow yet: AWS numbers from 1) is
-   * not sent. Azure ignores it. Throws (before anything is sent) what
-   * the service would refuse: SYNC_DEPTH_EXCEEDED, SYNC_PAYLOAD_TOO_LARGE, SYNC_DOCUMENT_INVALID,
-   * SYNC_CLIENT_TOKEN_INVALID / SYNC_NAME_INVALID for a bad token.
+   * not sent. Azure ignores it. Throws (before anything is sent) what the service would refuse:
+   * SYNC_DEPTH_EXCEEDED, SYNC_PAYLOAD_TOO_LARGE, SYNC_DOCUMENT_INVALID, SYNC_CLIENT_TOKEN_INVALID /
+   * SYNC_NAME_INVALID for a bad token.
    */
   reportRequest(reportedPatch: JsonObject, token: string, version?: number): OutgoingMessage;
   /** The reply to a direct method (Azure); undefined for a cloud without direct methods (AWS). */

@@ -134,3 +134,10 @@ export class MemoryLog implements Log {
 export async function settle(): Promise<void> {
   for (let i = 0; i < 20; i++) await Promise.resolve();
 }
+
+/** Follows a report() promise: `result` becomes "resolved" or the rejection's code, `error` the rejection. */
+export function track(p: Promise<void>): { result?: string; error?: ShadowOtaError } {
+  const out: { result?: string; error?: ShadowOtaError } = {};
+  p.then(() => { out.result = "resolved"; }, (e: ShadowOtaError) => { out.result = e.code; out.error = e; });
+  return out;
+}

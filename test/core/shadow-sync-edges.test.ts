@@ -13,7 +13,7 @@ import type { JsonObject } from "../../src/core/json";
 import {
   DEFAULT_THROTTLE_RETRY, initialSyncState, ShadowSync, step, SYNC_KV_KEYS, syncIdentity, type DesiredChange, type ShadowSyncConfig,
 } from "../../src/core/shadow-sync";
-import { FakeMqtt, ManualClock, MemoryKv, MemoryLog, settle } from "./fake-ports";
+import { FakeMqtt, ManualClock, MemoryKv, MemoryLog, settle, track } from "./fake-ports";
 
 const P = "$aws/things/esp32-01/shadow";
 
@@ -59,11 +59,6 @@ function nest(levels: number, value: number | string = 1): JsonObject {
   let o: JsonObject = { l: value };
   for (let i = 1; i < levels; i++) o = { l: o };
   return o;
-}
-function track(p: Promise<void>): { result?: string } {
-  const out: { result?: string } = {};
-  p.then(() => { out.result = "resolved"; }, (e: ShadowOtaError) => { out.result = e.code; });
-  return out;
 }
 
 describe("between a connect and the get response", () => {

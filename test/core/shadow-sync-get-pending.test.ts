@@ -9,7 +9,7 @@
 import type { ShadowOtaError } from "../../src/core/errors";
 import type { JsonObject } from "../../src/core/json";
 import { ShadowSync, type DesiredChange } from "../../src/core/shadow-sync";
-import { FakeMqtt, ManualClock, MemoryKv, MemoryLog, settle } from "./fake-ports";
+import { FakeMqtt, ManualClock, MemoryKv, MemoryLog, settle, track } from "./fake-ports";
 
 const P = "$aws/things/esp32-01/shadow";
 
@@ -48,11 +48,6 @@ async function synced(d: Dev, desired: JsonObject = { interval: 10 }, version = 
 /** A desired change made elsewhere (the service API): AWS echoes it on update/accepted, without clientToken. */
 function acceptedElsewhere(d: Dev, desired: JsonObject, version: number): void {
   d.mqtt.deliver(`${P}/update/accepted`, { state: { desired }, metadata: {}, version, timestamp: 2 });
-}
-function track(p: Promise<void>): { result?: string } {
-  const out: { result?: string } = {};
-  p.then(() => { out.result = "resolved"; }, (e: ShadowOtaError) => { out.result = e.code; });
-  return out;
 }
 
 describe("desired changed elsewhere (update/accepted without a delta)", () => {

@@ -8,7 +8,7 @@
 import { ShadowOtaError } from "../../src/core/errors";
 import type { JsonObject } from "../../src/core/json";
 import { DEFAULT_THROTTLE_RETRY, ShadowSync, type ShadowSyncConfig } from "../../src/core/shadow-sync";
-import { FakeMqtt, ManualClock, MemoryKv, MemoryLog, settle } from "./fake-ports";
+import { FakeMqtt, ManualClock, MemoryKv, MemoryLog, settle, track } from "./fake-ports";
 
 const P = "$aws/things/esp32-01/shadow";
 
@@ -41,11 +41,6 @@ function updates(d: Dev): Array<[string, JsonObject, number | undefined]> {
   });
 }
 
-function track(p: Promise<void>): { result?: string; error?: ShadowOtaError } {
-  const out: { result?: string; error?: ShadowOtaError } = {};
-  p.then(() => { out.result = "resolved"; }, (e: ShadowOtaError) => { out.result = e.code; out.error = e; });
-  return out;
-}
 
 const throttle = (d: Dev, token: string) => d.mqtt.deliver(`${P}/update/rejected`, { code: 429, message: "Too Many Requests", clientToken: token });
 const accept = (d: Dev, token: string, reported: JsonObject, version: number) =>
